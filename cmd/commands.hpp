@@ -1,0 +1,33 @@
+// The table of subcommands.
+//
+// To add a subcommand:
+//   1. write cmd/<name>.cpp with `void setup_<name>(CLI::App& app, Context& ctx)`, which adds
+//      the subcommand, its options (validated with lib/model parsers) and a parse callback
+//      that sets ctx.action; the action calls one library facade and prints via lib/output;
+//   2. declare setup_<name> below and add a row to k_commands;
+//   3. add the file to cmd/CMakeLists.txt;
+//   4. document it in README.md (tour, with real output) and cover it in tests/integration.
+#pragma once
+
+#include "context.hpp"
+
+#include <CLI/CLI.hpp>
+
+namespace svcctl::cmd {
+
+void setup_register(CLI::App& app, Context& ctx);
+void setup_unregister(CLI::App& app, Context& ctx);
+void setup_list(CLI::App& app, Context& ctx);
+
+struct Command {
+  const char* name;
+  void (*setup)(CLI::App& app, Context& ctx);
+};
+
+inline constexpr Command k_commands[] = {
+    {"register", setup_register},
+    {"unregister", setup_unregister},
+    {"list", setup_list},
+};
+
+}  // namespace svcctl::cmd

@@ -1,0 +1,59 @@
+#include "context.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+
+namespace svcctl::cmd {
+
+Expected<registry::Registry*> Context::registry() {
+  if (m_registry) return m_registry.get();
+  if (zk_timeout_ms < 1)
+    return fail(ErrorKind::Usage, fmt::format("invalid --zk-timeout {}: use milliseconds ≥ 1", zk_timeout_ms));
+  if (!auth.empty() && (auth.find(':') == std::string::npos || auth.front() == ':'))
+    return fail(ErrorKind::Usage, "invalid --auth: use USER:PASSWORD");
+  zk::Options options;
+  options.connect = zk;
+  options.timeout = std::chrono::milliseconds(zk_timeout_ms);
+  options.digest = auth;
+  SVCCTL_TRY(m_client, zk::Client::connect(options));
+  if (verbose)
+    fmt::print(stderr, "connected to {} (session 0x{:x}, negotiated session timeout {} ms{})\n", zk,
+               m_client->session_id(), m_client->negotiated_session_timeout().count(),
+               m_client->authenticated() ? ", digest authenticated" : "");
+  m_registry = std::make_unique<registry::Registry>(*m_client);
+  return m_registry.get();
+}
+
+void Context::warn(std::string_view message) const {
+  if (!quiet) fmt::print(stderr, "svcctl: warning: {}\n", message);
+}
+
+void Context::warn_problems(const std::vector<std::string>& problems) const {
+  for (const auto& p : problems) warn(p);
+}
+
+void Context::print_write(const registry::WriteResult& result) const {
+  for (const auto& note : result.notes) warn(note);
+  if (format == output::Format::Json) {
+    output::print_json(result.to_json());
+    return;
+  }
+  if (quiet) return;
+  using registry::Action;
+  switch (result.action) {
+    case Action::Created:
+    case Action::Updated:
+    case Action::Unchanged:
+      fmt::print("{} {} (version {})\n", registry::to_string(result.action), result.path,
+                 result.version);
+      break;
+    case Action::Deleted:
+      fmt::print("deleted {}", result.path);
+      if (result.removed.size() > 1) fmt::print(" ({} nodes removed)", result.removed.size());
+      fmt::print("\n");
+      break;
+  }
+}
+
+}  // namespace svcctl::cmd

@@ -1,0 +1,44 @@
+// What every subcommand shares: the global options, the ZooKeeper connection (opened on
+// first use), and the printers for results and warnings.
+#pragma once
+
+#include <svcctl/core/expected.hpp>
+#include <svcctl/output/output.hpp>
+#include <svcctl/registry/registry.hpp>
+#include <svcctl/zk/client.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace svcctl::cmd {
+
+struct Context {
+  // Global options (DESIGN §5).
+  std::string zk = "127.0.0.1:2181";
+  int zk_timeout_ms = 5000;
+  std::string auth;  // user:password
+  std::string output = "auto";
+  bool quiet = false;
+  bool verbose = false;
+
+  output::Format format = output::Format::Table;  // resolved after parsing
+  // Set by the chosen subcommand's parse callback; run by main() after parsing.
+  std::function<Expected<void>()> action;
+
+  // The registry over a connection made on first use (Unavailable, Usage on bad options).
+  Expected<registry::Registry*> registry();
+
+  // A warning on stderr, unless -q.
+  void warn(std::string_view message) const;
+  // Prints each problem found in node data as a warning.
+  void warn_problems(const std::vector<std::string>& problems) const;
+  // Prints a write's result: JSON, or one line for people (nothing with -q).
+  void print_write(const registry::WriteResult& result) const;
+
+ private:
+  std::unique_ptr<zk::Client> m_client;
+  std::unique_ptr<registry::Registry> m_registry;
+};
+
+}  // namespace svcctl::cmd

@@ -1,0 +1,135 @@
+// Reads and writes the registry layout (DESIGN §2) through a ZooKeeper client.
+//
+// Writes are read-modify-write with compare-and-set on the node version: the given fields
+// are merged over the node's JSON object (unknown fields are kept) and written only if the
+// node has not changed since it was read; on a conflict the whole step is retried, unless
+// the caller pinned a version (WriteOptions::if_version), which then fails with Conflict.
+// Guard rails (last up address, non-empty service, key still used) are checked inside the
+// same atomic multi-operation as the write, so a concurrent writer cannot slip past them.
+#pragma once
+
+#include <svcctl/core/expected.hpp>
+#include <svcctl/model/model.hpp>
+#include <svcctl/zk/client.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace svcctl::registry {
+
+enum class Action { Created, Updated, Unchanged, Deleted };
+std::string_view to_string(Action action);
+
+struct WriteResult {
+  std::string path;
+  Action action = Action::Unchanged;
+  int version = -1;          // the node's version after the write (-1 when deleted)
+  nlohmann::json data;       // the node's data after the write (null when deleted)
+  std::vector<std::string> removed;  // every path removed, deepest first
+  std::vector<std::string> notes;    // side effects worth telling (e.g. service created)
+  nlohmann::json to_json() const;
+};
+
+enum class IfMissing { Refuse, CreateService };
+enum class Safety { Guarded, Force };
+enum class Depth { NodeOnly, Recursive };
+
+struct WriteOptions {
+  std::optional<int> if_version;  // fail with Conflict unless the node is at this version
+  IfMissing if_missing = IfMissing::Refuse;
+  Safety safety = Safety::Guarded;
+};
+
+struct ServiceSummary {
+  model::Service service;
+  bool registered = true;  // false: found under /address or /api but no /service node
+  int addresses_up = 0;
+  int addresses_total = 0;
+  int interfaces = 0;
+  std::vector<std::string> dcs;
+  std::vector<std::string> problems;
+  nlohmann::json to_json() const;
+};
+
+struct ServiceDetail {
+  model::Service service;
+  bool registered = true;
+  std::vector<model::Address> addresses;
+  std::vector<model::Api> apis;
+  std::vector<model::Acl> acls;
+  std::vector<std::string> problems;
+  nlohmann::json to_json() const;
+};
+
+struct KeyDetail {
+  model::Key key;
+  std::vector<model::Acl> acls;
+  std::vector<std::string> problems;
+  nlohmann::json to_json() const;
+};
+
+class Registry {
+ public:
+  explicit Registry(zk::Client& client) : m_zk(client) {}
+
+  // Creates the node, or updates the given fields of an existing one.
+  Expected<WriteResult> put_service(const std::string& name, const model::ServiceFields& fields,
+                                    const WriteOptions& options);
+  // Needs the service (NotFound) unless options.if_missing is CreateService. Marking the
+  // last up address down is Unsafe unless options.safety is Force.
+  Expected<WriteResult> put_address(const std::string& service, const model::HostPort& address,
+                                    const model::AddressFields& fields, const WriteOptions& options);
+  // A new interface needs fields.path (Usage).
+  Expected<WriteResult> put_api(const std::string& service, const std::string& iface,
+                                const model::ApiFields& fields, const WriteOptions& options);
+  Expected<WriteResult> put_key(const std::string& key, const model::KeyFields& fields,
+                                const WriteOptions& options);
+  // Needs both the service and the key (NotFound).
+  Expected<WriteResult> put_acl(const std::string& service, const std::string& key,
+                                const model::AclFields& fields, const WriteOptions& options);
+
+  // Refuses (Unsafe) a service that still has addresses, interfaces or ACLs, unless
+  // Recursive, which removes them all in one atomic step.
+  Expected<WriteResult> remove_service(const std::string& name, Depth depth);
+  // Removing the last up address is Unsafe unless Force.
+  Expected<WriteResult> remove_address(const std::string& service, const model::HostPort& address,
+                                       Safety safety);
+  Expected<WriteResult> remove_api(const std::string& service, const std::string& iface);
+  // Refuses (Unsafe) a key still named by ACLs, unless Force, which removes those too.
+  Expected<WriteResult> remove_key(const std::string& key, Safety safety);
+  Expected<WriteResult> remove_acl(const std::string& service, const std::string& key);
+
+  // Every service found under /service, /address or /api, sorted by name.
+  Expected<std::vector<ServiceSummary>> list_services();
+  // One service with its addresses, interfaces and ACLs (NotFound if none of it exists).
+  Expected<ServiceDetail> describe_service(const std::string& name);
+  // Every key with the ACLs that name it.
+  Expected<std::vector<KeyDetail>> list_keys();
+
+ private:
+  using Guard = std::function<Expected<std::vector<zk::Op>>(const nlohmann::json* before,
+                                                            const nlohmann::json& after)>;
+  Expected<WriteResult> upsert(const std::string& path, const nlohmann::json& patch,
+                               const nlohmann::json& defaults, const WriteOptions& options,
+                               const std::function<Expected<void>(const nlohmann::json&)>& validate,
+                               const Guard& guard);
+  Expected<void> require(const std::string& path, std::string what);
+  Expected<std::vector<std::string>> children_or_empty(const std::string& path);
+  // Reads every address of a service, with its node version.
+  struct AddressNode {
+    model::Address address;
+    int version = 0;
+  };
+  Expected<std::vector<AddressNode>> read_addresses(const std::string& service);
+  // A check op on one other up address, or Unsafe if `target` is the last one up.
+  Expected<std::vector<zk::Op>> last_up_guard(const std::string& service, const std::string& target,
+                                              std::string_view doing);
+
+  zk::Client& m_zk;
+};
+
+}  // namespace svcctl::registry

@@ -1,0 +1,668 @@
+#include <svcctl/registry/paths.hpp>
+#include <svcctl/registry/registry.hpp>
+
+#include <fmt/format.h>
+
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+
+namespace svcctl::registry {
+
+using nlohmann::json;
+
+namespace {
+
+// How often a read-modify-write is retried when another writer got in between.
+constexpr int k_max_attempts = 32;
+
+std::string dump(const json& j) { return j.dump(); }
+
+template <typename T>
+void add_problems(std::vector<std::string>& out, const std::string& path, const model::Decoded<T>& d) {
+  for (const auto& p : d.problems) out.push_back(fmt::format("{}: {}", path, p));
+}
+
+std::string plural(std::size_t n, std::string_view one, std::string_view many) {
+  return fmt::format("{} {}", n, n == 1 ? one : many);
+}
+
+}  // namespace
+
+std::string_view to_string(Action action) {
+  switch (action) {
+    case Action::Created: return "created";
+    case Action::Updated: return "updated";
+    case Action::Unchanged: return "unchanged";
+    case Action::Deleted: return "deleted";
+  }
+  return "unchanged";
+}
+
+json WriteResult::to_json() const {
+  json j = {{"path", path}, {"action", to_string(action)}};
+  if (action == Action::Deleted) {
+    j["removed"] = removed;
+  } else {
+    j["version"] = version;
+    j["data"] = data;
+  }
+  if (!notes.empty()) j["notes"] = notes;
+  return j;
+}
+
+json ServiceSummary::to_json() const {
+  json j = model::to_json(service);
+  j["registered"] = registered;
+  j["addresses_up"] = addresses_up;
+  j["addresses_total"] = addresses_total;
+  j["interfaces"] = interfaces;
+  j["dcs"] = dcs;
+  if (!problems.empty()) j["problems"] = problems;
+  return j;
+}
+
+json ServiceDetail::to_json() const {
+  json j = model::to_json(service);
+  j["registered"] = registered;
+  j["addresses"] = json::array();
+  for (const auto& a : addresses) j["addresses"].push_back(model::to_json(a));
+  j["interfaces"] = json::array();
+  for (const auto& a : apis) j["interfaces"].push_back(model::to_json(a));
+  j["acls"] = json::array();
+  for (const auto& a : acls) j["acls"].push_back(model::to_json(a));
+  if (!problems.empty()) j["problems"] = problems;
+  return j;
+}
+
+json KeyDetail::to_json() const {
+  json j = model::to_json(key);
+  j["acls"] = json::array();
+  for (const auto& a : acls) j["acls"].push_back(model::to_json(a));
+  if (!problems.empty()) j["problems"] = problems;
+  return j;
+}
+
+// ---- writes ----------------------------------------------------------------------------
+
+Expected<WriteResult> Registry::upsert(const std::string& path, const json& patch,
+                                       const json& defaults, const WriteOptions& options,
+                                       const std::function<Expected<void>(const json&)>& validate,
+                                       const Guard& guard) {
+  for (int attempt = 0; attempt < k_max_attempts; ++attempt) {
+    auto node = m_zk.get(path);
+    if (!node && !zk::is(node.error(), zk::Code::NoNode)) return fail(node.error());
+
+    if (!node) {
+      if (options.if_version)
+        return fail(ErrorKind::NotFound,
+                    fmt::format("{} does not exist (--if-version needs an existing node)", path));
+      json data = defaults;
+      data.update(patch);
+      if (validate) SVCCTL_CHECK(validate(data));
+      std::vector<zk::Op> ops;
+      if (guard) {
+        SVCCTL_TRY(ops, guard(nullptr, data));
+      }
+      ops.push_back(zk::Op::create(path, dump(data)));
+      auto r = ops.size() == 1 ? m_zk.create(path, ops.back().data, zk::CreateMode::Persistent)
+                               : m_zk.multi(ops);
+      if (!r) {
+        if (zk::is(r.error(), zk::Code::NodeExists) || zk::is(r.error(), zk::Code::BadVersion))
+          continue;  // someone created it first, or a guarded node moved: read again
+        return fail(r.error());
+      }
+      return WriteResult{path, Action::Created, 0, std::move(data), {}, {}};
+    }
+
+    auto before = model::parse_object(node->data);
+    if (!before)
+      return fail(ErrorKind::Error,
+                  fmt::format("cannot update {}: its {}; fix or remove the node first", path,
+                              before.error().message));
+    if (options.if_version && *options.if_version != node->stat.version)
+      return fail(ErrorKind::Conflict,
+                  fmt::format("{} is at version {}, not {} (--if-version)", path,
+                              node->stat.version, *options.if_version),
+                  static_cast<int>(zk::Code::BadVersion));
+    json after = *before;
+    after.update(patch);
+    if (after == *before)
+      return WriteResult{path, Action::Unchanged, node->stat.version, std::move(after), {}, {}};
+    if (validate) SVCCTL_CHECK(validate(after));
+    std::vector<zk::Op> ops;
+    if (guard) {
+      SVCCTL_TRY(ops, guard(&*before, after));
+    }
+    Expected<void> r;
+    int version = node->stat.version;
+    if (ops.empty()) {
+      auto st = m_zk.set(path, dump(after), version);
+      r = st ? Expected<void>{} : Expected<void>(fail(st.error()));
+    } else {
+      ops.push_back(zk::Op::set(path, dump(after), version));
+      r = m_zk.multi(ops);
+    }
+    if (!r) {
+      bool raced = zk::is(r.error(), zk::Code::BadVersion) || zk::is(r.error(), zk::Code::NoNode);
+      if (!raced) return fail(r.error());
+      if (options.if_version)
+        return fail(ErrorKind::Conflict,
+                    fmt::format("{} changed while it was being written (--if-version {})", path,
+                                *options.if_version),
+                    static_cast<int>(zk::Code::BadVersion));
+      continue;
+    }
+    return WriteResult{path, Action::Updated, version + 1, std::move(after), {}, {}};
+  }
+  return fail(ErrorKind::Conflict,
+              fmt::format("{}: gave up after {} attempts, too many concurrent writers", path,
+                          k_max_attempts));
+}
+
+Expected<void> Registry::require(const std::string& path, std::string what) {
+  SVCCTL_TRY(auto stat, m_zk.exists(path));
+  if (!stat) return fail(ErrorKind::NotFound, std::move(what));
+  return {};
+}
+
+Expected<std::vector<std::string>> Registry::children_or_empty(const std::string& path) {
+  auto kids = m_zk.children(path);
+  if (!kids && zk::is(kids.error(), zk::Code::NoNode)) return std::vector<std::string>{};
+  return kids;
+}
+
+Expected<WriteResult> Registry::put_service(const std::string& name,
+                                            const model::ServiceFields& fields,
+                                            const WriteOptions& options) {
+  SVCCTL_CHECK(model::validate_name("service", name));
+  SVCCTL_CHECK(m_zk.ensure_path(std::string(paths::k_services)));
+  SVCCTL_TRY(auto result, upsert(paths::service(name), fields.patch(), model::ServiceFields::defaults(),
+                                 options, nullptr, nullptr));
+  // The containers of the service's addresses and interfaces (idempotent).
+  SVCCTL_CHECK(m_zk.ensure_path(paths::addresses(name)));
+  SVCCTL_CHECK(m_zk.ensure_path(paths::apis(name)));
+  return result;
+}
+
+Expected<WriteResult> Registry::put_address(const std::string& service, const model::HostPort& address,
+                                            const model::AddressFields& fields,
+                                            const WriteOptions& options) {
+  SVCCTL_CHECK(model::validate_name("service", service));
+  std::vector<std::string> notes;
+  SVCCTL_TRY(auto svc, m_zk.exists(paths::service(service)));
+  if (!svc) {
+    if (options.if_missing == IfMissing::Refuse)
+      return fail(ErrorKind::NotFound,
+                  fmt::format("service \"{}\" not found (register it first, or pass "
+                              "--create-service)",
+                              service));
+    SVCCTL_TRY(auto created, put_service(service, {}, WriteOptions{}));
+    if (created.action == Action::Created) notes.push_back(fmt::format("created service \"{}\"", service));
+  }
+  SVCCTL_CHECK(m_zk.ensure_path(paths::addresses(service)));
+  const std::string hp = address.str();
+  Guard guard = [&](const json* before, const json& after) -> Expected<std::vector<zk::Op>> {
+    bool was_up = before && model::decode_address(service, hp, dump(*before)).value.status ==
+                                model::Status::Up;
+    bool now_down = after.value("status", "up") == "down";
+    if (!was_up || !now_down || options.safety == Safety::Force) return std::vector<zk::Op>{};
+    return last_up_guard(service, hp, "mark down");
+  };
+  SVCCTL_TRY(auto result, upsert(paths::address(service, hp), fields.patch(),
+                                 model::AddressFields::defaults(), options, nullptr, guard));
+  result.notes = std::move(notes);
+  return result;
+}
+
+Expected<WriteResult> Registry::put_api(const std::string& service, const std::string& iface,
+                                        const model::ApiFields& fields, const WriteOptions& options) {
+  SVCCTL_CHECK(model::validate_name("service", service));
+  SVCCTL_CHECK(model::validate_name("interface", iface));
+  std::vector<std::string> notes;
+  SVCCTL_TRY(auto svc, m_zk.exists(paths::service(service)));
+  if (!svc) {
+    if (options.if_missing == IfMissing::Refuse)
+      return fail(ErrorKind::NotFound,
+                  fmt::format("service \"{}\" not found (register it first, or pass "
+                              "--create-service)",
+                              service));
+    SVCCTL_TRY(auto created, put_service(service, {}, WriteOptions{}));
+    if (created.action == Action::Created) notes.push_back(fmt::format("created service \"{}\"", service));
+  }
+  SVCCTL_CHECK(m_zk.ensure_path(paths::apis(service)));
+  auto validate = [&](const json& data) -> Expected<void> {
+    if (!data.contains("path"))
+      return fail(ErrorKind::Usage,
+                  fmt::format("interface \"{}\" of service \"{}\" is new: --path is required",
+                              iface, service));
+    return {};
+  };
+  SVCCTL_TRY(auto result, upsert(paths::api(service, iface), fields.patch(),
+                                 model::ApiFields::defaults(), options, validate, nullptr));
+  result.notes = std::move(notes);
+  return result;
+}
+
+Expected<WriteResult> Registry::put_key(const std::string& key, const model::KeyFields& fields,
+                                        const WriteOptions& options) {
+  SVCCTL_CHECK(model::validate_name("key", key));
+  SVCCTL_CHECK(m_zk.ensure_path(std::string(paths::k_keys)));
+  return upsert(paths::key(key), fields.patch(), model::KeyFields::defaults(), options, nullptr,
+                nullptr);
+}
+
+Expected<WriteResult> Registry::put_acl(const std::string& service, const std::string& key,
+                                        const model::AclFields& fields, const WriteOptions& options) {
+  SVCCTL_CHECK(model::validate_name("service", service));
+  SVCCTL_CHECK(model::validate_name("key", key));
+  SVCCTL_CHECK(require(paths::service(service), fmt::format("service \"{}\" not found", service)));
+  SVCCTL_CHECK(require(paths::key(key),
+                       fmt::format("key \"{}\" not found (register it with: svcctl register key {})",
+                                   key, key)));
+  SVCCTL_CHECK(m_zk.ensure_path(paths::acls(service)));
+  return upsert(paths::acl(service, key), fields.patch(), model::AclFields::defaults(), options,
+                nullptr, nullptr);
+}
+
+Expected<std::vector<Registry::AddressNode>> Registry::read_addresses(const std::string& service) {
+  SVCCTL_TRY(auto names, children_or_empty(paths::addresses(service)));
+  std::vector<std::string> node_paths;
+  for (const auto& n : names) node_paths.push_back(paths::address(service, n));
+  auto nodes = m_zk.get_many(node_paths);
+  std::vector<AddressNode> out;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (!nodes[i]) {
+      if (zk::is(nodes[i].error(), zk::Code::NoNode)) continue;  // removed meanwhile
+      return fail(nodes[i].error());
+    }
+    auto d = model::decode_address(service, names[i], nodes[i]->data);
+    d.value.ephemeral = nodes[i]->stat.ephemeral_owner != 0;
+    out.push_back({std::move(d.value), nodes[i]->stat.version});
+  }
+  return out;
+}
+
+Expected<std::vector<zk::Op>> Registry::last_up_guard(const std::string& service,
+                                                      const std::string& target,
+                                                      std::string_view doing) {
+  SVCCTL_TRY(auto all, read_addresses(service));
+  // One other up address, pinned at the version read, is enough: whichever writer commits
+  // last still sees an up address that did not change under it.
+  for (const auto& a : all) {
+    if (a.address.address != target && a.address.status == model::Status::Up)
+      return std::vector<zk::Op>{zk::Op::check(paths::address(service, a.address.address), a.version)};
+  }
+  return fail(ErrorKind::Unsafe,
+              fmt::format("refusing to {} {}: it is the last up address of service \"{}\" (use "
+                          "--force to do it anyway)",
+                          doing, target, service));
+}
+
+Expected<WriteResult> Registry::remove_service(const std::string& name, Depth depth) {
+  SVCCTL_CHECK(model::validate_name("service", name));
+  const std::string containers[] = {paths::addresses(name), paths::apis(name), paths::acls(name)};
+  for (int attempt = 0; attempt < k_max_attempts; ++attempt) {
+    SVCCTL_TRY(auto svc, m_zk.exists(paths::service(name)));
+    std::vector<zk::Op> ops;
+    std::vector<std::string> removed;
+    std::size_t counts[3] = {0, 0, 0};
+    bool any_container = false;
+    for (int c = 0; c < 3; ++c) {
+      SVCCTL_TRY(auto stat, m_zk.exists(containers[c]));
+      if (!stat) continue;
+      any_container = true;
+      SVCCTL_TRY(auto kids, children_or_empty(containers[c]));
+      counts[c] = kids.size();
+      for (const auto& k : kids) {
+        ops.push_back(zk::Op::remove(zk::join(containers[c], k), -1));
+        removed.push_back(zk::join(containers[c], k));
+      }
+      // A child added meanwhile makes this delete fail (not empty); the step is then retried.
+      ops.push_back(zk::Op::remove(containers[c], -1));
+      removed.push_back(containers[c]);
+    }
+    if (!svc && !any_container)
+      return fail(ErrorKind::NotFound, fmt::format("service \"{}\" not found", name));
+    if (depth == Depth::NodeOnly && counts[0] + counts[1] + counts[2] > 0)
+      return fail(ErrorKind::Unsafe,
+                  fmt::format("service \"{}\" still has {}, {} and {}; use --recursive to remove "
+                              "them with it",
+                              name, plural(counts[0], "address", "addresses"),
+                              plural(counts[1], "interface", "interfaces"),
+                              plural(counts[2], "ACL", "ACLs")));
+    if (svc) {
+      ops.push_back(zk::Op::remove(paths::service(name), -1));
+      removed.push_back(paths::service(name));
+    }
+    auto r = m_zk.multi(ops);
+    if (!r) {
+      if (zk::is(r.error(), zk::Code::NotEmpty) || zk::is(r.error(), zk::Code::NoNode)) continue;
+      return fail(r.error());
+    }
+    return WriteResult{paths::service(name), Action::Deleted, -1, nullptr, std::move(removed), {}};
+  }
+  return fail(ErrorKind::Conflict,
+              fmt::format("service \"{}\": gave up after {} attempts, too many concurrent writers",
+                          name, k_max_attempts));
+}
+
+Expected<WriteResult> Registry::remove_address(const std::string& service,
+                                               const model::HostPort& address, Safety safety) {
+  SVCCTL_CHECK(model::validate_name("service", service));
+  const std::string hp = address.str();
+  const std::string path = paths::address(service, hp);
+  for (int attempt = 0; attempt < k_max_attempts; ++attempt) {
+    auto node = m_zk.get(path);
+    if (!node) {
+      if (zk::is(node.error(), zk::Code::NoNode))
+        return fail(ErrorKind::NotFound,
+                    fmt::format("address {} of service \"{}\" not found", hp, service));
+      return fail(node.error());
+    }
+    std::vector<zk::Op> ops;
+    bool up = model::decode_address(service, hp, node->data).value.status == model::Status::Up;
+    if (up && safety == Safety::Guarded) {
+      SVCCTL_TRY(ops, last_up_guard(service, hp, "remove"));
+    }
+    ops.push_back(zk::Op::remove(path, node->stat.version));
+    auto r = m_zk.multi(ops);
+    if (!r) {
+      if (zk::is(r.error(), zk::Code::BadVersion) || zk::is(r.error(), zk::Code::NoNode)) continue;
+      return fail(r.error());
+    }
+    return WriteResult{path, Action::Deleted, -1, nullptr, {path}, {}};
+  }
+  return fail(ErrorKind::Conflict,
+              fmt::format("{}: gave up after {} attempts, too many concurrent writers", path,
+                          k_max_attempts));
+}
+
+Expected<WriteResult> Registry::remove_api(const std::string& service, const std::string& iface) {
+  SVCCTL_CHECK(model::validate_name("service", service));
+  SVCCTL_CHECK(model::validate_name("interface", iface));
+  const std::string path = paths::api(service, iface);
+  auto r = m_zk.remove(path, -1);
+  if (!r) {
+    if (zk::is(r.error(), zk::Code::NoNode))
+      return fail(ErrorKind::NotFound,
+                  fmt::format("interface \"{}\" of service \"{}\" not found", iface, service));
+    return fail(r.error());
+  }
+  return WriteResult{path, Action::Deleted, -1, nullptr, {path}, {}};
+}
+
+Expected<WriteResult> Registry::remove_key(const std::string& key, Safety safety) {
+  SVCCTL_CHECK(model::validate_name("key", key));
+  const std::string path = paths::key(key);
+  for (int attempt = 0; attempt < k_max_attempts; ++attempt) {
+    SVCCTL_TRY(auto stat, m_zk.exists(path));
+    if (!stat) return fail(ErrorKind::NotFound, fmt::format("key \"{}\" not found", key));
+    // ACLs that name the key: /acl/{svc}/{key} for every service.
+    SVCCTL_TRY(auto services, children_or_empty(std::string(paths::k_acls)));
+    std::vector<std::string> acl_paths;
+    for (const auto& s : services) acl_paths.push_back(paths::acl(s, key));
+    auto found = m_zk.get_many(acl_paths);
+    std::vector<zk::Op> ops;
+    std::vector<std::string> users;
+    std::vector<std::string> removed;
+    for (std::size_t i = 0; i < found.size(); ++i) {
+      if (!found[i]) {
+        if (zk::is(found[i].error(), zk::Code::NoNode)) continue;
+        return fail(found[i].error());
+      }
+      users.push_back(services[i]);
+      ops.push_back(zk::Op::remove(acl_paths[i], found[i]->stat.version));
+      removed.push_back(acl_paths[i]);
+    }
+    if (!users.empty() && safety == Safety::Guarded)
+      return fail(ErrorKind::Unsafe,
+                  fmt::format("key \"{}\" is still named by ACLs of {} (remove them with "
+                              "\"svcctl unregister acl SVC {}\", or pass --force to remove them "
+                              "with the key)",
+                              key, fmt::join(users, ", "), key));
+    ops.push_back(zk::Op::remove(path, stat->version));
+    removed.push_back(path);
+    auto r = m_zk.multi(ops);
+    if (!r) {
+      if (zk::is(r.error(), zk::Code::BadVersion) || zk::is(r.error(), zk::Code::NoNode)) continue;
+      return fail(r.error());
+    }
+    return WriteResult{path, Action::Deleted, -1, nullptr, std::move(removed), {}};
+  }
+  return fail(ErrorKind::Conflict,
+              fmt::format("{}: gave up after {} attempts, too many concurrent writers", path,
+                          k_max_attempts));
+}
+
+Expected<WriteResult> Registry::remove_acl(const std::string& service, const std::string& key) {
+  SVCCTL_CHECK(model::validate_name("service", service));
+  SVCCTL_CHECK(model::validate_name("key", key));
+  const std::string path = paths::acl(service, key);
+  auto r = m_zk.remove(path, -1);
+  if (!r) {
+    if (zk::is(r.error(), zk::Code::NoNode))
+      return fail(ErrorKind::NotFound,
+                  fmt::format("no ACL for key \"{}\" on service \"{}\"", key, service));
+    return fail(r.error());
+  }
+  return WriteResult{path, Action::Deleted, -1, nullptr, {path}, {}};
+}
+
+// ---- reads -----------------------------------------------------------------------------
+
+Expected<std::vector<ServiceSummary>> Registry::list_services() {
+  // Every name under /service, /address and /api: a service whose /service node is missing
+  // is still shown (registered: false), since a gateway would see its addresses.
+  std::set<std::string> names;
+  std::set<std::string> registered;
+  for (auto root : {paths::k_services, paths::k_addresses, paths::k_apis}) {
+    SVCCTL_TRY(auto kids, children_or_empty(std::string(root)));
+    for (auto& k : kids) {
+      if (root == paths::k_services) registered.insert(k);
+      names.insert(std::move(k));
+    }
+  }
+  std::vector<std::string> list(names.begin(), names.end());
+  const std::size_t n = list.size();
+
+  std::vector<std::string> service_paths;
+  std::vector<std::string> container_paths;  // /address/x for all x, then /api/x for all x
+  for (const auto& s : list) {
+    if (registered.count(s)) service_paths.push_back(paths::service(s));
+    container_paths.push_back(paths::addresses(s));
+  }
+  for (const auto& s : list) container_paths.push_back(paths::apis(s));
+  auto service_nodes = m_zk.get_many(service_paths);
+  auto containers = m_zk.children_many(container_paths);
+
+  std::vector<ServiceSummary> out(n);
+  std::vector<std::string> address_paths;
+  std::vector<std::size_t> address_owner;
+  std::size_t si = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    ServiceSummary& sum = out[i];
+    sum.service.name = list[i];
+    sum.registered = registered.count(list[i]) > 0;
+    if (sum.registered) {
+      auto& node = service_nodes[si++];
+      if (node) {
+        auto d = model::decode_service(list[i], node->data);
+        add_problems(sum.problems, paths::service(list[i]), d);
+        sum.service = std::move(d.value);
+      } else if (!zk::is(node.error(), zk::Code::NoNode)) {
+        return fail(node.error());
+      } else {
+        sum.registered = false;
+      }
+    }
+    if (!sum.registered) {
+      sum.service.status = model::Status::Down;
+      sum.problems.push_back(fmt::format("{}: no such node; the service is not registered",
+                                         paths::service(list[i])));
+    }
+    auto& addrs = containers[i];
+    if (addrs) {
+      for (const auto& a : *addrs) {
+        address_paths.push_back(paths::address(list[i], a));
+        address_owner.push_back(i);
+      }
+    } else if (!zk::is(addrs.error(), zk::Code::NoNode)) {
+      return fail(addrs.error());
+    }
+    auto& apis = containers[n + i];
+    if (apis) sum.interfaces = static_cast<int>(apis->size());
+    else if (!zk::is(apis.error(), zk::Code::NoNode)) return fail(apis.error());
+  }
+
+  auto address_nodes = m_zk.get_many(address_paths);
+  std::vector<std::set<std::string>> dcs(n);
+  for (std::size_t k = 0; k < address_paths.size(); ++k) {
+    auto& node = address_nodes[k];
+    if (!node) {
+      if (zk::is(node.error(), zk::Code::NoNode)) continue;
+      return fail(node.error());
+    }
+    std::size_t i = address_owner[k];
+    auto name = address_paths[k].substr(address_paths[k].rfind('/') + 1);
+    auto d = model::decode_address(list[i], name, node->data);
+    add_problems(out[i].problems, address_paths[k], d);
+    ++out[i].addresses_total;
+    if (d.value.status == model::Status::Up) ++out[i].addresses_up;
+    if (!d.value.dc.empty()) dcs[i].insert(d.value.dc);
+  }
+  for (std::size_t i = 0; i < n; ++i) out[i].dcs.assign(dcs[i].begin(), dcs[i].end());
+  return out;
+}
+
+Expected<ServiceDetail> Registry::describe_service(const std::string& name) {
+  SVCCTL_CHECK(model::validate_name("service", name));
+  ServiceDetail detail;
+  detail.service.name = name;
+  auto svc = m_zk.get(paths::service(name));
+  if (svc) {
+    auto d = model::decode_service(name, svc->data);
+    add_problems(detail.problems, paths::service(name), d);
+    detail.service = std::move(d.value);
+  } else if (zk::is(svc.error(), zk::Code::NoNode)) {
+    detail.registered = false;
+    detail.service.status = model::Status::Down;
+  } else {
+    return fail(svc.error());
+  }
+
+  auto kids = m_zk.children_many({paths::addresses(name), paths::apis(name), paths::acls(name)});
+  for (auto& k : kids)
+    if (!k && !zk::is(k.error(), zk::Code::NoNode)) return fail(k.error());
+  if (!detail.registered && !kids[0] && !kids[1])
+    return fail(ErrorKind::NotFound, fmt::format("service \"{}\" not found", name));
+  if (!detail.registered)
+    detail.problems.push_back(
+        fmt::format("{}: no such node; the service is not registered", paths::service(name)));
+
+  auto names_of = [](auto& k) { return k ? *k : std::vector<std::string>{}; };
+  std::vector<std::string> addr_names = names_of(kids[0]);
+  std::vector<std::string> api_names = names_of(kids[1]);
+  std::vector<std::string> acl_names = names_of(kids[2]);
+  std::vector<std::string> all;
+  for (auto& a : addr_names) all.push_back(paths::address(name, a));
+  for (auto& a : api_names) all.push_back(paths::api(name, a));
+  for (auto& a : acl_names) all.push_back(paths::acl(name, a));
+  auto nodes = m_zk.get_many(all);
+  std::size_t idx = 0;
+  auto next = [&](std::vector<std::string>& names, auto&& take) -> Expected<void> {
+    for (auto& child : names) {
+      const std::string& path = all[idx];
+      auto& node = nodes[idx++];
+      if (!node) {
+        if (zk::is(node.error(), zk::Code::NoNode)) continue;
+        return fail(node.error());
+      }
+      take(child, path, *node);
+    }
+    return {};
+  };
+  SVCCTL_CHECK(next(addr_names, [&](const std::string& child, const std::string& path, zk::Node& node) {
+    auto d = model::decode_address(name, child, node.data);
+    d.value.ephemeral = node.stat.ephemeral_owner != 0;
+    add_problems(detail.problems, path, d);
+    detail.addresses.push_back(std::move(d.value));
+  }));
+  SVCCTL_CHECK(next(api_names, [&](const std::string& child, const std::string& path, zk::Node& node) {
+    auto d = model::decode_api(name, child, node.data);
+    add_problems(detail.problems, path, d);
+    detail.apis.push_back(std::move(d.value));
+  }));
+  SVCCTL_CHECK(next(acl_names, [&](const std::string& child, const std::string& path, zk::Node& node) {
+    auto d = model::decode_acl(name, child, node.data);
+    add_problems(detail.problems, path, d);
+    detail.acls.push_back(std::move(d.value));
+  }));
+  return detail;
+}
+
+Expected<std::vector<KeyDetail>> Registry::list_keys() {
+  SVCCTL_TRY(auto keys, children_or_empty(std::string(paths::k_keys)));
+  SVCCTL_TRY(auto services, children_or_empty(std::string(paths::k_acls)));
+  std::sort(keys.begin(), keys.end());
+  std::sort(services.begin(), services.end());
+  std::vector<std::string> key_paths;
+  for (const auto& k : keys) key_paths.push_back(paths::key(k));
+  auto key_nodes = m_zk.get_many(key_paths);
+
+  std::vector<std::string> acl_dirs;
+  for (const auto& s : services) acl_dirs.push_back(paths::acls(s));
+  auto acl_kids = m_zk.children_many(acl_dirs);
+  std::vector<std::string> acl_paths;
+  std::vector<std::pair<std::string, std::string>> acl_ids;  // (service, key)
+  for (std::size_t i = 0; i < services.size(); ++i) {
+    if (!acl_kids[i]) {
+      if (zk::is(acl_kids[i].error(), zk::Code::NoNode)) continue;
+      return fail(acl_kids[i].error());
+    }
+    for (const auto& k : *acl_kids[i]) {
+      acl_paths.push_back(paths::acl(services[i], k));
+      acl_ids.emplace_back(services[i], k);
+    }
+  }
+  auto acl_nodes = m_zk.get_many(acl_paths);
+
+  std::map<std::string, KeyDetail> by_key;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (!key_nodes[i]) {
+      if (zk::is(key_nodes[i].error(), zk::Code::NoNode)) continue;
+      return fail(key_nodes[i].error());
+    }
+    auto d = model::decode_key(keys[i], key_nodes[i]->data);
+    KeyDetail& kd = by_key[keys[i]];
+    add_problems(kd.problems, key_paths[i], d);
+    kd.key = std::move(d.value);
+  }
+  for (std::size_t i = 0; i < acl_paths.size(); ++i) {
+    if (!acl_nodes[i]) {
+      if (zk::is(acl_nodes[i].error(), zk::Code::NoNode)) continue;
+      return fail(acl_nodes[i].error());
+    }
+    auto d = model::decode_acl(acl_ids[i].first, acl_ids[i].second, acl_nodes[i]->data);
+    auto it = by_key.find(acl_ids[i].second);
+    if (it == by_key.end()) {
+      // An ACL naming a key that does not exist: show it under that key, flagged.
+      KeyDetail& kd = by_key[acl_ids[i].second];
+      kd.key.name = acl_ids[i].second;
+      kd.key.status = model::Status::Down;
+      kd.problems.push_back(fmt::format("{}: no such node; ACLs name a key that does not exist",
+                                        paths::key(acl_ids[i].second)));
+      it = by_key.find(acl_ids[i].second);
+    }
+    add_problems(it->second.problems, acl_paths[i], d);
+    it->second.acls.push_back(std::move(d.value));
+  }
+  std::vector<KeyDetail> out;
+  for (auto& [k, v] : by_key) out.push_back(std::move(v));
+  return out;
+}
+
+}  // namespace svcctl::registry

@@ -1,0 +1,134 @@
+// RAII over the multi-threaded ZooKeeper C client (libzookeeper_mt).
+//
+// Every operation is sent with the asynchronous API and waited for with a deadline
+// (Options::timeout), so no call blocks longer than that, whatever the server does.
+// Batched reads are pipelined with a bounded number of requests in flight.
+// The C client's own log goes to the file named by $SVCCTL_ZK_LOG, else nowhere.
+#pragma once
+
+#include <svcctl/core/expected.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace svcctl::zk {
+
+// ZooKeeper return codes the callers act on (the values of the C client's ZOO_ERRORS).
+enum class Code : int {
+  Ok = 0,
+  ConnectionLoss = -4,
+  OperationTimeout = -7,
+  NoNode = -101,
+  NoAuth = -102,
+  BadVersion = -103,
+  NoChildrenForEphemerals = -108,
+  NodeExists = -110,
+  NotEmpty = -111,
+  SessionExpired = -112,
+};
+
+inline bool is(const Error& e, Code c) { return e.code == static_cast<int>(c); }
+
+struct Stat {
+  std::int64_t czxid = 0;
+  std::int64_t mzxid = 0;
+  std::int64_t pzxid = 0;
+  std::int64_t ctime_ms = 0;
+  std::int64_t mtime_ms = 0;
+  std::int32_t version = 0;
+  std::int32_t cversion = 0;
+  std::int64_t ephemeral_owner = 0;  // session id of the owner, 0 if persistent
+  std::int32_t num_children = 0;
+};
+
+struct Node {
+  std::string data;
+  Stat stat;
+};
+
+enum class CreateMode { Persistent, Ephemeral };
+
+struct Options {
+  std::string connect = "127.0.0.1:2181";  // host:port[,host:port...][/chroot]
+  std::chrono::milliseconds timeout{5000};  // connect, and each request
+  std::chrono::milliseconds session_timeout{10000};
+  std::string digest;  // "user:password" for digest auth; empty for none
+};
+
+// One operation of an atomic multi().
+struct Op {
+  enum class Type { Create, Remove, Set, Check };
+  Type type = Type::Check;
+  std::string path;
+  std::string data;
+  int version = -1;  // -1: any version
+  CreateMode mode = CreateMode::Persistent;
+
+  static Op create(std::string path, std::string data, CreateMode mode = CreateMode::Persistent);
+  static Op remove(std::string path, int version);
+  static Op set(std::string path, std::string data, int version);
+  static Op check(std::string path, int version);
+};
+
+// Maps a ZooKeeper return code to an Error whose kind is the exit code the user sees:
+// no node → NotFound, exists/bad version/not empty → Conflict, no auth → PermissionDenied,
+// connection loss/timeouts/expiry → Unavailable. `context` says what was attempted.
+Error to_error(int rc, std::string_view context);
+
+class Client {
+ public:
+  // Connects (and authenticates, when Options::digest is set) within Options::timeout.
+  // Fails with Unavailable when no server answers in time, Usage for a malformed connect
+  // string.
+  static Expected<std::unique_ptr<Client>> connect(const Options& options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  std::chrono::milliseconds negotiated_session_timeout() const;
+  std::int64_t session_id() const;
+  const std::string& chroot() const { return m_chroot; }
+  const std::string& hosts() const { return m_hosts; }
+  bool authenticated() const { return !m_options.digest.empty(); }
+
+  Expected<Node> get(const std::string& path);
+  Expected<std::vector<std::string>> children(const std::string& path);
+  // The node's stat, or nullopt if it does not exist.
+  Expected<std::optional<Stat>> exists(const std::string& path);
+  // New nodes carry world-read + creator-all ACLs when authenticated, open ACLs otherwise.
+  Expected<void> create(const std::string& path, const std::string& data, CreateMode mode);
+  Expected<Stat> set(const std::string& path, const std::string& data, int version);
+  Expected<void> remove(const std::string& path, int version);
+  // Applies all ops or none. On failure, the Error's code is the first failing op's return
+  // code and its message names that op's path.
+  Expected<void> multi(const std::vector<Op>& ops);
+  // Creates `path` and any missing parents with empty data, including a missing chroot.
+  Expected<void> ensure_path(const std::string& path);
+
+  // Pipelined reads: one result per path, in order, with at most `window` requests in
+  // flight. A path that vanished between listing and reading gives NotFound for that slot.
+  std::vector<Expected<Node>> get_many(const std::vector<std::string>& paths,
+                                       std::size_t window = 512);
+  std::vector<Expected<std::vector<std::string>>> children_many(
+      const std::vector<std::string>& paths, std::size_t window = 512);
+
+  struct Impl;  // completion plumbing, in client.cpp
+
+ private:
+  explicit Client(Options options);
+  Expected<void> ensure_chroot();
+
+  Options m_options;
+  std::string m_hosts;
+  std::string m_chroot;
+  std::unique_ptr<Impl> m_impl;
+};
+
+// Joins a parent path and a child name ("/" + "a" = "/a", "/a" + "b" = "/a/b").
+std::string join(std::string_view parent, std::string_view child);
+
+}  // namespace svcctl::zk
