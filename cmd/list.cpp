@@ -19,6 +19,7 @@ using output::Table;
 
 struct ListArgs {
   std::string service;
+  CLI::Option* service_option = nullptr;
   bool keys = false;
 };
 
@@ -143,16 +144,17 @@ Expected<void> list_keys(Context& ctx, registry::Registry& reg) {
 void setup_list(CLI::App& app, Context& ctx) {
   auto args = std::make_shared<ListArgs>();
   auto* l = app.add_subcommand("list", "list services, one service in detail, or keys");
-  l->add_option("SVC", args->service, "show this service's addresses, interfaces and ACLs");
+  args->service_option =
+      l->add_option("SVC", args->service, "show this service's addresses, interfaces and ACLs");
   l->add_flag("--keys", args->keys, "list caller keys and the services they may call");
   l->callback([&ctx, args] {
     ctx.action = [&ctx, args]() -> Expected<void> {
-      if (args->keys && !args->service.empty())
-        return fail(ErrorKind::Usage, "give either SVC or --keys, not both");
-      if (!args->service.empty()) SVCCTL_CHECK(model::validate_name("service", args->service));
+      const bool one = args->service_option->count() > 0;
+      if (args->keys && one) return fail(ErrorKind::Usage, "give either SVC or --keys, not both");
+      if (one) SVCCTL_CHECK(model::validate_name("service", args->service));
       SVCCTL_TRY(auto* reg, ctx.registry());
       if (args->keys) return list_keys(ctx, *reg);
-      if (!args->service.empty()) return describe_service(ctx, *reg, args->service);
+      if (one) return describe_service(ctx, *reg, args->service);
       return list_services(ctx, *reg);
     };
   });

@@ -69,7 +69,7 @@ std::string Table::render(bool color) const {
   line([&](std::size_t c) -> std::string_view { return m_headers[c]; },
        [&](std::size_t) { return color ? Tone::Dim : Tone::Plain; }, m_headers.size());
   for (const auto& row : m_rows)
-    line([&](std::size_t c) -> std::string_view { return c < row.size() ? row[c].text : ""; },
+    line([&](std::size_t c) { return c < row.size() ? std::string_view(row[c].text) : std::string_view(); },
          [&](std::size_t c) { return c < row.size() ? row[c].tone : Tone::Plain; },
          m_headers.size());
   return out;
