@@ -3,6 +3,8 @@ find_package(CLI11 CONFIG REQUIRED)
 find_package(nlohmann_json 3.10 CONFIG REQUIRED)
 find_package(fmt CONFIG REQUIRED)
 find_package(CURL REQUIRED)
+# libmsgpack-cxx-dev installs msgpack-config.cmake (target msgpackc-cxx), for lib/codec.
+find_package(msgpack 4 CONFIG REQUIRED)
 
 # libzookeeper-mt-dev ships no CMake or pkg-config file.
 find_path(ZOOKEEPER_INCLUDE_DIR zookeeper/zookeeper.h REQUIRED)
