@@ -141,6 +141,8 @@ void on_strings(int rc, const struct String_vector* v, const void* ctx) {
 struct Batch {
   std::mutex mu;
   std::condition_variable cv;
+  std::size_t total = 0;
+  std::size_t low_water = 0;  // the submitter is woken when in_flight falls to this
   std::size_t in_flight = 0;
   std::size_t completed = 0;
   std::vector<int> rcs;
@@ -157,14 +159,18 @@ struct Slot {
 void finish_slot(const void* ctx, int rc, auto&& fill) {
   std::unique_ptr<Slot> slot(static_cast<Slot*>(const_cast<void*>(ctx)));
   Batch& b = *slot->batch;
+  bool wake = false;
   {
     std::lock_guard lock(b.mu);
     b.rcs[slot->index] = rc;
     if (rc == ZOK) fill(b, slot->index);
     --b.in_flight;
     ++b.completed;
+    // Waking the submitter for every completion costs two context switches per request;
+    // it refills the window in bursts instead.
+    wake = b.in_flight == b.low_water || b.completed == b.total;
   }
-  b.cv.notify_all();
+  if (wake) b.cv.notify_all();
 }
 
 void on_batch_data(int rc, const char* value, int len, const ::Stat* stat, const void* ctx) {
@@ -307,6 +313,11 @@ Expected<std::unique_ptr<Client>> Client::connect(const Options& options) {
                             err == EINVAL ? "malformed, or a host name that does not resolve"
                                           : std::strerror(err)));
   }
+
+  // By default the client resolves the host list again every time it polls its socket:
+  // a getaddrinfo (netlink socket, /etc/hosts) per request. Re-resolving every 30 s still
+  // follows DNS changes, and a connection loss re-resolves at once.
+  zoo_set_servers_resolution_delay(impl.zh, 30'000);
 
   {
     std::unique_lock lock(impl.mu);
@@ -472,12 +483,15 @@ Expected<void> Client::ensure_chroot() {
 
 namespace {
 
-// Runs a pipelined batch: submit(i, ctx) sends request i; at most `window` in flight.
-// Returns false when the server stopped answering for a whole timeout.
+// Runs a pipelined batch: submit(i, ctx) sends request i; at most `window` in flight,
+// refilled when half have completed. Returns false when the server stopped answering for a
+// whole timeout.
 bool run_batch(const std::shared_ptr<Batch>& batch, std::size_t n, std::size_t window,
                std::chrono::milliseconds timeout, auto&& submit) {
   std::size_t next = 0;
   std::unique_lock lock(batch->mu);
+  batch->total = n;
+  batch->low_water = window / 2;
   while (batch->completed < n) {
     while (next < n && batch->in_flight < window) {
       ++batch->in_flight;
@@ -493,12 +507,11 @@ bool run_batch(const std::shared_ptr<Batch>& batch, std::size_t n, std::size_t w
       }
       ++next;
     }
-    if (batch->completed >= n) break;
     std::size_t seen = batch->completed;
-    if (!batch->cv.wait_for(lock, timeout, [&] {
-          return batch->completed != seen;
-        }))
-      return false;
+    bool woke = batch->cv.wait_for(lock, timeout, [&] {
+      return batch->completed == n || (next < n && batch->in_flight <= batch->low_water);
+    });
+    if (!woke && batch->completed == seen) return false;
   }
   return true;
 }
