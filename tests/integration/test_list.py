@@ -141,3 +141,11 @@ def test_empty_registry(reg):
     assert reg.ok("list", "--keys") == {"keys": []}
     r = reg.run("-o", "table", "list")
     assert r.code == 0 and r.out == "" and "no services registered" in r.err
+
+
+def test_verbose_reports_the_session(reg):
+    r = reg.run("-v", "-o", "json", "list")
+    assert r.code == 0
+    # The client asks for 10 s; the test server allows 1-60 s, so that is what is negotiated.
+    assert "negotiated session timeout 10000 ms" in r.err, r
+    assert f"connected to {reg.connect} (session 0x" in r.err

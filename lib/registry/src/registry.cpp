@@ -563,7 +563,11 @@ Expected<ServiceDetail> Registry::describe_service(const std::string& name) {
     detail.problems.push_back(
         fmt::format("{}: no such node; the service is not registered", paths::service(name)));
 
-  auto names_of = [](auto& k) { return k ? *k : std::vector<std::string>{}; };
+  auto names_of = [](auto& k) {
+    auto names = k ? *k : std::vector<std::string>{};
+    std::sort(names.begin(), names.end());
+    return names;
+  };
   std::vector<std::string> addr_names = names_of(kids[0]);
   std::vector<std::string> api_names = names_of(kids[1]);
   std::vector<std::string> acl_names = names_of(kids[2]);
