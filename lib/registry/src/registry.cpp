@@ -26,6 +26,12 @@ void add_problems(std::vector<std::string>& out, const std::string& path, const 
   for (const auto& p : d.problems) out.push_back(fmt::format("{}: {}", path, p));
 }
 
+Unexpected too_many_writers(std::string_view what) {
+  return fail(ErrorKind::Conflict, fmt::format("{}: gave up after {} attempts, too many concurrent "
+                                               "writers",
+                                               what, k_max_attempts));
+}
+
 std::string plural(std::size_t n, std::string_view one, std::string_view many) {
   return fmt::format("{} {}", n, n == 1 ? one : many);
 }
@@ -158,9 +164,7 @@ Expected<WriteResult> Registry::upsert(const std::string& path, const json& patc
     }
     return WriteResult{path, Action::Updated, version + 1, std::move(after), {}, {}};
   }
-  return fail(ErrorKind::Conflict,
-              fmt::format("{}: gave up after {} attempts, too many concurrent writers", path,
-                          k_max_attempts));
+  return too_many_writers(path);
 }
 
 Expected<void> Registry::require(const std::string& path, std::string what) {
@@ -345,9 +349,7 @@ Expected<WriteResult> Registry::remove_service(const std::string& name, Depth de
     }
     return WriteResult{paths::service(name), Action::Deleted, -1, nullptr, std::move(removed), {}};
   }
-  return fail(ErrorKind::Conflict,
-              fmt::format("service \"{}\": gave up after {} attempts, too many concurrent writers",
-                          name, k_max_attempts));
+  return too_many_writers(fmt::format("service \"{}\"", name));
 }
 
 Expected<WriteResult> Registry::remove_address(const std::string& service,
@@ -376,23 +378,23 @@ Expected<WriteResult> Registry::remove_address(const std::string& service,
     }
     return WriteResult{path, Action::Deleted, -1, nullptr, {path}, {}};
   }
-  return fail(ErrorKind::Conflict,
-              fmt::format("{}: gave up after {} attempts, too many concurrent writers", path,
-                          k_max_attempts));
+  return too_many_writers(path);
+}
+
+Expected<WriteResult> Registry::remove_leaf(const std::string& path, std::string not_found) {
+  auto r = m_zk.remove(path, -1);
+  if (!r) {
+    if (zk::is(r.error(), zk::Code::NoNode)) return fail(ErrorKind::NotFound, std::move(not_found));
+    return fail(r.error());
+  }
+  return WriteResult{path, Action::Deleted, -1, nullptr, {path}, {}};
 }
 
 Expected<WriteResult> Registry::remove_api(const std::string& service, const std::string& iface) {
   SVCCTL_CHECK(model::validate_name("service", service));
   SVCCTL_CHECK(model::validate_name("interface", iface));
-  const std::string path = paths::api(service, iface);
-  auto r = m_zk.remove(path, -1);
-  if (!r) {
-    if (zk::is(r.error(), zk::Code::NoNode))
-      return fail(ErrorKind::NotFound,
-                  fmt::format("interface \"{}\" of service \"{}\" not found", iface, service));
-    return fail(r.error());
-  }
-  return WriteResult{path, Action::Deleted, -1, nullptr, {path}, {}};
+  return remove_leaf(paths::api(service, iface),
+                     fmt::format("interface \"{}\" of service \"{}\" not found", iface, service));
 }
 
 Expected<WriteResult> Registry::remove_key(const std::string& key, Safety safety) {
@@ -433,23 +435,14 @@ Expected<WriteResult> Registry::remove_key(const std::string& key, Safety safety
     }
     return WriteResult{path, Action::Deleted, -1, nullptr, std::move(removed), {}};
   }
-  return fail(ErrorKind::Conflict,
-              fmt::format("{}: gave up after {} attempts, too many concurrent writers", path,
-                          k_max_attempts));
+  return too_many_writers(path);
 }
 
 Expected<WriteResult> Registry::remove_acl(const std::string& service, const std::string& key) {
   SVCCTL_CHECK(model::validate_name("service", service));
   SVCCTL_CHECK(model::validate_name("key", key));
-  const std::string path = paths::acl(service, key);
-  auto r = m_zk.remove(path, -1);
-  if (!r) {
-    if (zk::is(r.error(), zk::Code::NoNode))
-      return fail(ErrorKind::NotFound,
-                  fmt::format("no ACL for key \"{}\" on service \"{}\"", key, service));
-    return fail(r.error());
-  }
-  return WriteResult{path, Action::Deleted, -1, nullptr, {path}, {}};
+  return remove_leaf(paths::acl(service, key),
+                     fmt::format("no ACL for key \"{}\" on service \"{}\"", key, service));
 }
 
 // ---- reads -----------------------------------------------------------------------------

@@ -118,6 +118,8 @@ class Registry {
                                const std::function<Expected<void>(const nlohmann::json&)>& validate,
                                const Guard& guard);
   Expected<void> require(const std::string& path, std::string what);
+  // Deletes a node that has no children; NotFound with `not_found` if it is missing.
+  Expected<WriteResult> remove_leaf(const std::string& path, std::string not_found);
   Expected<std::vector<std::string>> children_or_empty(const std::string& path);
   // Reads every address of a service, with its node version.
   struct AddressNode {
