@@ -13,6 +13,13 @@ if(SVCCTL_SANITIZE)
   target_link_options(svcctl_settings INTERFACE -fsanitize=address,undefined)
 endif()
 
+if(SVCCTL_FUZZ)
+  # Everything is instrumented for coverage; only the fuzz targets link libFuzzer's main.
+  target_compile_options(svcctl_settings INTERFACE
+    -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  target_link_options(svcctl_settings INTERFACE -fsanitize=address,undefined)
+endif()
+
 # svcctl_add_library(NAME SOURCES... DEPS...): a lib/ module with its own include prefix
 # (<svcctl/NAME/...>); what it may include is exactly what DEPS names.
 function(svcctl_add_library name)

@@ -1,0 +1,75 @@
+// The fuzz targets' bodies, shared by the libFuzzer entry points (fuzz_*.cpp) and by the
+// unit test that replays every saved crash input (tests/fuzz/regressions/<target>/).
+// Each returns normally for any input, and traps when an invariant breaks.
+#pragma once
+
+#include <svcctl/codec/json.hpp>
+#include <svcctl/codec/msgpack.hpp>
+#include <svcctl/codec/params.hpp>
+#include <svcctl/codec/yar.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace svcctl::fuzz {
+
+inline void require(bool ok) {
+  if (!ok) __builtin_trap();
+}
+
+// Encoding is idempotent through a decode: encode(decode(encode(v))) == encode(v).
+inline void check_msgpack_roundtrip(const codec::Value& v) {
+  auto once = codec::value_to_msgpack(v);
+  if (!once) return;  // too deep: refused, fine
+  auto back = codec::msgpack_to_value(*once);
+  require(back.has_value());
+  auto twice = codec::value_to_msgpack(*back);
+  require(twice.has_value() && *twice == *once);
+}
+
+// Any bytes as an HTTP body sent to the gateway: a Yar request or response.
+inline void yar(std::string_view data) {
+  auto frame = codec::decode_frame(data);
+  if (!frame) {
+    require(frame.error().code == 1 || frame.error().code == 2);
+    return;
+  }
+  if (auto req = codec::decode_request(*frame)) {
+    auto again = codec::encode_request(*req, frame->packager);
+    require(again.has_value());
+    auto f2 = codec::decode_frame(*again);
+    require(f2.has_value());
+    auto r2 = codec::decode_request(*f2);
+    require(r2.has_value() && r2->method == req->method && r2->id == req->id);
+    (void)codec::json_from_yar_params(req->params);
+  }
+  if (auto res = codec::decode_response(*frame)) {
+    auto again = codec::encode_response(*res, codec::Packager::Msgpack);
+    require(again.has_value());
+    (void)codec::to_json_text(res->result);
+  }
+}
+
+// Any bytes as a msgpack payload from a provider.
+inline void msgpack(std::string_view data) {
+  auto v = codec::msgpack_to_value(data);
+  if (!v) return;
+  (void)codec::to_json_text(*v);
+  (void)codec::to_php_json_text(*v);
+  check_msgpack_roundtrip(*v);
+}
+
+// Any bytes as a JSON body from a caller.
+inline void json(std::string_view data) {
+  auto v = codec::parse_json(data);
+  if (!v) return;
+  auto text = codec::to_json_text(*v);
+  auto again = codec::parse_json(text);
+  require(again.has_value());
+  require(codec::to_json_text(*again) == text);
+  check_msgpack_roundtrip(*v);
+  if (auto p = codec::yar_params_from_json(*v)) (void)codec::json_from_yar_params(*p);
+}
+
+}  // namespace svcctl::fuzz
