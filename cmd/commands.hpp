@@ -18,6 +18,7 @@ namespace svcctl::cmd {
 void setup_register(CLI::App& app, Context& ctx);
 void setup_unregister(CLI::App& app, Context& ctx);
 void setup_list(CLI::App& app, Context& ctx);
+void setup_call(CLI::App& app, Context& ctx);
 
 struct Command {
   const char* name;
@@ -28,6 +29,7 @@ inline constexpr Command k_commands[] = {
     {"register", setup_register},
     {"unregister", setup_unregister},
     {"list", setup_list},
+    {"call", setup_call},
 };
 
 }  // namespace svcctl::cmd

@@ -1,0 +1,75 @@
+// One-shot calls for `svcctl call`: to a provider in its interface's encoding, or to a
+// gateway. libcurl underneath; every failure is an Error whose kind is the exit code:
+// the provider answered with an error → RemoteError; the call could not be made or the
+// answer could not be read (refused, timeout, not HTTP 200 for Yar, bad framing) →
+// DeliveryFailed.
+#pragma once
+
+#include <svcctl/codec/value.hpp>
+#include <svcctl/codec/yar.hpp>
+#include <svcctl/core/expected.hpp>
+#include <svcctl/model/model.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace svcctl::rpc {
+
+struct Timeouts {
+  std::chrono::milliseconds connect{1000};
+  std::chrono::milliseconds total{5000};
+};
+
+struct HttpReply {
+  long status = 0;
+  std::string body;
+  std::string content_type;
+  std::chrono::microseconds elapsed{0};
+};
+
+// POSTs `body` with the given extra headers ("Name: value"). DeliveryFailed when no HTTP
+// answer came (refused, reset, timeout, more than 64 MiB).
+Expected<HttpReply> http_post(const std::string& url, std::string_view body,
+                              const std::vector<std::string>& headers, const Timeouts& timeouts);
+
+struct Result {
+  std::string json;    // the result as JSON text
+  std::string output;  // Yar "o": what the method printed
+  HttpReply http;
+  std::size_t request_bytes = 0;
+};
+
+// A JSON interface: POST the JSON text as it is. A 2xx answer must be JSON (else
+// DeliveryFailed) and is returned unchanged; HTTP ≥ 400 is RemoteError with the body.
+Expected<Result> call_json(const std::string& url, std::string_view json_body,
+                           const Timeouts& timeouts);
+
+// A Yar interface: `params` is the Yar parameter list. A Yar error status is RemoteError
+// ("yar error 4: ..." or, for 64, "exception Class (code N): message").
+Expected<Result> call_yar(const std::string& url, codec::Packager packager,
+                          const std::string& method, const codec::Value& params,
+                          const std::string& token, const Timeouts& timeouts);
+
+// Through a gateway: POST {base}/{svc}/{iface} with the JSON body and X-Api-Key. An error
+// answer in the gateway's shape ({"error":{"code","message"}}) is RemoteError
+// "code: message (HTTP status)".
+Expected<Result> call_gateway(const std::string& base_url, const std::string& service,
+                              const std::string& iface, std::string_view json_body,
+                              const std::string& key, const Timeouts& timeouts);
+
+// Chooses an up address with weight > 0 at random, by weight, among those in `dc` when
+// any is (then among all). nullopt when none is up with a weight.
+struct Choice {
+  const model::Address* address = nullptr;
+  std::size_t candidates = 0;      // addresses it chose among
+  std::int64_t total_weight = 0;   // their summed weight
+  bool in_preferred_dc = false;
+};
+std::optional<Choice> pick_address(const std::vector<model::Address>& addresses,
+                                   const std::string& dc, std::mt19937_64& rng);
+
+}  // namespace svcctl::rpc
