@@ -192,13 +192,16 @@ TEST_CASE("a GET's HTML info page is not a Yar message") {
 
 TEST_CASE("parameter mapping on the captured calls") {
   // crafted-params-map sends "p" as a map; PHP passes its values by position.
-  auto frame = decode_frame(slurp(k_dir / "crafted-params-map-request.bin"));
+  // The frame's payload is a view into the bytes: keep them alive.
+  std::string map_bytes = slurp(k_dir / "crafted-params-map-request.bin");
+  auto frame = decode_frame(map_bytes);
   REQUIRE(frame);
   auto req = decode_request(*frame);
   REQUIRE(req);
   CHECK(json_from_yar_params(req->params) == Value::parse(R"(["first","second"])"));
   // msgpack-echo sends one map: that is the JSON body a JSON provider gets.
-  auto echo = decode_frame(slurp(k_dir / "msgpack-echo-request.bin"));
+  std::string echo_bytes = slurp(k_dir / "msgpack-echo-request.bin");
+  auto echo = decode_frame(echo_bytes);
   REQUIRE(echo);
   auto ereq = decode_request(*echo);
   REQUIRE(ereq);
