@@ -19,6 +19,7 @@ void setup_register(CLI::App& app, Context& ctx);
 void setup_unregister(CLI::App& app, Context& ctx);
 void setup_list(CLI::App& app, Context& ctx);
 void setup_call(CLI::App& app, Context& ctx);
+void setup_watch(CLI::App& app, Context& ctx);
 
 struct Command {
   const char* name;
@@ -30,6 +31,7 @@ inline constexpr Command k_commands[] = {
     {"unregister", setup_unregister},
     {"list", setup_list},
     {"call", setup_call},
+    {"watch", setup_watch},
 };
 
 }  // namespace svcctl::cmd

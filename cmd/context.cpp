@@ -6,16 +6,25 @@
 
 namespace svcctl::cmd {
 
-Expected<registry::Registry*> Context::registry() {
-  if (m_registry) return m_registry.get();
+Expected<zk::Options> Context::zk_options() const {
   if (zk_timeout_ms < 1)
     return fail(ErrorKind::Usage, fmt::format("invalid --zk-timeout {}: use milliseconds ≥ 1", zk_timeout_ms));
+  if (zk_session_timeout_ms < 1)
+    return fail(ErrorKind::Usage, fmt::format("invalid --zk-session-timeout {}: use milliseconds ≥ 1",
+                                              zk_session_timeout_ms));
   if (!auth.empty() && (auth.find(':') == std::string::npos || auth.front() == ':'))
     return fail(ErrorKind::Usage, "invalid --auth: use USER:PASSWORD");
   zk::Options options;
   options.connect = zk;
   options.timeout = std::chrono::milliseconds(zk_timeout_ms);
+  options.session_timeout = std::chrono::milliseconds(zk_session_timeout_ms);
   options.digest = auth;
+  return options;
+}
+
+Expected<registry::Registry*> Context::registry() {
+  if (m_registry) return m_registry.get();
+  SVCCTL_TRY(auto options, zk_options());
   SVCCTL_TRY(m_client, zk::Client::connect(options));
   if (verbose)
     fmt::print(stderr, "connected to {} (session 0x{:x}, negotiated session timeout {} ms{})\n", zk,

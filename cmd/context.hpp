@@ -17,6 +17,7 @@ struct Context {
   // Global options (DESIGN §5).
   std::string zk = "127.0.0.1:2181";
   int zk_timeout_ms = 5000;
+  int zk_session_timeout_ms = 10000;
   std::string auth;  // user:password
   std::string output = "auto";
   bool quiet = false;
@@ -28,6 +29,8 @@ struct Context {
 
   // The registry over a connection made on first use (Unavailable, Usage on bad options).
   Expected<registry::Registry*> registry();
+  // The ZooKeeper options the global flags describe (Usage when they are wrong).
+  Expected<zk::Options> zk_options() const;
 
   // A warning on stderr, unless -q.
   void warn(std::string_view message) const;

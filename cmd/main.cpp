@@ -30,6 +30,9 @@ int main(int argc, char** argv) {
   app.add_option("--zk-timeout", ctx.zk_timeout_ms,
                  "connect and per-request timeout in milliseconds")
       ->capture_default_str();
+  app.add_option("--zk-session-timeout", ctx.zk_session_timeout_ms,
+                 "ZooKeeper session timeout to ask for, in milliseconds (the server bounds it)")
+      ->capture_default_str();
   app.add_option("--auth", ctx.auth,
                  "ZooKeeper digest credentials USER:PASSWORD (env SVCCTL_AUTH); nodes created "
                  "carry an ACL: everyone reads, only this identity writes");

@@ -211,24 +211,44 @@ Error to_error(int rc, std::string_view context) {
   return Error{kind, fmt::format("{}: {}", context, describe(rc)), rc};
 }
 
+SessionState session_state(int state) {
+  if (state == ZOO_CONNECTED_STATE) return SessionState::Connected;
+  if (state == ZOO_EXPIRED_SESSION_STATE) return SessionState::Expired;
+  if (state == ZOO_AUTH_FAILED_STATE) return SessionState::AuthFailed;
+  return SessionState::Connecting;
+}
+
 // Connection state, owned by the Client, reached from the C client's threads.
 struct Client::Impl {
   zhandle_t* zh = nullptr;
   std::chrono::milliseconds timeout{5000};
+  EventSink sink;
   std::mutex mu;
   std::condition_variable cv;
   int state = 0;
   struct ACL acl_entries[2] = {};
   struct ACL_vector acl{0, nullptr};
 
-  static void watcher(zhandle_t*, int type, int state, const char*, void* ctx) {
-    if (type != ZOO_SESSION_EVENT) return;
+  static void watcher(zhandle_t*, int type, int state, const char* path, void* ctx) {
     auto* self = static_cast<Impl*>(ctx);
-    {
-      std::lock_guard lock(self->mu);
-      self->state = state;
+    if (type == ZOO_SESSION_EVENT) {
+      {
+        std::lock_guard lock(self->mu);
+        self->state = state;
+      }
+      self->cv.notify_all();
+      if (self->sink) self->sink(Event{Event::Type::Session, {}, session_state(state)});
+      return;
     }
-    self->cv.notify_all();
+    if (!self->sink) return;
+    Event e;
+    e.path = path ? path : "";
+    if (type == ZOO_CREATED_EVENT) e.type = Event::Type::Created;
+    else if (type == ZOO_DELETED_EVENT) e.type = Event::Type::Deleted;
+    else if (type == ZOO_CHANGED_EVENT) e.type = Event::Type::Changed;
+    else if (type == ZOO_CHILD_EVENT) e.type = Event::Type::Children;
+    else return;  // ZOO_NOTWATCHING_EVENT: a removed watch, nothing changed
+    self->sink(std::move(e));
   }
 
   // Waits for a Call; on timeout the completion still owns its reference and cleans up.
@@ -283,6 +303,7 @@ std::string join(std::string_view parent, std::string_view child) {
 
 Client::Client(Options options) : m_options(std::move(options)), m_impl(std::make_unique<Impl>()) {
   m_impl->timeout = m_options.timeout;
+  m_impl->sink = m_options.on_event;
   auto slash = m_options.connect.find('/');
   m_hosts = m_options.connect.substr(0, slash);
   if (slash != std::string::npos) {
@@ -348,6 +369,76 @@ std::chrono::milliseconds Client::negotiated_session_timeout() const {
 }
 
 std::int64_t Client::session_id() const { return zoo_client_id(m_impl->zh)->client_id; }
+
+SessionState Client::state() const { return session_state(zoo_state(m_impl->zh)); }
+
+std::string_view to_string(SessionState s) {
+  switch (s) {
+    case SessionState::Connecting: return "connecting";
+    case SessionState::Connected: return "connected";
+    case SessionState::Expired: return "expired";
+    case SessionState::AuthFailed: return "auth_failed";
+    case SessionState::Closed: return "closed";
+  }
+  return "connecting";
+}
+
+namespace {
+
+void on_async_data(int rc, const char* value, int len, const ::Stat* stat, const void* ctx) {
+  std::unique_ptr<NodeCallback> done(static_cast<NodeCallback*>(const_cast<void*>(ctx)));
+  Node node;
+  if (rc == ZOK) {
+    if (value && len > 0) node.data.assign(value, static_cast<std::size_t>(len));
+    node.stat = convert(stat);
+  }
+  (*done)(rc, std::move(node));
+}
+
+void on_async_children(int rc, const struct String_vector* v, const ::Stat* stat, const void* ctx) {
+  std::unique_ptr<ChildrenCallback> done(static_cast<ChildrenCallback*>(const_cast<void*>(ctx)));
+  std::vector<std::string> names;
+  if (rc == ZOK && v) {
+    names.reserve(static_cast<std::size_t>(v->count));
+    for (int i = 0; i < v->count; ++i) names.emplace_back(v->data[i]);
+  }
+  (*done)(rc, std::move(names), rc == ZOK ? convert(stat) : zk::Stat{});
+}
+
+void on_async_stat(int rc, const ::Stat* stat, const void* ctx) {
+  std::unique_ptr<StatCallback> done(static_cast<StatCallback*>(const_cast<void*>(ctx)));
+  (*done)(rc, rc == ZOK ? convert(stat) : zk::Stat{});
+}
+
+}  // namespace
+
+void Client::exists_async(const std::string& path, Watch watch, StatCallback done) {
+  auto* ctx = new StatCallback(std::move(done));
+  int rc = zoo_aexists(m_impl->zh, path.c_str(), watch == Watch::Yes ? 1 : 0, on_async_stat, ctx);
+  if (rc != ZOK) {
+    std::unique_ptr<StatCallback> owned(ctx);
+    (*owned)(rc, zk::Stat{});
+  }
+}
+
+void Client::get_async(const std::string& path, Watch watch, NodeCallback done) {
+  auto* ctx = new NodeCallback(std::move(done));
+  int rc = zoo_aget(m_impl->zh, path.c_str(), watch == Watch::Yes ? 1 : 0, on_async_data, ctx);
+  if (rc != ZOK) {
+    std::unique_ptr<NodeCallback> owned(ctx);
+    (*owned)(rc, Node{});
+  }
+}
+
+void Client::children_async(const std::string& path, Watch watch, ChildrenCallback done) {
+  auto* ctx = new ChildrenCallback(std::move(done));
+  int rc = zoo_aget_children2(m_impl->zh, path.c_str(), watch == Watch::Yes ? 1 : 0,
+                              on_async_children, ctx);
+  if (rc != ZOK) {
+    std::unique_ptr<ChildrenCallback> owned(ctx);
+    (*owned)(rc, {}, zk::Stat{});
+  }
+}
 
 Expected<Node> Client::get(const std::string& path) {
   auto call = std::make_shared<Call>();

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,12 +53,36 @@ struct Node {
 
 enum class CreateMode { Persistent, Ephemeral };
 
+enum class SessionState { Connecting, Connected, Expired, AuthFailed, Closed };
+std::string_view to_string(SessionState s);
+
+// A notification: a watched node changed (the path says which), or the session's state did.
+struct Event {
+  enum class Type { Created, Deleted, Changed, Children, Session };
+  Type type = Type::Session;
+  std::string path;
+  SessionState state = SessionState::Connected;
+};
+
+// Receives every Event, on the C client's thread: it must only hand the event over (queue
+// it) and return, never call back into ZooKeeper.
+using EventSink = std::function<void(Event)>;
+
 struct Options {
   std::string connect = "127.0.0.1:2181";  // host:port[,host:port...][/chroot]
   std::chrono::milliseconds timeout{5000};  // connect, and each request
   std::chrono::milliseconds session_timeout{10000};
   std::string digest;  // "user:password" for digest auth; empty for none
+  EventSink on_event;  // set before connecting, so that no notification is missed
 };
+
+enum class Watch { No, Yes };
+
+// Completions of the asynchronous reads: run on the C client's thread (same rule as
+// EventSink). `rc` is the ZooKeeper return code (0 = ok, see Code).
+using NodeCallback = std::function<void(int rc, Node node)>;
+using ChildrenCallback = std::function<void(int rc, std::vector<std::string> names, Stat stat)>;
+using StatCallback = std::function<void(int rc, Stat stat)>;
 
 // One operation of an atomic multi().
 struct Op {
@@ -115,6 +140,16 @@ class Client {
                                        std::size_t window = 512);
   std::vector<Expected<std::vector<std::string>>> children_many(
       const std::vector<std::string>& paths, std::size_t window = 512);
+
+  // Asynchronous reads that, with Watch::Yes, leave a watch whose notification reaches
+  // Options::on_event. The callback always runs exactly once (inline if the request could
+  // not be sent).
+  void get_async(const std::string& path, Watch watch, NodeCallback done);
+  void children_async(const std::string& path, Watch watch, ChildrenCallback done);
+  // With Watch::Yes the watch is left even when the node does not exist (Created fires).
+  void exists_async(const std::string& path, Watch watch, StatCallback done);
+
+  SessionState state() const;
 
   struct Impl;  // completion plumbing, in client.cpp
 

@@ -1,0 +1,128 @@
+// svcctl watch [SVC...]: the registry's current state (as "added" events), then every
+// change as it happens, through reconnects and session expiries, until interrupted.
+#include "commands.hpp"
+
+#include <svcctl/model/model.hpp>
+#include <svcctl/registry/cache.hpp>
+
+#include <fmt/format.h>
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <set>
+
+namespace svcctl::cmd {
+
+namespace {
+
+struct WatchArgs {
+  std::vector<std::string> services;
+};
+
+// What a registry path names: kind, service (if any), name.
+struct Named {
+  std::string kind;
+  std::string service;
+  std::string name;
+};
+
+std::optional<Named> name_of(const std::string& path) {
+  std::vector<std::string> parts;
+  std::size_t start = 1;
+  while (start <= path.size()) {
+    auto slash = path.find('/', start);
+    parts.push_back(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  if (parts.size() == 2 && parts[0] == "service") return Named{"service", parts[1], parts[1]};
+  if (parts.size() == 3 && parts[0] == "address") return Named{"address", parts[1], parts[2]};
+  if (parts.size() == 3 && parts[0] == "api") return Named{"api", parts[1], parts[2]};
+  if (parts.size() == 2 && parts[0] == "key") return Named{"key", "", parts[1]};
+  if (parts.size() == 3 && parts[0] == "acl") return Named{"acl", parts[1], parts[2]};
+  if (parts.size() == 2 && parts[0] == "gateway") return Named{"gateway", "", parts[1]};
+  return std::nullopt;  // containers
+}
+
+nlohmann::json data_of(const registry::CacheEntry& e) {
+  auto j = nlohmann::json::parse(e.data, nullptr, false);
+  if (j.is_discarded()) return e.data;  // not JSON: shown as the raw text
+  return j;
+}
+
+std::string compact(const registry::CacheEntry& e) {
+  return data_of(e).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
+  for (const auto& s : a.services) SVCCTL_CHECK(model::validate_name("service", s));
+  std::set<std::string> only(a.services.begin(), a.services.end());
+  const bool json = ctx.format == output::Format::Json;
+  const bool color = !json && output::use_color(stdout);
+
+  registry::Cache::Options options;
+  SVCCTL_TRY(options.zk, ctx.zk_options());
+  options.on_change = [&](const std::vector<registry::Change>& changes, const registry::Snapshot& snap) {
+    for (const auto& c : changes) {
+      if (c.kind == registry::Change::Kind::Resync) {
+        if (json)
+          fmt::print("{}\n", nlohmann::json{{"event", "resync"}, {"gap", true}, {"reason", c.reason}}.dump());
+        else
+          fmt::print("{}resync{}    ({}; changes in between may have been coalesced)\n",
+                     color ? "\x1b[33m" : "", color ? "\x1b[0m" : "", c.reason);
+        continue;
+      }
+      auto named = name_of(c.path);
+      if (!named) continue;
+      if (!only.empty() && !only.count(named->service)) continue;
+      auto kind = registry::to_string(c.kind);
+      if (json) {
+        nlohmann::json j = {{"event", kind}, {"path", c.path}, {"kind", named->kind}};
+        if (!named->service.empty()) j["service"] = named->service;
+        j["name"] = named->name;
+        if (c.before) j["before"] = data_of(*c.before);
+        if (c.after) j["data"] = data_of(*c.after);
+        if (c.after && c.after->ephemeral_owner) j["ephemeral"] = true;
+        j["zxid"] = snap.max_zxid;
+        fmt::print("{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      } else {
+        const char* tone = c.kind == registry::Change::Kind::Added      ? "\x1b[32m"
+                           : c.kind == registry::Change::Kind::Deleted ? "\x1b[31m"
+                                                                       : "\x1b[36m";
+        std::string detail = c.kind == registry::Change::Kind::Modified
+                                 ? fmt::format("{} -> {}", compact(*c.before), compact(*c.after))
+                             : c.after ? compact(*c.after)
+                                       : "";
+        fmt::print("{}{:<8}{}  {}  {}\n", color ? tone : "", kind, color ? "\x1b[0m" : "", c.path,
+                   detail);
+      }
+    }
+    std::fflush(stdout);
+  };
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  registry::Cache cache(std::move(options));
+  SVCCTL_CHECK(cache.start(std::chrono::milliseconds(ctx.zk_timeout_ms)));
+  if (ctx.verbose) {
+    auto snap = cache.snapshot();
+    fmt::print(stderr, "watching {} (session 0x{:x}, {} nodes)\n", ctx.zk, snap->session_id, snap->size());
+  }
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  return {};
+}
+
+}  // namespace
+
+void setup_watch(CLI::App& app, Context& ctx) {
+  auto args = std::make_shared<WatchArgs>();
+  auto* w = app.add_subcommand("watch", "print the registry, then every change as it happens");
+  w->add_option("SVC", args->services, "only these services (keys and gateways are then left out)");
+  w->callback([&ctx, args] { ctx.action = [&ctx, args] { return run_watch(ctx, *args); }; });
+}
+
+}  // namespace svcctl::cmd

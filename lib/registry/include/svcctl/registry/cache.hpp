@@ -1,0 +1,106 @@
+// The watch-driven registry cache (DESIGN §3): an in-memory mirror of every node under
+// /service, /address, /api, /key, /acl and /gateway, kept exact by ZooKeeper watches.
+//
+// - ZooKeeper's threads only queue what they receive; one control thread owns the mirror,
+//   sends reads (at most Options::max_outstanding in flight), and publishes snapshots.
+// - Every read arms a watch; a notification only causes a new read (which re-arms it),
+//   and what that read returns is applied. A result never moves a node back in time
+//   (its mzxid only grows).
+// - After a reconnect, or a new session after expiry, everything is read again (the new
+//   session after a random delay); nodes that were not seen again are swept away.
+// - Readers take the current Snapshot with snapshot(): an immutable value, swapped
+//   atomically; they never lock on, wait for or call into ZooKeeper.
+#pragma once
+
+#include <svcctl/core/expected.hpp>
+#include <svcctl/zk/client.hpp>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace svcctl::registry {
+
+struct CacheEntry {
+  std::string data;            // empty for containers (their data is not read)
+  std::int64_t mzxid = 0;
+  std::int32_t version = 0;
+  std::int64_t ephemeral_owner = 0;
+  bool container = false;      // /address/{svc}-like: holds children, data not mirrored
+  bool operator==(const CacheEntry&) const = default;
+};
+
+class Snapshot {
+ public:
+  using Clock = std::chrono::system_clock;
+  static constexpr std::size_t k_shards = 64;
+  using Shard = std::map<std::string, CacheEntry, std::less<>>;
+
+  std::uint64_t generation = 0;     // one more at every publish
+  std::int64_t max_zxid = 0;        // highest mzxid seen
+  zk::SessionState session = zk::SessionState::Connecting;
+  std::int64_t session_id = 0;
+  bool loaded = false;              // a full read has completed
+  Clock::time_point last_change{};
+  std::optional<Clock::time_point> stale_since;  // set while not connected
+
+  const CacheEntry* find(std::string_view path) const;
+  std::size_t size() const;
+  // Every entry, sorted by path.
+  std::map<std::string, CacheEntry> entries() const;
+
+ private:
+  friend class Cache;
+  std::array<std::shared_ptr<const Shard>, k_shards> m_shards{};
+};
+
+struct Change {
+  enum class Kind { Added, Modified, Deleted, Resync };
+  Kind kind = Kind::Added;
+  std::string path;
+  std::optional<CacheEntry> before;
+  std::optional<CacheEntry> after;
+  std::string reason;  // for Resync: "reconnected" or "session expired"
+};
+std::string_view to_string(Change::Kind kind);
+
+class Cache {
+ public:
+  struct Options {
+    zk::Options zk;
+    std::size_t max_outstanding = 32;
+    // A new session after expiry starts after a random delay up to this, so that many
+    // gateways do not all reload at the same instant.
+    std::chrono::milliseconds resync_jitter{1000};
+    // Called on the control thread after each publish with what changed (never during the
+    // first load: its changes come all at once, as Added, when it completes).
+    std::function<void(const std::vector<Change>&, const Snapshot&)> on_change;
+  };
+
+  explicit Cache(Options options);
+  ~Cache();
+  Cache(const Cache&) = delete;
+  Cache& operator=(const Cache&) = delete;
+
+  // Connects and loads; returns once the first full load is published, or Unavailable
+  // when ZooKeeper cannot be reached, or the load does not finish, within `timeout`.
+  Expected<void> start(std::chrono::milliseconds timeout);
+
+  std::shared_ptr<const Snapshot> snapshot() const { return m_snapshot.load(); }
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> m_impl;
+  std::atomic<std::shared_ptr<const Snapshot>> m_snapshot;
+};
+
+}  // namespace svcctl::registry

@@ -1,0 +1,180 @@
+"""svcctl watch and the watch-driven cache under it, against real ZooKeeper servers."""
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+
+import pytest
+from kazoo.client import KazooClient
+
+from watchlib import Relay, Watch, WatchArgs, leaves
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
+import zkserver  # noqa: E402
+
+
+def sentinel(reg, w, n):
+    """Writes a marker node and waits for its event: everything written before it has been
+    seen by then (watch events arrive in order, before the data they announce)."""
+    path = f"/key/zz-sentinel-{n}"
+    reg.kz.create(path, b"{}", makepath=True)
+    w.until(lambda e: e.get("path") == path)
+
+
+def test_initial_state_then_changes_in_order(reg):
+    reg.ok("register", "service", "user")
+    reg.ok("register", "address", "user", "10.0.0.1:80", "--dc", "bj")
+    w = Watch(reg.connect)
+    try:
+        first = [w.next(), w.next()]
+        assert [(e["event"], e["path"]) for e in first] == [
+            ("added", "/address/user/10.0.0.1:80"), ("added", "/service/user")]
+        assert first[0]["kind"] == "address" and first[0]["service"] == "user"
+        assert first[0]["name"] == "10.0.0.1:80"
+        assert first[0]["data"] == {"dc": "bj", "weight": 100, "status": "up"}
+        reg.ok("register", "address", "user", "10.0.0.1:80", "--weight", "5")
+        e = w.next()
+        assert e["event"] == "modified" and e["before"]["weight"] == 100 and e["data"]["weight"] == 5
+        reg.ok("register", "api", "user", "get", "--path", "/g")
+        e = w.next()
+        assert (e["event"], e["path"], e["kind"]) == ("added", "/api/user/get", "api")
+        reg.ok("unregister", "api", "user", "get")
+        e = w.next()
+        assert (e["event"], e["path"]) == ("deleted", "/api/user/get")
+        assert e["before"]["path"] == "/g" and "data" not in e
+        reg.kz.create("/address/user/10.0.0.9:80", b'{"dc":"sh"}', ephemeral=True)
+        e = w.next()
+        assert e["event"] == "added" and e["ephemeral"] is True
+    finally:
+        assert w.stop() == 0
+
+
+def test_filter_by_service(reg):
+    for s in ("a", "b"):
+        reg.ok("register", "service", s)
+    reg.ok("register", "key", "k")
+    w = Watch(reg.connect)
+    w.stop()
+    w = WatchArgs(reg.connect, "b")
+    try:
+        assert w.next()["path"] == "/service/b"
+        reg.ok("register", "address", "a", "1.1.1.1:1")
+        reg.ok("register", "key", "k2")
+        reg.ok("register", "address", "b", "2.2.2.2:2")
+        assert w.next()["path"] == "/address/b/2.2.2.2:2"
+    finally:
+        assert w.stop() == 0
+
+
+def test_randomized_changes_end_equal_to_the_tree(reg):
+    """Another client makes thousands of random creates, updates and deletes; the state
+    rebuilt from the events then equals a fresh full read, node for node."""
+    rnd = random.Random(1234)
+    for s in range(8):
+        reg.kz.create(f"/service/s{s}", b'{"status":"up"}', makepath=True)
+        reg.kz.ensure_path(f"/address/s{s}")
+        reg.kz.ensure_path(f"/api/s{s}")
+    w = Watch(reg.connect)
+    try:
+        sentinel(reg, w, 0)
+        paths = [f"/address/s{s}/10.0.0.{i}:80" for s in range(8) for i in range(12)] + \
+                [f"/api/s{s}/i{i}" for s in range(8) for i in range(4)]
+        for n in range(2500):
+            p = rnd.choice(paths)
+            data = json.dumps({"weight": rnd.randint(0, 500), "n": n}).encode()
+            op = rnd.random()
+            exists = reg.kz.exists(p)
+            if not exists:
+                reg.kz.create(p, data)
+            elif op < 0.35:
+                reg.kz.delete(p)
+            else:
+                reg.kz.set(p, data)
+            if n % 500 == 0:  # whole services come and go too
+                s = rnd.randrange(8)
+                reg.kz.delete(f"/address/s{s}", recursive=True)
+                reg.kz.ensure_path(f"/address/s{s}")
+        sentinel(reg, w, 1)
+        assert w.state == leaves(reg.kz)
+    finally:
+        assert w.stop() == 0
+
+
+@pytest.fixture
+def own_zk():
+    """A ZooKeeper of the test's own, so that it can be stopped and restarted."""
+    d = tempfile.mkdtemp(prefix="svcctl-zk-")
+    st = zkserver.start(d)
+    yield d, st
+    zkserver.stop(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def kazoo(port):
+    kz = KazooClient(hosts=f"127.0.0.1:{port}", timeout=15)
+    kz.start(timeout=30)
+    return kz
+
+
+def test_zookeeper_restart_gives_resync_and_later_changes(own_zk):
+    d, st = own_zk
+    kz = kazoo(st["port"])
+    kz.create("/service/a", b'{"status":"up"}', makepath=True)
+    kz.stop()
+    w = Watch(st["connect"])
+    try:
+        assert w.next()["path"] == "/service/a"
+        zkserver.stop(d)
+        time.sleep(1)
+        zkserver.start(d, port=st["port"])
+        e = w.until(lambda e: e["event"] == "resync")
+        assert e["gap"] is True and e["reason"] == "reconnected"
+        kz = kazoo(st["port"])
+        kz.create("/service/b", b'{"status":"up"}')
+        kz.set("/service/a", b'{"status":"down"}')
+        got = {w.next()["path"], w.next()["path"]}
+        assert got == {"/service/a", "/service/b"}
+        assert w.state == leaves(kz)
+        kz.stop()
+    finally:
+        assert w.stop() == 0
+
+
+def test_session_expiry_reconciles(own_zk):
+    """Cut svcctl off for longer than its session timeout while another client deletes,
+    adds and changes nodes: after the new session, the view equals the tree, with no
+    deleted node left behind."""
+    d, st = own_zk
+    kz = kazoo(st["port"])
+    for i in range(20):
+        kz.create(f"/address/s/10.0.0.{i}:80", json.dumps({"weight": i}).encode(), makepath=True)
+    kz.create("/service/s", b'{"status":"up"}', makepath=True)
+    kz.create("/service/gone", b'{"status":"up"}', makepath=True)
+    relay = Relay(st["port"])
+    w = Watch(f"127.0.0.1:{relay.port}", "--zk-session-timeout", "1500")
+    try:
+        for _ in range(22):
+            w.next()
+        relay.cut()
+        for i in range(0, 20, 2):
+            kz.delete(f"/address/s/10.0.0.{i}:80")
+        kz.delete("/service/gone")
+        kz.set("/address/s/10.0.0.1:80", b'{"weight":999}')
+        kz.create("/address/s/10.9.9.9:80", b'{"weight":7}')
+        kz.create("/service/new", b'{"status":"up"}')
+        time.sleep(4)  # the session (1.5 s) expires on the server while cut off
+        relay.up()
+        e = w.until(lambda e: e["event"] == "resync")
+        assert e["reason"] == "session expired"
+        kz.create("/key/zz-sentinel", b"{}", makepath=True)
+        w.until(lambda e: e.get("path") == "/key/zz-sentinel")
+        assert w.state == leaves(kz)
+        assert "/service/gone" not in w.state and "/address/s/10.0.0.0:80" not in w.state
+        assert w.state["/address/s/10.0.0.1:80"] == {"weight": 999}
+    finally:
+        assert w.stop() == 0
+        relay.close()
+        kz.stop()

@@ -1,0 +1,163 @@
+"""Helpers for tests that run `svcctl watch -o json` and follow its output."""
+import json
+import queue
+import socket
+import subprocess
+import threading
+import time
+
+from conftest import SVCCTL
+
+
+class Watch:
+    """A running `svcctl -o json watch`; every line is parsed and queued; `state` is the
+    registry rebuilt from the events (leaf path -> data)."""
+
+    def __init__(self, connect, *args, after=()):
+        self.proc = subprocess.Popen([SVCCTL, "--zk", connect, "-o", "json", *args, "watch", *after],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.events = queue.Queue()
+        self.seen = []
+        self.state = {}
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.events.put(json.loads(line))
+        self.events.put(None)
+
+    def next(self, timeout=30):
+        e = self.events.get(timeout=timeout)
+        assert e is not None, f"watch exited: {self.proc.stderr.read()}"
+        self.seen.append(e)
+        if e["event"] in ("added", "modified"):
+            self.state[e["path"]] = e["data"]
+        elif e["event"] == "deleted":
+            self.state.pop(e["path"], None)
+        return e
+
+    def until(self, pred, timeout=60):
+        """Consumes events until one matches; returns it."""
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            assert left > 0, f"no matching event; last: {self.seen[-5:]}"
+            e = self.next(timeout=left)
+            if pred(e):
+                return e
+
+    def stop(self):
+        self.proc.terminate()
+        code = self.proc.wait(timeout=30)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return code
+
+
+def WatchArgs(connect, *services):
+    """`svcctl watch SVC...`."""
+    return Watch(connect, after=services)
+
+
+def leaves(kz, roots=(("/service", 1), ("/address", 2), ("/api", 2), ("/key", 1), ("/acl", 2))):
+    """The registry's leaves as {path: parsed data}, read with kazoo."""
+    out = {}
+
+    def walk(path, depth, leaf_depth):
+        if not kz.exists(path):
+            return
+        for c in kz.get_children(path):
+            p = f"{path}/{c}"
+            if depth + 1 == leaf_depth:
+                try:
+                    raw, _ = kz.get(p)
+                except Exception:
+                    continue
+                try:
+                    out[p] = json.loads(raw) if raw else None
+                except ValueError:
+                    out[p] = raw.decode("utf-8", "replace")
+            else:
+                walk(p, depth + 1, leaf_depth)
+
+    for root, depth in roots:
+        walk(root, 0, depth)
+    return out
+
+
+class Relay:
+    """A TCP relay on loopback that can cut every connection and refuse new ones for a
+    while, so that a client's ZooKeeper session expires."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.conns = []
+        self.lock = threading.Lock()
+        self.listener = None
+        self.stopped = False
+        self.up()
+
+    def up(self):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", self.port))
+        s.listen(16)
+        self.listener = s
+        threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+
+    def _accept(self, s):
+        while True:
+            try:
+                c, _ = s.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        # close() alone does not stop a thread blocked in accept() on Linux: the listener
+        # would keep accepting. shutdown() wakes it.
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                c.close()
+            self.conns = []
+
+    def close(self):
+        self.cut()
