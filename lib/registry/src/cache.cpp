@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 #include <variant>
 
 namespace svcctl::registry {
@@ -122,11 +123,13 @@ struct Cache::Impl {
   // Owned by the control thread.
   std::unique_ptr<zk::Client> client;
   std::uint64_t epoch = 0;  // one per session; results of older sessions are dropped
-  std::array<Snapshot::Shard, Snapshot::k_shards> shards;
-  std::array<bool, Snapshot::k_shards> dirty{};
+  // The mirror, shard by shard. A published snapshot shares these maps; a shard is copied
+  // only on its first change after a publish (owned[i] is false until then), so memory
+  // holds one copy of the registry and a change costs a copy of one small shard.
+  std::array<std::shared_ptr<Snapshot::Shard>, Snapshot::k_shards> shards;
+  std::array<bool, Snapshot::k_shards> owned{};
   std::unordered_map<std::string, std::set<std::string>> children;
-  std::unordered_map<std::string, std::uint64_t> marks;  // resync round a node was last read in
-  std::uint64_t round = 0;
+  std::unordered_set<std::string> seen;  // during a resync: nodes read again this round
   std::deque<std::pair<std::string, ReadKind>> pending;
   std::set<std::pair<std::string, ReadKind>> queued;
   std::size_t outstanding = 0;
@@ -148,7 +151,19 @@ struct Cache::Impl {
   std::condition_variable load_cv;
   bool load_done = false;
 
-  Impl(Cache& c, Options o) : owner(c), options(std::move(o)) {}
+  Impl(Cache& c, Options o) : owner(c), options(std::move(o)) {
+    for (auto& s : shards) s = std::make_shared<Snapshot::Shard>();
+    owned.fill(true);
+  }
+
+  // The shard of `path`, made private to the control thread first if a snapshot shares it.
+  Snapshot::Shard& writable(std::size_t i) {
+    if (!owned[i]) {
+      shards[i] = std::make_shared<Snapshot::Shard>(*shards[i]);
+      owned[i] = true;
+    }
+    return *shards[i];
+  }
 
   void push(Item item) {
     {
@@ -193,21 +208,22 @@ struct Cache::Impl {
   // Reads everything again: the roots, every container and every leaf known. What is not
   // seen again by the end of the round is swept away.
   void begin_resync(const std::string& reason) {
-    ++round;
     resyncing = true;
+    seen.clear();
     if (loaded) changes.push_back(Change{Change::Kind::Resync, {}, {}, {}, reason});
     for (const auto& r : k_roots) enqueue(std::string(r.path), ReadKind::Children);
     for (const auto& shard : shards)
-      for (const auto& [path, entry] : shard)
+      for (const auto& [path, entry] : *shard)
         enqueue(path, entry.container ? ReadKind::Children : ReadKind::Data);
   }
 
   void finish_round() {
     std::vector<std::string> gone;
     for (const auto& shard : shards)
-      for (const auto& [path, entry] : shard)
-        if (marks[path] < round) gone.push_back(path);
+      for (const auto& [path, entry] : *shard)
+        if (!seen.count(path)) gone.push_back(path);
     for (const auto& p : gone) remove_subtree(p);
+    seen = {};  // free it
     resyncing = false;
     if (session == zk::SessionState::Connected && stale_since) {
       stale_since.reset();
@@ -256,23 +272,21 @@ struct Cache::Impl {
   // ---- applying what was read ------------------------------------------------------------
 
   void put(const std::string& path, CacheEntry e) {
-    marks[path] = round;
+    if (resyncing) seen.insert(path);
     max_zxid = std::max(max_zxid, e.mzxid);
     std::size_t s = shard_of(path);
-    auto it = shards[s].find(path);
-    if (it == shards[s].end()) {
-      shards[s].emplace(path, e);
+    const auto& current = *shards[s];
+    auto it = current.find(path);
+    if (it == current.end()) {
+      writable(s).emplace(path, e);
       changes.push_back(Change{Change::Kind::Added, path, std::nullopt, std::move(e), {}});
-    } else if (e.mzxid < it->second.mzxid) {
-      return;  // an older state than the one held: never go back in time
-    } else if (it->second != e) {
-      Change c{Change::Kind::Modified, path, it->second, e, {}};
-      it->second = std::move(e);
-      changes.push_back(std::move(c));
+    } else if (e.mzxid < it->second.mzxid || it->second == e) {
+      return;  // an older state than the one held (never go back in time), or no change
     } else {
-      return;
+      Change c{Change::Kind::Modified, path, it->second, e, {}};
+      writable(s)[path] = std::move(e);
+      changes.push_back(std::move(c));
     }
-    dirty[s] = true;
     last_change = Snapshot::Clock::now();
   }
 
@@ -282,13 +296,12 @@ struct Cache::Impl {
       children.erase(it);
       for (const auto& k : kids) remove_subtree(path + "/" + k);
     }
-    marks.erase(path);
     std::size_t s = shard_of(path);
-    auto it = shards[s].find(path);
-    if (it == shards[s].end()) return;
+    if (!shards[s]->count(path)) return;
+    auto& shard = writable(s);
+    auto it = shard.find(path);
     changes.push_back(Change{Change::Kind::Deleted, path, std::move(it->second), std::nullopt, {}});
-    shards[s].erase(it);
-    dirty[s] = true;
+    shard.erase(it);
     last_change = Snapshot::Clock::now();
     // Keep the parent's list of children true.
     auto slash = path.rfind('/');
@@ -377,11 +390,9 @@ struct Cache::Impl {
   void publish() {
     if (!loaded || (changes.empty() && !meta_changed)) return;
     auto snap = std::make_shared<Snapshot>();
-    auto prev = owner.m_snapshot.load();
     for (std::size_t i = 0; i < Snapshot::k_shards; ++i) {
-      if (dirty[i] || !prev) snap->m_shards[i] = std::make_shared<const Snapshot::Shard>(shards[i]);
-      else snap->m_shards[i] = prev->m_shards[i];
-      dirty[i] = false;
+      snap->m_shards[i] = shards[i];  // shared from now on: the next change copies it first
+      owned[i] = false;
     }
     snap->generation = ++generation;
     snap->max_zxid = max_zxid;

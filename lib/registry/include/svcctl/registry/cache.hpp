@@ -41,7 +41,7 @@ struct CacheEntry {
 class Snapshot {
  public:
   using Clock = std::chrono::system_clock;
-  static constexpr std::size_t k_shards = 64;
+  static constexpr std::size_t k_shards = 1024;
   using Shard = std::map<std::string, CacheEntry, std::less<>>;
 
   std::uint64_t generation = 0;     // one more at every publish
