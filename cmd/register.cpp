@@ -2,7 +2,12 @@
 #include "commands.hpp"
 
 #include <svcctl/model/model.hpp>
+#include <svcctl/registry/holder.hpp>
+#include <svcctl/rpc/rpc.hpp>
 
+#include <fmt/format.h>
+
+#include <csignal>
 #include <memory>
 
 namespace svcctl::cmd {
@@ -64,6 +69,7 @@ struct Common {
 };
 
 struct RegisterArgs {
+  bool create_service_requested() const { return common.create_service; }
   std::string service;
   std::string name;  // address, interface or key
   Common common;
@@ -73,7 +79,59 @@ struct RegisterArgs {
   CLI::Option* idempotent_option = nullptr;
   bool shadow = false;
   CLI::Option* shadow_option = nullptr;
+  // --hold
+  bool hold = false;
+  std::string check;
+  int interval_ms = 2000;
+  int rise = 2;
+  int fall = 3;
 };
+
+std::atomic<bool> g_stop_holding{false};
+void on_stop_signal(int) { g_stop_holding = true; }
+
+// register address --hold: stay in the foreground holding an ephemeral node.
+Expected<void> hold_address(Context& ctx, const RegisterArgs& a, const model::HostPort& hp,
+                            const model::AddressFields& f) {
+  if (a.common.if_version_option->count() > 0)
+    return fail(ErrorKind::Usage, "--if-version does not go with --hold");
+  if (a.status->given())
+    return fail(ErrorKind::Usage, "--status does not go with --hold: the health check decides it");
+  if (a.interval_ms < 10 || a.rise < 1 || a.fall < 1)
+    return fail(ErrorKind::Usage, "--interval must be at least 10 ms, --rise and --fall at least 1");
+  if (!a.check.empty() && a.check.rfind("http://", 0) != 0 && a.check.rfind("https://", 0) != 0)
+    return fail(ErrorKind::Usage, fmt::format("invalid --check \"{}\": give an http:// URL", a.check));
+  registry::Holder::Options o;
+  SVCCTL_TRY(o.zk, ctx.zk_options());
+  o.service = a.service;
+  o.address = hp;
+  o.fields = f;
+  o.interval = std::chrono::milliseconds(a.interval_ms);
+  o.rise = a.rise;
+  o.fall = a.fall;
+  if (!a.check.empty()) {
+    rpc::Timeouts t;
+    t.total = std::chrono::milliseconds(std::max(10, a.interval_ms));
+    t.connect = std::min(t.connect, t.total);
+    o.check = [url = a.check, t] {
+      auto r = rpc::http_get(url, t);
+      return r && r->status >= 200 && r->status < 300;
+    };
+  }
+  const bool quiet = ctx.quiet;
+  o.log = [quiet](std::string_view m) {
+    if (!quiet) fmt::print(stderr, "svcctl: {}\n", m);
+  };
+  if (a.create_service_requested()) {
+    SVCCTL_TRY(auto* reg, ctx.registry());
+    auto svc = reg->put_service(a.service, {}, registry::WriteOptions{});
+    if (!svc) return fail(svc.error());
+  }
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  registry::Holder holder(std::move(o));
+  return holder.run(g_stop_holding);
+}
 
 Expected<void> run_service(Context& ctx, const RegisterArgs& a) {
   model::ServiceFields f;
@@ -99,6 +157,8 @@ Expected<void> run_address(Context& ctx, const RegisterArgs& a) {
     return t.empty() ? Expected<std::vector<std::string>>(std::vector<std::string>{})
                      : model::parse_name_list("tag", t);
   }));
+  if (a.hold) return hold_address(ctx, a, hp, f);
+  if (!a.check.empty()) return fail(ErrorKind::Usage, "--check goes with --hold");
   SVCCTL_TRY(auto* reg, ctx.registry());
   SVCCTL_TRY(auto result, reg->put_address(a.service, hp, f, a.common.options()));
   ctx.print_write(result);
@@ -183,6 +243,16 @@ void setup_register(CLI::App& app, Context& ctx) {
   text_option(ad, address->version, "--provider-version", "version label of the provider build");
   text_option(ad, address->tags, "--tags", "comma-separated tags (empty string clears)");
   address->common.add(ad, true, true);
+  ad->add_flag("--hold", address->hold,
+               "stay in the foreground holding an ephemeral node while the check passes; "
+               "SIGTERM or SIGINT removes it");
+  ad->add_option("--check", address->check, "with --hold: health check URL (HTTP GET, 2xx is healthy)");
+  ad->add_option("--interval", address->interval_ms, "with --hold: milliseconds between checks")
+      ->capture_default_str();
+  ad->add_option("--rise", address->rise, "with --hold: passes in a row before it is up")
+      ->capture_default_str();
+  ad->add_option("--fall", address->fall, "with --hold: failures in a row before it is down")
+      ->capture_default_str();
   ad->callback([&ctx, address] { ctx.action = [&ctx, address] { return run_address(ctx, *address); }; });
 
   auto* ap = reg->add_subcommand("api", "register an interface of a service");

@@ -50,8 +50,11 @@ Unexpected undeliverable(std::string message) {
 
 }  // namespace
 
-Expected<HttpReply> http_post(const std::string& url, std::string_view body,
-                              const std::vector<std::string>& headers, const Timeouts& timeouts) {
+namespace {
+
+// One HTTP exchange: a POST of `body`, or a GET when `body` is null.
+Expected<HttpReply> perform(const std::string& url, const std::string_view* body,
+                            const std::vector<std::string>& headers, const Timeouts& timeouts) {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 
@@ -66,9 +69,11 @@ Expected<HttpReply> http_post(const std::string& url, std::string_view body,
   char errbuf[CURL_ERROR_SIZE] = {};
   CURL* h = curl.get();
   curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_POST, 1L);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  if (body) {
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data());
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+  }
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(h, CURLOPT_USERAGENT, "svcctl");
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -101,6 +106,17 @@ Expected<HttpReply> http_post(const std::string& url, std::string_view body,
   reply.elapsed = std::chrono::microseconds(us);
   reply.body = std::move(sink.body);
   return reply;
+}
+
+}  // namespace
+
+Expected<HttpReply> http_post(const std::string& url, std::string_view body,
+                              const std::vector<std::string>& headers, const Timeouts& timeouts) {
+  return perform(url, &body, headers, timeouts);
+}
+
+Expected<HttpReply> http_get(const std::string& url, const Timeouts& timeouts) {
+  return perform(url, nullptr, {}, timeouts);
 }
 
 Expected<Result> call_json(const std::string& url, std::string_view json_body,

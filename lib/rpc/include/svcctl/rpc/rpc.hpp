@@ -36,6 +36,9 @@ struct HttpReply {
 Expected<HttpReply> http_post(const std::string& url, std::string_view body,
                               const std::vector<std::string>& headers, const Timeouts& timeouts);
 
+// GETs `url` (health checks). DeliveryFailed when no HTTP answer came.
+Expected<HttpReply> http_get(const std::string& url, const Timeouts& timeouts);
+
 struct Result {
   std::string json;    // the result as JSON text
   std::string output;  // Yar "o": what the method printed

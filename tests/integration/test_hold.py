@@ -1,0 +1,161 @@
+"""register address --hold: an ephemeral address held by a sidecar process."""
+import http.server
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+from kazoo.client import KazooClient
+
+from conftest import SVCCTL
+from watchlib import Relay
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
+import zkserver  # noqa: E402
+
+
+def wait_for(pred, timeout=30, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Holder:
+    def __init__(self, connect, *args):
+        self.proc = subprocess.Popen([SVCCTL, "--zk", connect, *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=30)
+        self.err = self.proc.stderr.read()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return code
+
+
+class Health:
+    """An HTTP health endpoint whose answer the test flips."""
+
+    def __init__(self):
+        self.ok = True
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                self.send_response(200 if outer.ok else 503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}/health"
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def node(kz, path):
+    st = kz.exists(path)
+    if not st:
+        return None
+    return json.loads(kz.get(path)[0]), st
+
+
+def test_hold_registers_and_sigterm_removes_at_once(reg):
+    reg.ok("register", "service", "s")
+    h = Holder(reg.connect, "register", "address", "s", "10.0.0.1:80", "--hold", "--dc", "bj",
+               "--weight", "30")
+    path = "/address/s/10.0.0.1:80"
+    data, st = wait_for(lambda: node(reg.kz, path), what="the held node")
+    assert data == {"dc": "bj", "weight": 30, "status": "up"}
+    assert st.ephemeralOwner != 0
+    assert reg.ok("list", "s")["addresses"][0]["ephemeral"] is True
+    assert h.stop() == 0
+    assert reg.kz.exists(path) is None  # removed before the process exited
+    assert "removed /address/s/10.0.0.1:80" in h.err
+
+
+def test_sigkill_leaves_it_to_the_session_timeout(reg):
+    reg.ok("register", "service", "s")
+    h = Holder(reg.connect, "--zk-session-timeout", "1500", "register", "address", "s",
+               "10.0.0.2:80", "--hold")
+    path = "/address/s/10.0.0.2:80"
+    wait_for(lambda: node(reg.kz, path), what="the held node")
+    h.stop(signal.SIGKILL)
+    wait_for(lambda: reg.kz.exists(path) is None, timeout=30, what="the session to expire")
+
+
+def test_check_takes_it_down_and_brings_it_back(reg):
+    reg.ok("register", "service", "s")
+    health = Health()
+    h = Holder(reg.connect, "register", "address", "s", "10.0.0.3:80", "--hold", "--check",
+               health.url, "--interval", "50", "--rise", "2", "--fall", "2")
+    path = "/address/s/10.0.0.3:80"
+    try:
+        wait_for(lambda: (node(reg.kz, path) or [{}])[0].get("status") == "up", what="up")
+        health.ok = False
+        wait_for(lambda: node(reg.kz, path)[0]["status"] == "down", what="down")
+        health.ok = True
+        wait_for(lambda: node(reg.kz, path)[0]["status"] == "up", what="up again")
+    finally:
+        assert h.stop() == 0
+        health.close()
+    assert "check failing: down" in h.err and "check passing: up" in h.err
+
+
+def test_persistent_node_or_missing_service_is_refused(reg):
+    r = reg.run("register", "address", "nosvc", "10.0.0.4:80", "--hold", timeout=30)
+    assert r.code == 3 and 'service "nosvc" not found' in r.err
+    reg.ok("register", "service", "s")
+    reg.ok("register", "address", "s", "10.0.0.4:80")
+    r = reg.run("register", "address", "s", "10.0.0.4:80", "--hold", timeout=30)
+    assert r.code == 4 and "registered persistently" in r.err
+    r = reg.run("register", "address", "s", "10.0.0.5:80", "--check", "http://x/")
+    assert r.code == 2 and "--check goes with --hold" in r.err
+
+
+@pytest.fixture
+def own_zk():
+    d = tempfile.mkdtemp(prefix="svcctl-zk-")
+    st = zkserver.start(d)
+    yield st
+    zkserver.stop(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_back_under_a_new_session_after_expiry(own_zk):
+    kz = KazooClient(hosts=own_zk["connect"], timeout=15)
+    kz.start(timeout=30)
+    kz.create("/service/s", b'{"status":"up"}', makepath=True)
+    relay = Relay(own_zk["port"])
+    h = Holder(f"127.0.0.1:{relay.port}", "--zk-session-timeout", "1500", "register", "address",
+               "s", "10.0.0.6:80", "--hold")
+    path = "/address/s/10.0.0.6:80"
+    try:
+        _, st = wait_for(lambda: node(kz, path), what="the held node")
+        first_owner = st.ephemeralOwner
+        relay.cut()
+        wait_for(lambda: kz.exists(path) is None, what="the old session to expire")
+        relay.up()
+        _, st = wait_for(lambda: node(kz, path), what="the node under a new session")
+        assert st.ephemeralOwner not in (0, first_owner)
+    finally:
+        assert h.stop() == 0
+        relay.close()
+        kz.stop()
+    assert "session expired" in h.err
