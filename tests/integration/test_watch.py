@@ -178,3 +178,15 @@ def test_session_expiry_reconciles(own_zk):
         assert w.stop() == 0
         relay.close()
         kz.stop()
+
+
+def test_unreachable_zookeeper_is_exit_5(svcctl_bin):
+    import socket
+    import subprocess
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = subprocess.run([svcctl_bin, "--zk", f"127.0.0.1:{port}", "--zk-timeout", "800", "watch"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 5, r
+    assert "could not load the registry from ZooKeeper" in r.stderr
