@@ -69,13 +69,20 @@ def alive(pid):
         return False
 
 
-def start(d, port=0, force_sync="no", heap="256m", timeout=60.0):
+def start(d, port=0, force_sync="no", heap="256m", timeout=60.0, ensemble=None, myid=None):
+    """Starts one server. With `ensemble` (lines "server.N=host:peer:election") and
+    `myid`, it is that member of an ensemble, and is ready once it is leader or follower."""
     d = os.path.abspath(d)
     os.makedirs(os.path.join(d, "data"), exist_ok=True)
     port = port or free_port()
     conf = os.path.join(d, "zoo.cfg")
     with open(conf, "w") as f:
         f.write(CONFIG.format(data=os.path.join(d, "data"), port=port, force_sync=force_sync))
+        if ensemble:
+            f.write("\n".join(ensemble) + "\n")
+    if myid is not None:
+        with open(os.path.join(d, "data", "myid"), "w") as f:
+            f.write(f"{myid}\n")
     env = dict(os.environ)
     env.pop("ZOO_NOEXEC", None)
     env.update({"JMXDISABLE": "true", "SERVER_JVMFLAGS": f"-Xms{heap} -Xmx{heap}",
@@ -85,9 +92,12 @@ def start(d, port=0, force_sync="no", heap="256m", timeout=60.0):
     # that the harness's process group and terminal signals do not reach it.
     proc = subprocess.Popen([ZK_SCRIPT, "start-foreground", conf], stdin=subprocess.DEVNULL,
                             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    state = {"port": port, "pid": proc.pid, "dir": d, "connect": f"127.0.0.1:{port}"}
+    state = {"port": port, "pid": proc.pid, "dir": d, "connect": f"127.0.0.1:{port}",
+             "ensemble": ensemble, "myid": myid}
     with open(os.path.join(d, "state.json"), "w") as f:
         json.dump(state, f)
+    if ensemble:
+        return state  # members become ready together: see start_ensemble
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc.poll() is not None:
@@ -97,6 +107,41 @@ def start(d, port=0, force_sync="no", heap="256m", timeout=60.0):
         time.sleep(0.2)
     proc.kill()
     raise SystemExit(f"zookeeper did not become ready in {timeout:.0f} s; see {d}/server.log")
+
+
+def mode(port):
+    """"leader", "follower", "standalone", or "" when not serving."""
+    for line in four_letter(port, "srvr").splitlines():
+        if line.startswith("Mode:"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def start_ensemble(d, n=3, timeout=90.0):
+    """Starts an n-member ensemble on loopback, members in d/zk1..zkN; returns their states
+    once every member is leader or follower. The connect string lists them all."""
+    ports = [(free_port(), free_port(), free_port()) for _ in range(n)]
+    lines = [f"server.{i + 1}=127.0.0.1:{p[1]}:{p[2]}" for i, p in enumerate(ports)]
+    members = [start(os.path.join(d, f"zk{i + 1}"), ports[i][0], ensemble=lines, myid=i + 1)
+               for i in range(n)]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if all(mode(m["port"]) in ("leader", "follower") for m in members):
+            connect = ",".join(m["connect"] for m in members)
+            for m in members:
+                m["ensemble_connect"] = connect
+            return members
+        time.sleep(0.3)
+    for m in members:
+        stop(m["dir"])
+    raise SystemExit(f"the ensemble did not form in {timeout:.0f} s; see {d}/zk*/server.log")
+
+
+def restart(state, timeout=60.0):
+    """Starts a stopped server (or ensemble member) again with its old config and data."""
+    d = state["dir"]
+    return start(d, state["port"], ensemble=state.get("ensemble"), myid=state.get("myid"),
+                 timeout=timeout)
 
 
 def stop(d, timeout=20.0):

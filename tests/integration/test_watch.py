@@ -190,3 +190,41 @@ def test_unreachable_zookeeper_is_exit_5(svcctl_bin):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 5, r
     assert "could not load the registry from ZooKeeper" in r.stderr
+
+
+def test_ensemble_leader_killed_mid_stream(tmp_path):
+    """Three servers; the leader is killed while another client writes a stream of changes:
+    the watcher ends with every change, equal to the tree."""
+    members = zkserver.start_ensemble(str(tmp_path))
+    connect = members[0]["ensemble_connect"]
+    kz = KazooClient(hosts=connect, timeout=15)
+    try:
+        kz.start(timeout=60)
+        kz.create("/service/s", b'{"status":"up"}', makepath=True)
+        w = Watch(connect, "--zk-session-timeout", "4000")
+        assert w.next()["path"] == "/service/s"
+        from kazoo.retry import KazooRetry
+        retry = KazooRetry(max_tries=-1, delay=0.1, max_delay=1, deadline=60)
+        leader = next(m for m in members if zkserver.mode(m["port"]) == "leader")
+        for i in range(300):
+            path = f"/address/s/10.0.{i % 40}.1:80"
+            data = json.dumps({"weight": i}).encode()
+
+            def write():
+                if kz.exists(path):
+                    kz.set(path, data)
+                else:
+                    kz.create(path, data, makepath=True)
+            retry(write)
+            if i == 100:
+                zkserver.stop(leader["dir"])  # SIGTERM, then SIGKILL if it lingers
+        retry(lambda: kz.create("/key/zz-sentinel", b"{}", makepath=True))
+        w.until(lambda e: e.get("path") == "/key/zz-sentinel", timeout=120)
+        tree = retry(lambda: leaves(kz))
+        assert w.state == tree
+        assert w.state["/address/s/10.0.19.1:80"] == {"weight": 299}  # the last write, i = 299
+        assert w.stop() == 0
+    finally:
+        kz.stop()
+        for m in members:
+            zkserver.stop(m["dir"])
