@@ -218,6 +218,7 @@ def test_ensemble_leader_killed_mid_stream(tmp_path):
             retry(write)
             if i == 100:
                 zkserver.stop(leader["dir"])  # SIGTERM, then SIGKILL if it lingers
+                assert zkserver.mode(leader["port"]) == ""  # really gone
         retry(lambda: kz.create("/key/zz-sentinel", b"{}", makepath=True))
         w.until(lambda e: e.get("path") == "/key/zz-sentinel", timeout=120)
         tree = retry(lambda: leaves(kz))
