@@ -18,6 +18,7 @@ namespace {
 
 struct WatchArgs {
   std::vector<std::string> services;
+  std::string lkg_file;
 };
 
 // What a registry path names: kind, service (if any), name.
@@ -66,6 +67,7 @@ Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
 
   registry::Cache::Options options;
   SVCCTL_TRY(options.zk, ctx.zk_options());
+  options.lkg_file = a.lkg_file;
   options.on_change = [&](const std::vector<registry::Change>& changes, const registry::Snapshot& snap) {
     for (const auto& c : changes) {
       if (c.kind == registry::Change::Kind::Resync) {
@@ -108,6 +110,10 @@ Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
   std::signal(SIGTERM, on_signal);
   registry::Cache cache(std::move(options));
   SVCCTL_CHECK(cache.start(std::chrono::milliseconds(ctx.zk_timeout_ms)));
+  if (cache.serving_lkg())
+    ctx.warn(fmt::format("ZooKeeper at {} is unreachable: showing the last-known-good state from {} "
+                         "until it is back",
+                         ctx.zk, a.lkg_file));
   if (ctx.verbose) {
     auto snap = cache.snapshot();
     fmt::print(stderr, "watching {} (session 0x{:x}, {} nodes)\n", ctx.zk, snap->session_id, snap->size());
@@ -122,6 +128,9 @@ void setup_watch(CLI::App& app, Context& ctx) {
   auto args = std::make_shared<WatchArgs>();
   auto* w = app.add_subcommand("watch", "print the registry, then every change as it happens");
   w->add_option("SVC", args->services, "only these services (keys and gateways are then left out)");
+  w->add_option("--lkg-file", args->lkg_file,
+                "keep the last-known-good registry in this file, and start from it when "
+                "ZooKeeper is unreachable");
   w->callback([&ctx, args] { ctx.action = [&ctx, args] { return run_watch(ctx, *args); }; });
 }
 

@@ -229,3 +229,59 @@ def test_ensemble_leader_killed_mid_stream(tmp_path):
         kz.stop()
         for m in members:
             zkserver.stop(m["dir"])
+
+
+def test_last_known_good_file_serves_while_zookeeper_is_down(own_zk, tmp_path):
+    d, st = own_zk
+    lkg = tmp_path / "registry.lkg"
+    kz = kazoo(st["port"])
+    kz.create("/service/a", b'{"status":"up"}', makepath=True)
+    kz.create("/address/a/10.0.0.1:80", b'{"weight":1}', makepath=True)
+    w = Watch(st["connect"], after=("--lkg-file", str(lkg)))
+    w.next()
+    w.next()
+    kz.set("/address/a/10.0.0.1:80", b'{"weight":2}')
+    w.until(lambda e: e["event"] == "modified")
+    # written within about a second of the change, atomically
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if lkg.exists() and '{\\"weight\\":2}' in lkg.read_text():
+            break
+        time.sleep(0.1)
+    assert '{\\"weight\\":2}' in lkg.read_text()
+    assert w.stop() == 0
+    expected = leaves(kz)
+    kz.stop()
+
+    zkserver.stop(d)
+    w = Watch(st["connect"], "--zk-timeout", "800", after=("--lkg-file", str(lkg)))
+    try:
+        got = [w.next(), w.next()]
+        assert {e["path"]: e["data"] for e in got} == expected
+        zkserver.start(d, port=st["port"])
+        e = w.until(lambda e: e["event"] == "resync")
+        assert e["gap"] is True
+        kz = kazoo(st["port"])
+        kz.set("/address/a/10.0.0.1:80", b'{"weight":3}')
+        e = w.until(lambda e: e["event"] == "modified")
+        assert e["data"] == {"weight": 3}
+        assert w.state == leaves(kz)
+        kz.stop()
+    finally:
+        assert w.stop() == 0
+    assert "showing the last-known-good state from" in w.err
+
+
+def test_no_zookeeper_and_no_usable_lkg_file(tmp_path, svcctl_bin):
+    import socket
+    import subprocess
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bad = tmp_path / "bad.lkg"
+    bad.write_text("{not json")
+    for f in (tmp_path / "missing.lkg", bad):
+        r = subprocess.run([svcctl_bin, "--zk", f"127.0.0.1:{port}", "--zk-timeout", "500", "watch",
+                            "--lkg-file", str(f)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 5, r
+        assert "no usable last-known-good file" in r.stderr

@@ -50,6 +50,7 @@ class Watch:
     def stop(self):
         self.proc.terminate()
         code = self.proc.wait(timeout=30)
+        self.err = self.proc.stderr.read()
         self.proc.stdout.close()
         self.proc.stderr.close()
         return code

@@ -1,9 +1,13 @@
 #include <svcctl/registry/cache.hpp>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdio>
+#include <fstream>
 #include <deque>
 #include <mutex>
 #include <random>
@@ -107,7 +111,8 @@ struct Cache::Impl {
     std::uint64_t epoch;
     zk::Event event;
   };
-  using Item = std::variant<DataResult, ChildrenResult, ExistsResult, Notification>;
+  struct AdoptLkg {};
+  using Item = std::variant<DataResult, ChildrenResult, ExistsResult, Notification, AdoptLkg>;
   enum class ReadKind { Data, Children, Exists };
 
   Cache& owner;
@@ -146,6 +151,8 @@ struct Cache::Impl {
   std::chrono::milliseconds backoff{200};
   std::uint64_t generation = 0;
   std::thread thread;
+  std::optional<SteadyClock::time_point> lkg_due;  // a write of the LKG file is pending
+  std::atomic<bool> from_lkg{false};
 
   std::mutex load_mu;
   std::condition_variable load_cv;
@@ -233,6 +240,7 @@ struct Cache::Impl {
       loaded = true;
       meta_changed = true;
     }
+    from_lkg = false;
   }
 
   // ---- reads -------------------------------------------------------------------------
@@ -385,10 +393,68 @@ struct Cache::Impl {
     }
   }
 
+  // ---- last-known-good file ---------------------------------------------------------
+
+  void handle(AdoptLkg&) {
+    if (loaded || options.lkg_file.empty()) return;
+    std::ifstream in(options.lkg_file, std::ios::binary);
+    if (!in) return;
+    auto doc = nlohmann::json::parse(in, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object() || doc.value("format", "") != "svcctl-lkg-1") return;
+    for (const auto& n : doc["nodes"]) {
+      if (!n.is_array() || n.size() != 6) continue;
+      std::string path = n[0].get<std::string>();
+      put(path, CacheEntry{n[1].get<std::string>(), n[2].get<std::int64_t>(), n[3].get<std::int32_t>(),
+                           n[4].get<std::int64_t>(), n[5].get<bool>()});
+      auto slash = path.rfind('/');
+      const Root* root = nullptr;
+      if (slash > 0 && depth_of(path.substr(0, slash), &root) >= 0)
+        children[path.substr(0, slash)].insert(path.substr(slash + 1));
+      // A round already under way must read these too, or it would sweep them.
+      if (resyncing) enqueue(path, is_container(path) ? ReadKind::Children : ReadKind::Data);
+    }
+    auto ms = doc.value("written_ms", std::int64_t{0});
+    stale_since = Snapshot::Clock::time_point(std::chrono::milliseconds(ms));
+    loaded = true;
+    from_lkg = true;
+    meta_changed = true;
+  }
+
+  void write_lkg() {
+    nlohmann::json nodes = nlohmann::json::array();
+    for (const auto& shard : shards)
+      for (const auto& [path, e] : *shard)
+        nodes.push_back({path, e.data, e.mzxid, e.version, e.ephemeral_owner, e.container});
+    auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      Snapshot::Clock::now().time_since_epoch()).count();
+    nlohmann::json doc = {{"format", "svcctl-lkg-1"}, {"max_zxid", max_zxid},
+                          {"written_ms", now_ms}, {"nodes", std::move(nodes)}};
+    std::string text = doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::string tmp = options.lkg_file + ".tmp";
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) return;
+    bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 &&
+              ::fsync(::fileno(f)) == 0;
+    ok = std::fclose(f) == 0 && ok;
+    if (ok) std::rename(tmp.c_str(), options.lkg_file.c_str());
+    else std::remove(tmp.c_str());
+  }
+
+  void maybe_write_lkg(bool published) {
+    if (options.lkg_file.empty()) return;
+    bool consistent = loaded && !from_lkg && !resyncing && session == zk::SessionState::Connected;
+    if (published && consistent && !lkg_due) lkg_due = SteadyClock::now() + std::chrono::seconds(1);
+    if (lkg_due && SteadyClock::now() >= *lkg_due && consistent) {
+      lkg_due.reset();
+      write_lkg();
+    }
+  }
+
   // ---- publishing --------------------------------------------------------------------
 
-  void publish() {
-    if (!loaded || (changes.empty() && !meta_changed)) return;
+  // Returns whether it published.
+  bool publish() {
+    if (!loaded || (changes.empty() && !meta_changed)) return false;
     auto snap = std::make_shared<Snapshot>();
     for (std::size_t i = 0; i < Snapshot::k_shards; ++i) {
       snap->m_shards[i] = shards[i];  // shared from now on: the next change copies it first
@@ -414,6 +480,7 @@ struct Cache::Impl {
       load_done = true;
     }
     load_cv.notify_all();
+    return true;
   }
 
   void run() {
@@ -422,7 +489,9 @@ struct Cache::Impl {
       std::deque<Item> items;
       {
         std::unique_lock lock(mu);
-        auto until = reconnect_at.value_or(SteadyClock::now() + std::chrono::hours(1));
+        auto until = std::min(reconnect_at.value_or(SteadyClock::time_point::max()),
+                              lkg_due.value_or(SteadyClock::time_point::max()));
+        if (until == SteadyClock::time_point::max()) until = SteadyClock::now() + std::chrono::hours(1);
         cv.wait_until(lock, until, [&] { return stopping || !inbox.empty(); });
         if (stopping) return;
         items.swap(inbox);
@@ -434,7 +503,7 @@ struct Cache::Impl {
       for (auto& item : items) std::visit([this](auto& x) { handle(x); }, item);
       pump();
       if (resyncing && outstanding == 0 && pending.empty()) finish_round();
-      publish();
+      maybe_write_lkg(publish());
     }
   }
 };
@@ -453,12 +522,26 @@ Cache::~Cache() {
 
 Expected<void> Cache::start(std::chrono::milliseconds timeout) {
   m_impl->thread = std::thread([this] { m_impl->run(); });
+  {
+    std::unique_lock lock(m_impl->load_mu);
+    if (m_impl->load_cv.wait_for(lock, timeout, [&] { return m_impl->load_done; })) return {};
+  }
+  auto unavailable = fail(ErrorKind::Unavailable,
+                          fmt::format("could not load the registry from ZooKeeper at {} within {} ms",
+                                      m_impl->options.zk.connect, timeout.count()));
+  if (m_impl->options.lkg_file.empty()) return unavailable;
+  // Fail static: serve the last-known-good file until a session reconciles it. The control
+  // thread may be inside a connect attempt, which lasts at most the ZooKeeper timeout.
+  m_impl->push(Impl::AdoptLkg{});
   std::unique_lock lock(m_impl->load_mu);
-  if (!m_impl->load_cv.wait_for(lock, timeout, [&] { return m_impl->load_done; }))
+  if (!m_impl->load_cv.wait_for(lock, m_impl->options.zk.timeout + timeout,
+                                [&] { return m_impl->load_done; }))
     return fail(ErrorKind::Unavailable,
-                fmt::format("could not load the registry from ZooKeeper at {} within {} ms",
-                            m_impl->options.zk.connect, timeout.count()));
+                fmt::format("{}, and no usable last-known-good file at {}", unavailable.error.message,
+                            m_impl->options.lkg_file));
   return {};
 }
+
+bool Cache::serving_lkg() const { return m_impl->from_lkg.load(); }
 
 }  // namespace svcctl::registry

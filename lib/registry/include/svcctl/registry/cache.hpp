@@ -83,6 +83,11 @@ class Cache {
     // Called on the control thread after each publish with what changed (never during the
     // first load: its changes come all at once, as Added, when it completes).
     std::function<void(const std::vector<Change>&, const Snapshot&)> on_change;
+    // Last-known-good file: when set, the mirror is written there (atomically, at most once
+    // a second, only while connected and not resyncing), and start() falls back to it when
+    // ZooKeeper cannot be loaded in time (fail static): the snapshot is then served stale
+    // until a session reconciles it.
+    std::string lkg_file;
   };
 
   explicit Cache(Options options);
@@ -90,9 +95,14 @@ class Cache {
   Cache(const Cache&) = delete;
   Cache& operator=(const Cache&) = delete;
 
-  // Connects and loads; returns once the first full load is published, or Unavailable
-  // when ZooKeeper cannot be reached, or the load does not finish, within `timeout`.
+  // Connects and loads; returns once the first full load is published. When that does not
+  // happen within `timeout`: with a readable last-known-good file, publishes its content
+  // (stale) and returns; otherwise Unavailable.
   Expected<void> start(std::chrono::milliseconds timeout);
+
+  // Whether the current snapshot came from the last-known-good file and has not yet been
+  // reconciled with ZooKeeper.
+  bool serving_lkg() const;
 
   std::shared_ptr<const Snapshot> snapshot() const { return m_snapshot.load(); }
 
