@@ -160,8 +160,6 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
         if (healthy && ++failures >= o.fall) {
           healthy = false;
           log("check failing: down");
-        } else if (!healthy) {
-          failures = o.fall;
         }
       }
     }
