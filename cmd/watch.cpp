@@ -70,6 +70,14 @@ Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
   options.lkg_file = a.lkg_file;
   options.on_change = [&](const std::vector<registry::Change>& changes, const registry::Snapshot& snap) {
     for (const auto& c : changes) {
+      if (c.kind == registry::Change::Kind::Synced) {
+        if (json)
+          fmt::print("{}\n", nlohmann::json{{"event", "synced"}}.dump());
+        else
+          fmt::print("{}synced{}    (the view is complete again)\n", color ? "\x1b[33m" : "",
+                     color ? "\x1b[0m" : "");
+        continue;
+      }
       if (c.kind == registry::Change::Kind::Resync) {
         if (json)
           fmt::print("{}\n", nlohmann::json{{"event", "resync"}, {"gap", true}, {"reason", c.reason}}.dump());

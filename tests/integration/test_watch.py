@@ -16,14 +16,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
 import zkserver  # noqa: E402
 
 
-def sentinel(reg, w, n):
-    """Writes a marker node and waits for its event: everything written before it has been
-    seen by then (watch events arrive in order, before the data they announce)."""
-    path = f"/key/zz-sentinel-{n}"
-    reg.kz.create(path, b"{}", makepath=True)
-    w.until(lambda e: e.get("path") == path)
-
-
 def test_initial_state_then_changes_in_order(reg):
     reg.ok("register", "service", "user")
     reg.ok("register", "address", "user", "10.0.0.1:80", "--dc", "bj")
@@ -77,7 +69,7 @@ def test_randomized_changes_end_equal_to_the_tree(reg):
         reg.kz.ensure_path(f"/api/s{s}")
     w = Watch(reg.connect)
     try:
-        sentinel(reg, w, 0)
+        w.converge(leaves(reg.kz))
         paths = [f"/address/s{s}/10.0.0.{i}:80" for s in range(8) for i in range(12)] + \
                 [f"/api/s{s}/i{i}" for s in range(8) for i in range(4)]
         for n in range(2500):
@@ -95,8 +87,7 @@ def test_randomized_changes_end_equal_to_the_tree(reg):
                 s = rnd.randrange(8)
                 reg.kz.delete(f"/address/s{s}", recursive=True)
                 reg.kz.ensure_path(f"/address/s{s}")
-        sentinel(reg, w, 1)
-        assert w.state == leaves(reg.kz)
+        w.converge(leaves(reg.kz))
     finally:
         assert w.stop() == 0
 
@@ -130,11 +121,11 @@ def test_zookeeper_restart_gives_resync_and_later_changes(own_zk):
         zkserver.start(d, port=st["port"])
         e = w.until(lambda e: e["event"] == "resync")
         assert e["gap"] is True and e["reason"] == "reconnected"
+        w.settled()
         kz = kazoo(st["port"])
         kz.create("/service/b", b'{"status":"up"}')
         kz.set("/service/a", b'{"status":"down"}')
-        got = {w.next()["path"], w.next()["path"]}
-        assert got == {"/service/a", "/service/b"}
+        w.until_state({"/service/b": {"status": "up"}, "/service/a": {"status": "down"}})
         assert w.state == leaves(kz)
         kz.stop()
     finally:
@@ -167,8 +158,7 @@ def test_session_expiry_reconciles(own_zk):
         relay.up()
         e = w.until(lambda e: e["event"] == "resync")
         assert e["reason"] == "session expired"
-        kz.create("/key/zz-sentinel", b"{}", makepath=True)
-        w.until(lambda e: e.get("path") == "/key/zz-sentinel")
+        w.settled()  # the round that reads everything again is over: the view is the truth
         assert w.state == leaves(kz)
         assert "/service/gone" not in w.state and "/address/s/10.0.0.0:80" not in w.state
         assert w.state["/address/s/10.0.0.1:80"] == {"weight": 999}
@@ -217,10 +207,7 @@ def test_ensemble_leader_killed_mid_stream(tmp_path):
             if i == 100:
                 zkserver.stop(leader["dir"])  # SIGTERM, then SIGKILL if it lingers
                 assert zkserver.mode(leader["port"]) == ""  # really gone
-        retry(lambda: kz.create("/key/zz-sentinel", b"{}", makepath=True))
-        w.until(lambda e: e.get("path") == "/key/zz-sentinel", timeout=120)
-        tree = retry(lambda: leaves(kz))
-        assert w.state == tree
+        w.converge(retry(lambda: leaves(kz)))
         assert w.state["/address/s/10.0.19.1:80"] == {"weight": 299}  # the last write, i = 299
         assert w.stop() == 0
     finally:
@@ -259,6 +246,7 @@ def test_last_known_good_file_serves_while_zookeeper_is_down(own_zk, tmp_path):
         zkserver.start(d, port=st["port"])
         e = w.until(lambda e: e["event"] == "resync")
         assert e["gap"] is True
+        w.settled()
         kz = kazoo(st["port"])
         kz.set("/address/a/10.0.0.1:80", b'{"weight":3}')
         e = w.until(lambda e: e["event"] == "modified")

@@ -19,6 +19,7 @@ class Watch:
         self.events = queue.Queue()
         self.seen = []
         self.state = {}
+        self.in_resync = False  # a resync began and its "synced" has not come yet
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -35,7 +36,33 @@ class Watch:
             self.state[e["path"]] = e["data"]
         elif e["event"] == "deleted":
             self.state.pop(e["path"], None)
+        elif e["event"] == "resync":
+            self.in_resync = True
+        elif e["event"] == "synced":
+            self.in_resync = False
         return e
+
+    def until_state(self, expected, timeout=60):
+        """Consumes events until the view holds every path -> data in `expected` (changes
+        to different nodes may be shown in any order)."""
+        def holds(_):
+            return all(self.state.get(p) == d for p, d in expected.items())
+        if not holds(None):
+            self.until(holds, timeout=timeout)
+
+    def converge(self, tree, timeout=120):
+        """Once writers have stopped, consumes events until the view equals `tree` (a fresh
+        full read); fails if it never does. Changes to different nodes are applied in the
+        order their reads complete, so no single event marks "everything before is in"."""
+        if self.state != tree:
+            self.until(lambda e: self.state == tree, timeout=timeout)
+        assert self.state == tree
+
+    def settled(self, timeout=120):
+        """Waits, if a resync is under way, for its end: a resync reads in its own order,
+        so until "synced" an event seen does not mean that everything before it was."""
+        if self.in_resync:
+            self.until(lambda e: e["event"] == "synced", timeout=timeout)
 
     def until(self, pred, timeout=60):
         """Consumes events until one matches; returns it."""

@@ -64,6 +64,7 @@ std::string_view to_string(Change::Kind kind) {
     case Change::Kind::Modified: return "modified";
     case Change::Kind::Deleted: return "deleted";
     case Change::Kind::Resync: return "resync";
+    case Change::Kind::Synced: return "synced";
   }
   return "added";
 }
@@ -232,6 +233,7 @@ struct Cache::Impl {
     for (const auto& p : gone) remove_subtree(p);
     seen = {};  // free it
     resyncing = false;
+    if (loaded) changes.push_back(Change{Change::Kind::Synced, {}, {}, {}, {}});  // not the first load
     if (session == zk::SessionState::Connected && stale_since) {
       stale_since.reset();
       meta_changed = true;

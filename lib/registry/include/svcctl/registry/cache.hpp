@@ -63,7 +63,10 @@ class Snapshot {
 };
 
 struct Change {
-  enum class Kind { Added, Modified, Deleted, Resync };
+  // Resync: a reconnect or a new session starts reading everything again (changes made
+  // meanwhile may have been coalesced). Synced: that round is over; the view is the
+  // registry again.
+  enum class Kind { Added, Modified, Deleted, Resync, Synced };
   Kind kind = Kind::Added;
   std::string path;
   std::optional<CacheEntry> before;
