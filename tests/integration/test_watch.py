@@ -266,7 +266,14 @@ def test_no_zookeeper_and_no_usable_lkg_file(tmp_path, svcctl_bin):
         port = s.getsockname()[1]
     bad = tmp_path / "bad.lkg"
     bad.write_text("{not json")
-    for f in (tmp_path / "missing.lkg", bad):
+    # Valid JSON in the right format, with one field of the wrong type: refused whole, no crash.
+    typed = tmp_path / "typed.lkg"
+    typed.write_text(json.dumps({"format": "svcctl-lkg-1", "written_ms": 1, "nodes": [
+        ["/service/a", "{}", 1, 0, 0, False], ["/service/b", 17, 1, 0, 0, False]]}))
+    outside = tmp_path / "outside.lkg"
+    outside.write_text(json.dumps({"format": "svcctl-lkg-1", "written_ms": 1, "nodes": [
+        ["/etc/passwd", "{}", 1, 0, 0, False]]}))
+    for f in (tmp_path / "missing.lkg", bad, typed, outside):
         r = subprocess.run([svcctl_bin, "--zk", f"127.0.0.1:{port}", "--zk-timeout", "500", "watch",
                             "--lkg-file", str(f)], capture_output=True, text=True, timeout=60)
         assert r.returncode == 5, r

@@ -397,26 +397,50 @@ struct Cache::Impl {
 
   // ---- last-known-good file ---------------------------------------------------------
 
+  // Reads the whole file before taking anything from it: a file that is not exactly what
+  // write_lkg() writes is refused as a whole, never half adopted (and never throws).
+  static std::optional<std::vector<std::pair<std::string, CacheEntry>>> read_lkg(
+      const std::string& file, std::int64_t& written_ms) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return std::nullopt;
+    auto doc = nlohmann::json::parse(in, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object() || doc.value("format", "") != "svcctl-lkg-1")
+      return std::nullopt;
+    auto nodes = doc.find("nodes");
+    auto written = doc.find("written_ms");
+    if (nodes == doc.end() || !nodes->is_array() || written == doc.end() ||
+        !written->is_number_integer())
+      return std::nullopt;
+    std::vector<std::pair<std::string, CacheEntry>> out;
+    for (const auto& n : *nodes) {
+      const Root* root = nullptr;
+      if (!n.is_array() || n.size() != 6 || !n[0].is_string() || !n[1].is_string() ||
+          !n[2].is_number_integer() || !n[3].is_number_integer() || !n[4].is_number_integer() ||
+          !n[5].is_boolean() || depth_of(n[0].get_ref<const std::string&>(), &root) < 0)
+        return std::nullopt;
+      out.emplace_back(n[0].get<std::string>(),
+                       CacheEntry{n[1].get<std::string>(), n[2].get<std::int64_t>(),
+                                  n[3].get<std::int32_t>(), n[4].get<std::int64_t>(), n[5].get<bool>()});
+    }
+    written_ms = written->get<std::int64_t>();
+    return out;
+  }
+
   void handle(AdoptLkg&) {
     if (loaded || options.lkg_file.empty()) return;
-    std::ifstream in(options.lkg_file, std::ios::binary);
-    if (!in) return;
-    auto doc = nlohmann::json::parse(in, nullptr, false);
-    if (doc.is_discarded() || !doc.is_object() || doc.value("format", "") != "svcctl-lkg-1") return;
-    for (const auto& n : doc["nodes"]) {
-      if (!n.is_array() || n.size() != 6) continue;
-      std::string path = n[0].get<std::string>();
-      put(path, CacheEntry{n[1].get<std::string>(), n[2].get<std::int64_t>(), n[3].get<std::int32_t>(),
-                           n[4].get<std::int64_t>(), n[5].get<bool>()});
+    std::int64_t written_ms = 0;
+    auto nodes = read_lkg(options.lkg_file, written_ms);
+    if (!nodes) return;
+    for (auto& [path, entry] : *nodes) {
       auto slash = path.rfind('/');
       const Root* root = nullptr;
       if (slash > 0 && depth_of(path.substr(0, slash), &root) >= 0)
         children[path.substr(0, slash)].insert(path.substr(slash + 1));
       // A round already under way must read these too, or it would sweep them.
       if (resyncing) enqueue(path, is_container(path) ? ReadKind::Children : ReadKind::Data);
+      put(path, std::move(entry));
     }
-    auto ms = doc.value("written_ms", std::int64_t{0});
-    stale_since = Snapshot::Clock::time_point(std::chrono::milliseconds(ms));
+    stale_since = Snapshot::Clock::time_point(std::chrono::milliseconds(written_ms));
     loaded = true;
     from_lkg = true;
     meta_changed = true;
