@@ -159,3 +159,23 @@ def test_back_under_a_new_session_after_expiry(own_zk):
         relay.close()
         kz.stop()
     assert "session expired" in h.err
+
+
+def test_second_holder_waits_then_takes_over(reg):
+    """The address is held by another session (an old holder whose session has not ended,
+    or a second sidecar): wait for it to go, say so once, then hold it."""
+    reg.ok("register", "service", "s")
+    path = "/address/s/10.0.0.7:80"
+    a = Holder(reg.connect, "register", "address", "s", "10.0.0.7:80", "--hold")
+    _, st = wait_for(lambda: node(reg.kz, path), what="the first holder's node")
+    b = Holder(reg.connect, "register", "address", "s", "10.0.0.7:80", "--hold")
+    try:
+        time.sleep(1.5)  # long enough for a polling holder to repeat itself many times
+        assert node(reg.kz, path)[1].ephemeralOwner == st.ephemeralOwner
+        assert a.stop() == 0
+        _, st_b = wait_for(lambda: node(reg.kz, path), what="the second holder's node")
+        assert st_b.ephemeralOwner not in (0, st.ephemeralOwner)
+    finally:
+        assert b.stop() == 0
+    assert b.err.count("waiting for it to go") == 1, b.err
+    assert reg.kz.exists(path) is None

@@ -46,7 +46,9 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
   int failures = 0;
   bool held = false;        // our session's node exists
   bool written_up = false;  // the status the node holds
+  std::int64_t waiting_for = 0;  // another session holds the node: wait for it to go
   auto next_check = Clock::now();
+  auto retry_at = Clock::now();  // next session attempt, or next look at a foreign node
 
   auto data_for = [&](bool up) {
     nlohmann::json d = model::AddressFields::defaults();
@@ -55,50 +57,56 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     return d.dump();
   };
 
-  // Creates our node, or takes over one our own session holds. Returns false to retry later.
-  auto ensure_node = [&]() -> Expected<bool> {
-    if (!client) return false;
+  // Creates our node, or takes over one our own session holds; otherwise leaves `held`
+  // false to try again later. Fails only on what waiting cannot fix.
+  auto ensure_node = [&]() -> Expected<void> {
     bool up = healthy;
     auto created = client->create(path, data_for(up), zk::CreateMode::Ephemeral);
     if (created) {
       held = true;
+      waiting_for = 0;
       written_up = up;
       log(fmt::format("registered {} ({}) in session 0x{:x}", path, up ? "up" : "down",
                       client->session_id()));
-      return true;
+      return {};
     }
     const Error& e = created.error();
     if (zk::is(e, zk::Code::NoNode)) {
       auto svc = client->exists(paths::service(o.service));
       if (svc && !*svc)
         return fail(ErrorKind::NotFound, fmt::format("service \"{}\" not found", o.service));
-      SVCCTL_CHECK(client->ensure_path(paths::addresses(o.service)));
-      return false;
+      return client->ensure_path(paths::addresses(o.service));
     }
     if (!zk::is(e, zk::Code::NodeExists)) {
       if (e.kind == ErrorKind::PermissionDenied) return fail(e);
-      return false;  // connection trouble: wait for the session
+      return {};  // connection trouble: wait for the session
     }
     auto existing = client->exists(path);
-    if (!existing || !*existing) return false;
+    if (!existing || !*existing) return {};
     const zk::Stat& st = **existing;
     if (st.ephemeral_owner == 0)
       return fail(ErrorKind::Conflict,
                   fmt::format("{} is registered persistently; remove it before holding it", path));
     if (st.ephemeral_owner == client->session_id()) {  // ours (e.g. after a reconnect)
       held = true;
+      waiting_for = 0;
       written_up = !up;  // force the status write below
-      return true;
+      return {};
     }
     // Another session holds it: a previous holder whose session has not ended yet, or a
-    // second holder. Wait for it to go.
-    log(fmt::format("{} is held by session 0x{:x}; waiting for it to go", path, st.ephemeral_owner));
+    // second holder. Wait for its node to go (the watch says when; a look every second
+    // covers a lost notification), saying so once.
+    if (waiting_for != st.ephemeral_owner)
+      log(fmt::format("{} is held by session 0x{:x}; waiting for it to go", path, st.ephemeral_owner));
+    waiting_for = st.ephemeral_owner;
     client->exists_async(path, zk::Watch::Yes, [](int, zk::Stat) {});
-    return false;
+    retry_at = Clock::now() + std::chrono::seconds(1);
+    return {};
   };
 
   auto open_session = [&]() {
     held = false;
+    waiting_for = 0;  // a watch does not outlive its session
     client.reset();
     zk::Options zo = o.zk;
     zo.on_event = [&inbox](zk::Event ev) {
@@ -120,10 +128,8 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     return true;
   };
 
-  if (!open_session()) {
-    // Keep trying below; the first failure is not final for a sidecar.
-  }
-  auto retry_at = Clock::now();
+  // A first failure to connect is not final for a sidecar: the loop keeps trying.
+  if (!open_session()) retry_at = Clock::now() + std::chrono::seconds(1);
 
   while (!stop.load()) {
     // Session events first.
@@ -165,9 +171,8 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     }
 
     // Bring the node in line.
-    if (client && (!held || gone)) {
-      SVCCTL_TRY(bool ok, ensure_node());
-      (void)ok;
+    if (client && !held && (waiting_for == 0 || gone || Clock::now() >= retry_at)) {
+      SVCCTL_CHECK(ensure_node());
     }
     if (client && held && written_up != healthy) {
       auto st = client->set(path, data_for(healthy), -1);
@@ -186,9 +191,9 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
 
   if (client && held) {
     auto existing = client->exists(path);
-    if (existing && *existing && (*existing)->ephemeral_owner == client->session_id())
-      (void)client->remove(path, -1);
-    log(fmt::format("removed {}", path));
+    if (existing && *existing && (*existing)->ephemeral_owner == client->session_id() &&
+        client->remove(path, -1))
+      log(fmt::format("removed {}", path));
   }
   return {};
 }
