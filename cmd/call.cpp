@@ -53,6 +53,11 @@ void explain(const CallArgs& a, std::string_view line) {
   if (a.explain) fmt::print(stderr, "{}\n", line);
 }
 
+void explain_answer(const CallArgs& a, const rpc::Result& r) {
+  explain(a, fmt::format("answer: HTTP {}, {} bytes, {:.1f} ms", r.http.status, r.http.body.size(),
+                         static_cast<double>(r.http.elapsed.count()) / 1000.0));
+}
+
 void print_result(Context& ctx, const rpc::Result& r) {
   if (!r.output.empty() && !ctx.quiet)
     fmt::print(stderr, "svcctl: provider printed: {}\n", r.output);
@@ -90,8 +95,7 @@ Expected<void> run_call(Context& ctx, const CallArgs& a) {
     explain(a, fmt::format("POST {}/{}/{} through the gateway (JSON{})", a.via, a.service, a.iface,
                            a.key.empty() ? "" : ", X-Api-Key"));
     SVCCTL_TRY(auto r, rpc::call_gateway(a.via, a.service, a.iface, have_data ? text : "{}", a.key, t));
-    explain(a, fmt::format("answer: HTTP {}, {} bytes, {:.1f} ms", r.http.status, r.http.body.size(),
-                           static_cast<double>(r.http.elapsed.count()) / 1000.0));
+    explain_answer(a, r);
     print_result(ctx, r);
     return {};
   }
@@ -159,9 +163,7 @@ Expected<void> run_call(Context& ctx, const CallArgs& a) {
     result = rpc::call_yar(url, packager, method, params, a.key, t);
   }
   if (!result) return fail(result.error());
-  explain(a, fmt::format("answer: HTTP {}, {} bytes, {:.1f} ms", result->http.status,
-                         result->http.body.size(),
-                         static_cast<double>(result->http.elapsed.count()) / 1000.0));
+  explain_answer(a, *result);
   print_result(ctx, *result);
   return {};
 }

@@ -48,6 +48,20 @@ Unexpected undeliverable(std::string message) {
   return fail(ErrorKind::DeliveryFailed, std::move(message));
 }
 
+// A 2xx answer that must be JSON, returned as it came (numbers beyond 64 bits and the
+// provider's formatting survive) less trailing white space.
+Expected<Result> json_answer(HttpReply reply, std::string_view from) {
+  auto parsed = codec::parse_json(reply.body);
+  if (!parsed)
+    return undeliverable(fmt::format("answer from {} is not JSON ({}): {}", from,
+                                     parsed.error().message, snippet(reply.body)));
+  Result r;
+  r.json = reply.body;
+  r.json.erase(r.json.find_last_not_of(" \t\r\n") + 1);
+  r.http = std::move(reply);
+  return r;
+}
+
 }  // namespace
 
 namespace {
@@ -99,8 +113,6 @@ Expected<HttpReply> perform(const std::string& url, const std::string_view* body
   }
   HttpReply reply;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &reply.status);
-  char* ct = nullptr;
-  if (curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct) reply.content_type = ct;
   curl_off_t us = 0;
   curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &us);
   reply.elapsed = std::chrono::microseconds(us);
@@ -122,22 +134,12 @@ Expected<HttpReply> http_get(const std::string& url, const Timeouts& timeouts) {
 Expected<Result> call_json(const std::string& url, std::string_view json_body,
                            const Timeouts& timeouts) {
   SVCCTL_TRY(auto reply, http_post(url, json_body, {"Content-Type: application/json"}, timeouts));
-  Result r;
-  r.request_bytes = json_body.size();
   if (reply.status >= 400)
     return fail(ErrorKind::RemoteError,
                 fmt::format("{} answered HTTP {}: {}", host_of(url), reply.status, snippet(reply.body)));
   if (reply.status < 200 || reply.status >= 300)
     return undeliverable(fmt::format("{} answered HTTP {}", host_of(url), reply.status));
-  auto parsed = codec::parse_json(reply.body);
-  if (!parsed)
-    return undeliverable(fmt::format("answer from {} is not JSON ({}): {}", host_of(url),
-                                     parsed.error().message, snippet(reply.body)));
-  r.json = reply.body;  // unchanged: numbers beyond 64 bits and formatting survive
-  while (!r.json.empty() && (r.json.back() == '\n' || r.json.back() == '\r' || r.json.back() == ' '))
-    r.json.pop_back();
-  r.http = std::move(reply);
-  return r;
+  return json_answer(std::move(reply), host_of(url));
 }
 
 Expected<Result> call_yar(const std::string& url, codec::Packager packager, const std::string& method,
@@ -168,7 +170,6 @@ Expected<Result> call_yar(const std::string& url, codec::Packager packager, cons
   if (res->id != 0 && res->id != req.id)
     return undeliverable(fmt::format("answer from {} is for another call (response id mismatch)", where));
   Result r;
-  r.request_bytes = message.size();
   r.output = res->output;
   if (res->status != 0) {
     const codec::Value& e = res->error ? *res->error : codec::Value("");
@@ -207,15 +208,7 @@ Expected<Result> call_gateway(const std::string& base_url, const std::string& se
     return fail(ErrorKind::RemoteError,
                 fmt::format("gateway answered HTTP {}: {}", reply.status, snippet(reply.body)));
   }
-  Result r;
-  r.request_bytes = json_body.size();
-  auto parsed = codec::parse_json(reply.body);
-  if (!parsed)
-    return undeliverable(fmt::format("answer from the gateway is not JSON: {}", snippet(reply.body)));
-  r.json = reply.body;
-  while (!r.json.empty() && (r.json.back() == '\n' || r.json.back() == ' ')) r.json.pop_back();
-  r.http = std::move(reply);
-  return r;
+  return json_answer(std::move(reply), "the gateway");
 }
 
 std::optional<Choice> pick_address(const std::vector<model::Address>& addresses,

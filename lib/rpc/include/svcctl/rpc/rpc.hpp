@@ -27,7 +27,6 @@ struct Timeouts {
 struct HttpReply {
   long status = 0;
   std::string body;
-  std::string content_type;
   std::chrono::microseconds elapsed{0};
 };
 
@@ -43,7 +42,6 @@ struct Result {
   std::string json;    // the result as JSON text
   std::string output;  // Yar "o": what the method printed
   HttpReply http;
-  std::size_t request_bytes = 0;
 };
 
 // A JSON interface: POST the JSON text as it is. A 2xx answer must be JSON (else
