@@ -370,8 +370,6 @@ std::chrono::milliseconds Client::negotiated_session_timeout() const {
 
 std::int64_t Client::session_id() const { return zoo_client_id(m_impl->zh)->client_id; }
 
-SessionState Client::state() const { return session_state(zoo_state(m_impl->zh)); }
-
 std::string_view to_string(SessionState s) {
   switch (s) {
     case SessionState::Connecting: return "connecting";

@@ -116,8 +116,6 @@ class Client {
 
   std::chrono::milliseconds negotiated_session_timeout() const;
   std::int64_t session_id() const;
-  const std::string& chroot() const { return m_chroot; }
-  const std::string& hosts() const { return m_hosts; }
   bool authenticated() const { return !m_options.digest.empty(); }
 
   Expected<Node> get(const std::string& path);
@@ -149,7 +147,6 @@ class Client {
   // With Watch::Yes the watch is left even when the node does not exist (Created fires).
   void exists_async(const std::string& path, Watch watch, StatCallback done);
 
-  SessionState state() const;
 
   struct Impl;  // completion plumbing, in client.cpp
 
