@@ -38,12 +38,16 @@ void Context::warn(std::string_view message) const {
   if (!quiet) fmt::print(stderr, "svcctl: warning: {}\n", message);
 }
 
+void Context::note(std::string_view message) const {
+  if (!quiet) fmt::print(stderr, "svcctl: note: {}\n", message);
+}
+
 void Context::warn_problems(const std::vector<std::string>& problems) const {
   for (const auto& p : problems) warn(p);
 }
 
 void Context::print_write(const registry::WriteResult& result) const {
-  for (const auto& note : result.notes) warn(note);
+  for (const auto& n : result.notes) note(n);
   if (format == output::Format::Json) {
     output::print_json(result.to_json());
     return;

@@ -34,6 +34,8 @@ struct Context {
 
   // A warning on stderr, unless -q.
   void warn(std::string_view message) const;
+  // A side effect worth telling ("created service ..."), on stderr, unless -q.
+  void note(std::string_view message) const;
   // Prints each problem found in node data as a warning.
   void warn_problems(const std::vector<std::string>& problems) const;
   // Prints a write's result: JSON, or one line for people (nothing with -q).
