@@ -4,6 +4,7 @@
 
 #include <svcctl/model/model.hpp>
 #include <svcctl/registry/cache.hpp>
+#include <svcctl/registry/paths.hpp>
 
 #include <fmt/format.h>
 
@@ -20,31 +21,6 @@ struct WatchArgs {
   std::vector<std::string> services;
   std::string lkg_file;
 };
-
-// What a registry path names: kind, service (if any), name.
-struct Named {
-  std::string kind;
-  std::string service;
-  std::string name;
-};
-
-std::optional<Named> name_of(const std::string& path) {
-  std::vector<std::string> parts;
-  std::size_t start = 1;
-  while (start <= path.size()) {
-    auto slash = path.find('/', start);
-    parts.push_back(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
-    if (slash == std::string::npos) break;
-    start = slash + 1;
-  }
-  if (parts.size() == 2 && parts[0] == "service") return Named{"service", parts[1], parts[1]};
-  if (parts.size() == 3 && parts[0] == "address") return Named{"address", parts[1], parts[2]};
-  if (parts.size() == 3 && parts[0] == "api") return Named{"api", parts[1], parts[2]};
-  if (parts.size() == 2 && parts[0] == "key") return Named{"key", "", parts[1]};
-  if (parts.size() == 3 && parts[0] == "acl") return Named{"acl", parts[1], parts[2]};
-  if (parts.size() == 2 && parts[0] == "gateway") return Named{"gateway", "", parts[1]};
-  return std::nullopt;  // containers
-}
 
 nlohmann::json data_of(const registry::CacheEntry& e) {
   auto j = nlohmann::json::parse(e.data, nullptr, false);
@@ -86,7 +62,7 @@ Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
                      color ? "\x1b[33m" : "", color ? "\x1b[0m" : "", c.reason);
         continue;
       }
-      auto named = name_of(c.path);
+      auto named = registry::paths::parse_leaf(c.path);
       if (!named) continue;
       if (!only.empty() && !only.count(named->service)) continue;
       auto kind = registry::to_string(c.kind);

@@ -1,4 +1,5 @@
 #include <svcctl/registry/cache.hpp>
+#include <svcctl/registry/paths.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -27,8 +28,8 @@ struct Root {
   std::string_view path;
   int leaf_depth;
 };
-constexpr Root k_roots[] = {{"/service", 1}, {"/address", 2}, {"/api", 2},
-                            {"/key", 1},     {"/acl", 2},     {"/gateway", 1}};
+constexpr Root k_roots[] = {{paths::k_services, 1}, {paths::k_addresses, 2}, {paths::k_apis, 2},
+                            {paths::k_keys, 1},     {paths::k_acls, 2},      {paths::k_gateways, 1}};
 
 // How deep `path` is below its root (0 for the root itself), or -1 if it is under none.
 int depth_of(std::string_view path, const Root** root) {
