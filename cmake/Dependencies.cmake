@@ -15,6 +15,10 @@ set_target_properties(zookeeper::mt PROPERTIES
   INTERFACE_INCLUDE_DIRECTORIES ${ZOOKEEPER_INCLUDE_DIR}
   INTERFACE_COMPILE_DEFINITIONS THREADED)
 find_package(Threads REQUIRED)
+# The gateway's network layer: Boost.Asio and Boost.Beast, header-only. Debian 12's default
+# Boost (1.74, libboost-dev); libboost1.81-dev cannot be installed beside libmsgpack-cxx-dev,
+# which depends on the default one.
+find_package(Boost 1.74 REQUIRED)
 
 if(SVCCTL_TESTS)
   find_package(doctest CONFIG REQUIRED)

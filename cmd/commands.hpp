@@ -20,6 +20,7 @@ void setup_unregister(CLI::App& app, Context& ctx);
 void setup_list(CLI::App& app, Context& ctx);
 void setup_call(CLI::App& app, Context& ctx);
 void setup_watch(CLI::App& app, Context& ctx);
+void setup_proxy(CLI::App& app, Context& ctx);
 
 struct Command {
   const char* name;
@@ -32,6 +33,7 @@ inline constexpr Command k_commands[] = {
     {"list", setup_list},
     {"call", setup_call},
     {"watch", setup_watch},
+    {"proxy", setup_proxy},
 };
 
 }  // namespace svcctl::cmd

@@ -101,11 +101,8 @@ Expected<void> hold_address(Context& ctx, const RegisterArgs& a, const model::Ho
     return fail(ErrorKind::Usage, "--interval must be at least 10 ms, --rise and --fall at least 1");
   if (!a.check.empty() && a.check.rfind("http://", 0) != 0 && a.check.rfind("https://", 0) != 0)
     return fail(ErrorKind::Usage, fmt::format("invalid --check \"{}\": give an http:// URL", a.check));
-  registry::Holder::Options o;
+  registry::Holder::Options o = registry::Holder::for_address(a.service, hp, f);
   SVCCTL_TRY(o.zk, ctx.zk_options());
-  o.service = a.service;
-  o.address = hp;
-  o.fields = f;
   o.interval = std::chrono::milliseconds(a.interval_ms);
   o.rise = a.rise;
   o.fall = a.fall;

@@ -32,9 +32,25 @@ struct Inbox {
 
 }  // namespace
 
+Holder::Options Holder::for_address(const std::string& service, const model::HostPort& address,
+                                    const model::AddressFields& fields) {
+  Options o;
+  o.path = paths::address(service, address.str());
+  o.parent = paths::addresses(service);
+  o.required = paths::service(service);
+  o.required_what = fmt::format("service \"{}\"", service);
+  o.data = [fields](bool up) {
+    nlohmann::json d = model::AddressFields::defaults();
+    d.update(fields.patch());
+    d["status"] = up ? "up" : "down";
+    return d.dump();
+  };
+  return o;
+}
+
 Expected<void> Holder::run(const std::atomic<bool>& stop) {
   const Options& o = m_options;
-  const std::string path = paths::address(o.service, o.address.str());
+  const std::string& path = o.path;
   auto log = [&](std::string_view m) {
     if (o.log) o.log(m);
   };
@@ -50,12 +66,7 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
   auto next_check = Clock::now();
   auto retry_at = Clock::now();  // next session attempt, or next look at a foreign node
 
-  auto data_for = [&](bool up) {
-    nlohmann::json d = model::AddressFields::defaults();
-    d.update(o.fields.patch());
-    d["status"] = up ? "up" : "down";
-    return d.dump();
-  };
+  auto data_for = [&](bool up) { return o.data ? o.data(up) : std::string(); };
 
   // Creates our node, or takes over one our own session holds; otherwise leaves `held`
   // false to try again later. Fails only on what waiting cannot fix.
@@ -72,10 +83,11 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     }
     const Error& e = created.error();
     if (zk::is(e, zk::Code::NoNode)) {
-      auto svc = client->exists(paths::service(o.service));
-      if (svc && !*svc)
-        return fail(ErrorKind::NotFound, fmt::format("service \"{}\" not found", o.service));
-      return client->ensure_path(paths::addresses(o.service));
+      if (!o.required.empty()) {
+        auto req = client->exists(o.required);
+        if (req && !*req) return fail(ErrorKind::NotFound, fmt::format("{} not found", o.required_what));
+      }
+      return o.parent.empty() ? Expected<void>{} : client->ensure_path(o.parent);
     }
     if (!zk::is(e, zk::Code::NodeExists)) {
       if (e.kind == ErrorKind::PermissionDenied) return fail(e);

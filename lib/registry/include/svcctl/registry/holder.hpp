@@ -1,5 +1,6 @@
-// Self-registration (DESIGN §2): holds an ephemeral /address/{svc}/{host:port} node for as
-// long as this process lives and its health check passes, like a provider's sidecar.
+// Self-registration (DESIGN §2): holds an ephemeral node for as long as this process lives
+// and its health check passes: a provider's /address/{svc}/{host:port} (a sidecar), or a
+// gateway's /gateway/{id}.
 #pragma once
 
 #include <svcctl/core/expected.hpp>
@@ -17,9 +18,12 @@ class Holder {
  public:
   struct Options {
     zk::Options zk;
-    std::string service;
-    model::HostPort address;
-    model::AddressFields fields;  // dc, weight, version, tags written with the node
+    std::string path;      // the ephemeral node
+    std::string parent;    // created when missing (unless `required` is missing)
+    std::string required;  // when set, a node that must exist (else NotFound), e.g. the service
+    std::string required_what;  // how messages name it: "service \"hello\""
+    // The node's data, for a passing (true) or failing check.
+    std::function<std::string(bool up)> data;
     // The health check; empty means always healthy. Called on the holding thread.
     std::function<bool()> check;
     std::chrono::milliseconds interval{2000};
@@ -28,6 +32,11 @@ class Holder {
     // Told of every transition ("registered", "down: check failed", "new session", ...).
     std::function<void(std::string_view)> log;
   };
+
+  // An address node: /address/{svc}/{host:port} with the given fields and a status that
+  // follows the check; the service must exist.
+  static Options for_address(const std::string& service, const model::HostPort& address,
+                             const model::AddressFields& fields);
 
   explicit Holder(Options options) : m_options(std::move(options)) {}
 

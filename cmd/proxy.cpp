@@ -1,0 +1,163 @@
+// svcctl proxy: the gateway. Loads the registry into the watch-driven cache, serves calls
+// from it, registers itself as an ephemeral /gateway/{id}, and runs until SIGTERM/SIGINT.
+#include "commands.hpp"
+
+#include <svcctl/gateway/gateway.hpp>
+#include <svcctl/gateway/routes.hpp>
+#include <svcctl/model/model.hpp>
+#include <svcctl/registry/holder.hpp>
+#include <svcctl/registry/paths.hpp>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <unistd.h>
+
+#include <csignal>
+#include <thread>
+
+namespace svcctl::cmd {
+
+namespace {
+
+struct ProxyArgs {
+  std::string listen = "127.0.0.1:8080";
+  std::string admin = "127.0.0.1:9901";
+  std::string dc;
+  std::string id;
+  unsigned workers = 0;
+  std::string balance = "p2c";
+  std::string max_body = "1048576";
+  int header_timeout_ms = 10'000;
+  int idle_timeout_ms = 60'000;
+  std::string lkg_file;
+};
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+std::string default_id(const std::string& listen) {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || !host[0]) std::snprintf(host, sizeof host, "gateway");
+  std::string id;
+  for (const char* p = host; *p; ++p) {
+    char c = *p;
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    id += ok ? c : '-';
+    if (c == '.') break;  // the short host name
+  }
+  if (!id.empty() && id.back() == '-') id.pop_back();
+  auto colon = listen.rfind(':');
+  return fmt::format("{}-{}", id, colon == std::string::npos ? listen : listen.substr(colon + 1));
+}
+
+Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
+  gateway::Options go;
+  go.listen = a.listen;
+  go.admin = a.admin;
+  go.workers = a.workers;
+  if (a.balance == "p2c") go.balance = gateway::Balance::P2C;
+  else if (a.balance == "round-robin") go.balance = gateway::Balance::RoundRobin;
+  else return fail(ErrorKind::Usage, fmt::format("--balance \"{}\": expected p2c or round-robin", a.balance));
+  SVCCTL_TRY(auto max_body, model::parse_positive("--max-body", a.max_body, std::int64_t{1} << 30));
+  go.max_body_bytes = static_cast<std::size_t>(max_body);
+  go.header_timeout = std::chrono::milliseconds(a.header_timeout_ms);
+  go.idle_timeout = std::chrono::milliseconds(a.idle_timeout_ms);
+  if (!a.id.empty()) SVCCTL_CHECK(model::validate_name("gateway id", a.id));
+  if (!a.dc.empty()) SVCCTL_CHECK(model::validate_name("datacenter", a.dc));
+  const bool quiet = ctx.quiet;
+  go.log = [quiet](std::string_view m) {
+    if (!quiet) fmt::print(stderr, "svcctl proxy: {}\n", m);
+  };
+
+  gateway::Routes routes;
+  gateway::RouteBuilder builder(routes, a.dc);
+  builder.on_problem = [&ctx](std::string_view path, std::string_view problem) {
+    ctx.warn(fmt::format("{}: {}", path, problem));
+  };
+  registry::Cache::Options co;
+  SVCCTL_TRY(co.zk, ctx.zk_options());
+  co.lkg_file = a.lkg_file;
+  co.on_change = [&builder](const std::vector<registry::Change>& changes, const registry::Snapshot&) {
+    builder.apply(changes);
+  };
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  registry::Cache cache(std::move(co));
+  SVCCTL_CHECK(cache.start(std::chrono::milliseconds(ctx.zk_timeout_ms)));
+  if (cache.serving_lkg())
+    ctx.warn(fmt::format("ZooKeeper at {} is unreachable: serving the last-known-good registry from {} "
+                         "until it is back",
+                         ctx.zk, a.lkg_file));
+
+  gateway::Gateway gw(go, cache, routes);
+  SVCCTL_CHECK(gw.start());
+  const std::string id = a.id.empty() ? default_id(gw.listen_address()) : a.id;
+  gw.set_id(id);
+
+  // Self-registration, so that `svcctl stats` finds this gateway.
+  registry::Holder::Options ho;
+  ho.zk = co.zk;
+  ho.path = registry::paths::under(registry::paths::k_gateways, id);
+  ho.parent = std::string(registry::paths::k_gateways);
+  const auto started = std::chrono::system_clock::now();
+  nlohmann::json node = {{"listen", gw.listen_address()},
+                         {"admin", gw.admin_address()},
+                         {"dc", a.dc},
+                         {"started", fmt::format("{:%FT%TZ}", fmt::gmtime(std::chrono::system_clock::to_time_t(started)))},
+                         {"version", SVCCTL_VERSION},
+                         {"pid", ::getpid()}};
+  ho.data = [text = node.dump()](bool) { return text; };
+  ho.log = [&ctx](std::string_view m) {
+    if (ctx.verbose) fmt::print(stderr, "svcctl proxy: {}\n", m);
+  };
+  std::atomic<bool> stop_holding{false};
+  std::optional<Error> holder_error;
+  std::thread holder([&] {
+    auto r = registry::Holder(ho).run(stop_holding);
+    if (!r) holder_error = r.error();
+  });
+
+  auto snap = cache.snapshot();
+  if (!quiet)
+    fmt::print(stderr, "svcctl proxy: listening on {}{}, gateway id {}, {} services\n", gw.listen_address(),
+               gw.admin_address().empty() ? std::string() : fmt::format(" (admin {})", gw.admin_address()), id,
+               routes.current()->services.size());
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+
+  if (!quiet) fmt::print(stderr, "svcctl proxy: stopping\n");
+  stop_holding = true;
+  holder.join();
+  gw.stop();
+  if (holder_error) ctx.warn(fmt::format("could not register {}: {}", ho.path, holder_error->message));
+  return {};
+}
+
+}  // namespace
+
+void setup_proxy(CLI::App& app, Context& ctx) {
+  auto a = std::make_shared<ProxyArgs>();
+  auto* p = app.add_subcommand("proxy", "run the gateway: route calls to providers from the registry");
+  p->add_option("--listen", a->listen, "address for calls, HOST:PORT (port 0: any free port)")
+      ->capture_default_str();
+  p->add_option("--admin", a->admin, "address for /-/healthz, /-/stats, /metrics, /-/registry (\"\" for none)")
+      ->capture_default_str();
+  p->add_option("--dc", a->dc, "this gateway's datacenter: its addresses are preferred");
+  p->add_option("--id", a->id, "name under /gateway (default: host name and listening port)");
+  p->add_option("--workers", a->workers, "worker threads (default: one per CPU)");
+  p->add_option("--balance", a->balance, "how to choose among addresses: p2c or round-robin")
+      ->capture_default_str();
+  p->add_option("--max-body", a->max_body, "largest request body in bytes (larger: 413)")->capture_default_str();
+  p->add_option("--header-timeout-ms", a->header_timeout_ms,
+                "time a client has to send a whole request (then 408 and close)")
+      ->capture_default_str();
+  p->add_option("--idle-timeout-ms", a->idle_timeout_ms, "idle keep-alive connections are closed after this")
+      ->capture_default_str();
+  p->add_option("--lkg-file", a->lkg_file,
+                "keep the last-known-good registry in this file, and start from it when ZooKeeper is "
+                "unreachable");
+  p->callback([&ctx, a] { ctx.action = [&ctx, a] { return run_proxy(ctx, *a); }; });
+}
+
+}  // namespace svcctl::cmd

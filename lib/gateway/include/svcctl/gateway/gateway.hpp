@@ -1,0 +1,69 @@
+// The gateway (DESIGN §4): `svcctl proxy`'s data plane and admin listener.
+//
+// - Data plane: a few worker threads, each with its own event loop, its own listening
+//   socket on the same port (SO_REUSEPORT), its own upstream connection pools and its own
+//   counters; a connection stays on the worker that accepted it. Nothing on the request
+//   path locks, waits for or calls ZooKeeper: routing reads the published RouteTable.
+// - Admin listener: /-/healthz, /-/stats, /metrics, /-/registry, on its own thread.
+#pragma once
+
+#include <svcctl/core/expected.hpp>
+#include <svcctl/gateway/routes.hpp>
+#include <svcctl/gateway/stats.hpp>
+#include <svcctl/registry/cache.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace svcctl::gateway {
+
+enum class Balance { P2C, RoundRobin };
+
+struct Options {
+  std::string listen = "127.0.0.1:8080";  // host:port; port 0 picks a free one
+  std::string admin = "127.0.0.1:8081";   // empty: no admin listener
+  unsigned workers = 0;                   // 0: one per hardware thread
+  Balance balance = Balance::P2C;
+  std::size_t max_header_bytes = 8 * 1024;
+  std::size_t max_body_bytes = 1024 * 1024;
+  std::chrono::milliseconds header_timeout{10'000};   // a request's header and body, from its first byte
+  std::chrono::milliseconds idle_timeout{60'000};     // a client connection between requests
+  std::chrono::milliseconds upstream_idle_timeout{30'000};
+  std::size_t max_idle_per_address = 1024;            // pooled upstream connections, per worker
+  // One line per event worth telling an operator (not per request).
+  std::function<void(std::string_view)> log;
+};
+
+class Gateway {
+ public:
+  Gateway(Options options, registry::Cache& cache, const Routes& routes);
+  ~Gateway();
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  // Binds the listeners and starts the threads. Unavailable when an address cannot be
+  // bound (in use, not local), Usage when it is not host:port.
+  Expected<void> start();
+  // Stops accepting, closes every connection and joins the threads.
+  void stop();
+
+  // This gateway's name (its /gateway/{id}), shown by the admin listener.
+  void set_id(std::string id);
+
+  // The addresses actually bound (with the port chosen when 0 was asked).
+  std::string listen_address() const;
+  std::string admin_address() const;
+
+  // Every worker's counters, merged (asks each worker's loop for a copy).
+  StatsView stats() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> m_impl;
+};
+
+}  // namespace svcctl::gateway

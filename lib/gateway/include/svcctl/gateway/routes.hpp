@@ -1,0 +1,163 @@
+// The gateway's routing view of the registry (DESIGN §4): per service, its state, its
+// interfaces and the addresses a request may go to, in the order of preference.
+//
+// RouteBuilder follows the cache's changes (on the cache's control thread) and publishes
+// an immutable RouteTable; request threads read it without locks (see Routes). A service
+// whose nodes did not change keeps its ServiceRoute object, so workers can tell by
+// pointer which services to rebind.
+//
+// Pure apart from the atomic publish: no I/O, no ZooKeeper.
+#pragma once
+
+#include <svcctl/model/model.hpp>
+#include <svcctl/registry/cache.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace svcctl::gateway {
+
+struct ApiRoute {
+  std::string name;
+  std::string path;
+  model::Encoding encoding = model::Encoding::Json;
+  bool up = true;
+  std::chrono::milliseconds timeout{1000};
+  std::string method;  // the Yar method (the interface name unless set)
+  bool idempotent = false;
+};
+
+struct AddrRoute {
+  std::string name;  // host:port, the node name
+  std::string host;  // without IPv6 brackets
+  std::uint16_t port = 0;
+  std::string dc;
+  std::int64_t weight = model::k_default_weight;
+  bool local = false;  // in the gateway's datacenter
+};
+
+struct ServiceRoute {
+  std::string name;
+  bool up = true;
+  // The addresses a request may go to: up, weight > 0; the gateway's datacenter first.
+  std::vector<AddrRoute> addrs;
+  // How many of `addrs` the balancer chooses among: the local ones when any is up,
+  // otherwise all of them.
+  std::size_t candidates = 0;
+  // Running sums of the candidates' weights (for weighted random choice).
+  std::vector<std::int64_t> cumulative;
+  std::vector<ApiRoute> apis;  // sorted by name
+
+  const ApiRoute* find_api(std::string_view api) const;
+  std::span<const AddrRoute> candidate_addrs() const { return {addrs.data(), candidates}; }
+};
+
+struct RouteTable {
+  std::uint64_t generation = 0;
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, std::shared_ptr<const ServiceRoute>, Hash, std::equal_to<>> services;
+
+  const ServiceRoute* find(std::string_view service) const {
+    auto it = services.find(service);
+    return it == services.end() ? nullptr : it->second.get();
+  }
+};
+
+// Builds one service's route from its decoded nodes.
+std::shared_ptr<const ServiceRoute> build_service(const model::Service& service,
+                                                  const std::vector<model::Address>& addresses,
+                                                  const std::vector<model::Api>& apis,
+                                                  const std::string& dc);
+
+// The published table, read by request threads: current() is a lock-free load when the
+// generation did not move (the caller keeps the pointer it got last time).
+class Routes {
+ public:
+  Routes() : m_table(std::make_shared<const RouteTable>()) {}
+  std::uint64_t generation() const { return m_generation.load(std::memory_order_acquire); }
+  std::shared_ptr<const RouteTable> current() const { return m_table.load(std::memory_order_acquire); }
+  void publish(std::shared_ptr<const RouteTable> table) {
+    auto g = table->generation;
+    m_table.store(std::move(table), std::memory_order_release);
+    m_generation.store(g, std::memory_order_release);
+  }
+
+ private:
+  std::atomic<std::shared_ptr<const RouteTable>> m_table;
+  std::atomic<std::uint64_t> m_generation{0};
+};
+
+// Follows the cache: apply() takes each batch of changes (from Cache::Options::on_change),
+// rebuilds the services they touch and publishes a new table. Problems in node data are
+// reported through `on_problem` (the node is used with safe values, as model's lenient
+// decoding gives them).
+class RouteBuilder {
+ public:
+  RouteBuilder(Routes& routes, std::string dc) : m_routes(routes), m_dc(std::move(dc)) {}
+
+  void apply(const std::vector<registry::Change>& changes);
+  std::function<void(std::string_view path, std::string_view problem)> on_problem;
+
+ private:
+  struct Nodes {
+    std::optional<model::Service> service;
+    std::map<std::string, model::Address> addresses;
+    std::map<std::string, model::Api> apis;
+  };
+  Routes& m_routes;
+  std::string m_dc;
+  std::mutex m_mu;
+  std::map<std::string, Nodes, std::less<>> m_nodes;
+  std::shared_ptr<const RouteTable> m_table = std::make_shared<const RouteTable>();
+};
+
+// ---- choosing an address ------------------------------------------------------------
+
+// Smooth weighted round robin (nginx's): every choice adds each candidate's weight to its
+// current value, picks the highest and takes the total off it. `current` holds one value
+// per candidate and is the caller's (per worker) state.
+std::size_t pick_swrr(std::span<const AddrRoute> candidates, std::span<std::int64_t> current);
+
+// Power of two choices: two draws at random by weight, then the one with fewer requests in
+// flight per unit of weight ((in_flight + 1) / weight); the first draw wins ties, so with
+// nothing in flight the choice follows the weights. `random` returns uniform 64-bit values.
+template <typename InFlight, typename Random>
+std::size_t pick_p2c(std::span<const AddrRoute> candidates, std::span<const std::int64_t> cumulative,
+                     InFlight&& in_flight, Random&& random) {
+  const std::size_t n = candidates.size();
+  if (n <= 1) return 0;
+  const std::int64_t total = cumulative[n - 1];
+  auto draw = [&]() -> std::size_t {
+    auto r = static_cast<std::int64_t>(random() % static_cast<std::uint64_t>(total));
+    std::size_t lo = 0, hi = n - 1;
+    while (lo < hi) {  // the first running sum above r
+      std::size_t mid = (lo + hi) / 2;
+      if (cumulative[mid] > r) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  };
+  std::size_t a = draw();
+  std::size_t b = draw();
+  if (a == b) return a;
+  // (fa + 1) / wa <= (fb + 1) / wb, without division (weights are at most 10^6).
+  std::int64_t la = (static_cast<std::int64_t>(in_flight(a)) + 1) * candidates[b].weight;
+  std::int64_t lb = (static_cast<std::int64_t>(in_flight(b)) + 1) * candidates[a].weight;
+  return la <= lb ? a : b;
+}
+
+}  // namespace svcctl::gateway

@@ -1,0 +1,85 @@
+// Request statistics. Each worker thread counts into its own Counters (no atomics, no
+// locks on the request path); the admin listener asks every worker for a copy and merges
+// them into a StatsView, which renders as the /-/stats JSON and the /metrics text. Pure.
+#pragma once
+
+#include <svcctl/gateway/errors.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace svcctl::gateway {
+
+// Latency in microseconds, log-linear: exact below 16 µs, then 8 buckets per power of two
+// (at most 12.5 % wide), up to about 2^31 µs. Percentiles are given as the upper edge of
+// their bucket.
+class Histogram {
+ public:
+  static constexpr std::size_t k_buckets = 16 + 28 * 8;
+  static std::size_t bucket_of(std::uint64_t us);
+  static std::uint64_t upper_edge(std::size_t bucket);  // the largest value in it
+
+  void record(std::uint64_t us) {
+    ++m_counts[bucket_of(us)];
+    ++m_count;
+  }
+  void merge(const Histogram& other);
+  std::uint64_t count() const { return m_count; }
+  // The q-quantile (0 < q <= 1) in µs; 0 when empty.
+  std::uint64_t quantile(double q) const;
+  // How many values are <= us (bucket-exact at bucket edges, else an estimate).
+  std::uint64_t count_at_most(std::uint64_t us) const;
+
+ private:
+  std::array<std::uint32_t, k_buckets> m_counts{};
+  std::uint64_t m_count = 0;
+};
+
+struct Counters {
+  std::uint64_t requests = 0;
+  std::array<std::uint64_t, k_err_count> errors{};
+  std::uint64_t latency_sum_us = 0;
+  Histogram latency;
+
+  void record(std::uint64_t us, const Err* err) {
+    ++requests;
+    if (err) ++errors[index(*err)];
+    latency_sum_us += us;
+    latency.record(us);
+  }
+  std::uint64_t error_total() const;
+  void merge(const Counters& other);
+};
+
+// Everything the gateway counts, merged over workers.
+struct StatsView {
+  struct Address {
+    Counters counters;
+    std::int64_t in_flight = 0;
+  };
+  struct Service {
+    Counters counters;  // all its interfaces
+    std::int64_t in_flight = 0;
+    std::map<std::string, Counters> interfaces;
+    std::map<std::string, Address> addresses;
+  };
+  std::map<std::string, Service> services;
+  Counters unrouted;  // requests answered before a service was known (bad path, method...)
+  std::int64_t connections = 0;     // client connections open now
+  std::uint64_t accepted = 0;       // client connections accepted in all
+  std::uint64_t upstream_connects = 0;  // upstream connections opened in all
+
+  void merge(const StatsView& other);
+};
+
+// {"requests", "errors": {code: n}, "latency_ms": {"p50","p90","p99","mean"}}
+nlohmann::json to_json(const Counters& c);
+nlohmann::json to_json(const StatsView& v);
+// Prometheus text exposition (version 0.0.4), every family with HELP and TYPE.
+std::string to_prometheus(const StatsView& v);
+
+}  // namespace svcctl::gateway

@@ -1,0 +1,193 @@
+#include "admin.hpp"
+
+#include <svcctl/model/model.hpp>
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <fmt/format.h>
+
+namespace svcctl::gateway {
+
+namespace {
+
+namespace bhttp = beast::http;
+
+double seconds_since(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::system_clock::now() - t).count();
+}
+
+std::int64_t epoch_ms(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// What every admin answer says of the registry view.
+nlohmann::json registry_state(const registry::Cache& cache) {
+  auto snap = cache.snapshot();
+  nlohmann::json j = {{"loaded", snap && snap->loaded}};
+  if (!snap) return j;
+  j["session"] = zk::to_string(snap->session);
+  j["session_id"] = fmt::format("0x{:x}", snap->session_id);
+  j["zxid"] = fmt::format("0x{:x}", snap->max_zxid);
+  j["generation"] = snap->generation;
+  j["nodes"] = snap->size();
+  j["serving_last_known_good"] = cache.serving_lkg();
+  if (snap->last_change.time_since_epoch().count() != 0) j["last_change_ms"] = epoch_ms(snap->last_change);
+  if (snap->stale_since) {
+    j["stale_since_ms"] = epoch_ms(*snap->stale_since);
+    j["stale_seconds"] = seconds_since(*snap->stale_since);
+  } else {
+    j["stale_seconds"] = 0.0;
+  }
+  return j;
+}
+
+nlohmann::json route_json(const ServiceRoute& r) {
+  nlohmann::json addrs = nlohmann::json::array();
+  for (std::size_t i = 0; i < r.addrs.size(); ++i) {
+    const auto& a = r.addrs[i];
+    addrs.push_back({{"address", a.name}, {"dc", a.dc}, {"weight", a.weight}, {"local", a.local},
+                     {"candidate", i < r.candidates}});
+  }
+  nlohmann::json apis = nlohmann::json::object();
+  for (const auto& a : r.apis)
+    apis[a.name] = {{"path", a.path}, {"encoding", model::to_string(a.encoding)}, {"up", a.up},
+                    {"timeout_ms", a.timeout.count()}, {"method", a.method}, {"idempotent", a.idempotent}};
+  return {{"up", r.up}, {"addresses", std::move(addrs)}, {"interfaces", std::move(apis)}};
+}
+
+}  // namespace
+
+Gateway::Impl::Admin::Reply Gateway::Impl::Admin::handle(std::string_view target) const {
+  auto q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  Reply r;
+  if (path == "/-/healthz") {
+    auto reg = registry_state(gw.cache);
+    bool ok = reg.value("loaded", false);
+    nlohmann::json j = {{"status", ok ? "ok" : "unavailable"},
+                        {"id", gw.get_id()},
+                        {"uptime_seconds", seconds_since(gw.started)},
+                        {"registry", std::move(reg)}};
+    r.status = ok ? 200 : 503;
+    r.body = j.dump();
+    return r;
+  }
+  if (path == "/-/stats") {
+    nlohmann::json j = to_json(gw.gather());
+    j["id"] = gw.get_id();
+    j["listen"] = gw.listen_address;
+    j["uptime_seconds"] = seconds_since(gw.started);
+    j["registry"] = registry_state(gw.cache);
+    r.body = j.dump();
+    return r;
+  }
+  if (path == "/metrics") {
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = to_prometheus(gw.gather());
+    auto snap = gw.cache.snapshot();
+    bool connected = snap && snap->session == zk::SessionState::Connected;
+    double stale = snap && snap->stale_since ? seconds_since(*snap->stale_since) : 0.0;
+    r.body += fmt::format(
+        "# HELP svcctl_registry_connected Whether the ZooKeeper session is connected.\n"
+        "# TYPE svcctl_registry_connected gauge\nsvcctl_registry_connected {}\n"
+        "# HELP svcctl_registry_stale_seconds How long the registry view has not been followed.\n"
+        "# TYPE svcctl_registry_stale_seconds gauge\nsvcctl_registry_stale_seconds {}\n"
+        "# HELP svcctl_registry_nodes Nodes in the registry view.\n"
+        "# TYPE svcctl_registry_nodes gauge\nsvcctl_registry_nodes {}\n",
+        connected ? 1 : 0, stale, snap ? snap->size() : 0);
+    return r;
+  }
+  if (path == "/-/registry") {
+    nlohmann::json j = registry_state(gw.cache);
+    nlohmann::json nodes = nlohmann::json::object();
+    if (auto snap = gw.cache.snapshot())
+      for (const auto& [p, e] : snap->entries()) {
+        if (e.container) continue;
+        nlohmann::json data = nlohmann::json::parse(e.data, nullptr, false);
+        if (data.is_discarded()) data = e.data;
+        nodes[p] = {{"data", std::move(data)}, {"version", e.version},
+                    {"ephemeral", e.ephemeral_owner != 0}};
+      }
+    j["nodes"] = std::move(nodes);
+    nlohmann::json routes = nlohmann::json::object();
+    auto table = gw.routes.current();
+    for (const auto& [name, route] : table->services) routes[name] = route_json(*route);
+    j["routes"] = std::move(routes);
+    r.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return r;
+  }
+  r.status = 404;
+  r.body = error_json(Err::NotFound, "admin paths: /-/healthz, /-/stats, /metrics, /-/registry", {}, {});
+  return r;
+}
+
+namespace {
+
+struct Session : std::enable_shared_from_this<Session> {
+  Session(tcp::socket s, const Gateway::Impl::Admin& a) : sock(std::move(s)), admin(a) {}
+  tcp::socket sock;
+  const Gateway::Impl::Admin& admin;
+  beast::flat_buffer buf;
+  bhttp::request<bhttp::string_body> req;
+  bhttp::response<bhttp::string_body> res;
+
+  void read() {
+    req = {};
+    buf.max_size(64 * 1024);
+    bhttp::async_read(sock, buf, req, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+      if (ec) return;
+      self->answer();
+    });
+  }
+  void answer() {
+    Gateway::Impl::Admin::Reply r;
+    if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
+      r.status = 405;
+      r.body = error_json(Err::MethodNotAllowed, "the admin listener answers GET", {}, {});
+    } else {
+      std::string_view t(req.target().data(), req.target().size());
+      r = admin.handle(t);
+    }
+    res = {};
+    res.result(static_cast<unsigned>(r.status));
+    res.version(req.version());
+    res.set(bhttp::field::content_type, r.content_type);
+    res.keep_alive(req.keep_alive());
+    res.body() = std::move(r.body);
+    res.prepare_payload();
+    bhttp::async_write(sock, res, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+      if (ec) return;
+      if (!self->res.keep_alive()) {
+        boost::system::error_code ignore;
+        self->sock.shutdown(tcp::socket::shutdown_send, ignore);
+        return;
+      }
+      self->read();
+    });
+  }
+};
+
+}  // namespace
+
+void Gateway::Impl::Admin::start() {
+  accept();
+  thread = std::thread([this] { ioc.run(); });
+}
+
+void Gateway::Impl::Admin::accept() {
+  acceptor.async_accept([this](boost::system::error_code ec, tcp::socket sock) {
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+    if (!ec) std::make_shared<Session>(std::move(sock), *this)->read();
+    accept();
+  });
+}
+
+void Gateway::Impl::Admin::stop() {
+  ioc.stop();
+  if (thread.joinable()) thread.join();
+}
+
+}  // namespace svcctl::gateway

@@ -1,0 +1,281 @@
+// The gateway's insides, shared by server.cpp (data plane), admin.cpp and gateway.cpp.
+#pragma once
+
+#include "http.hpp"
+
+#include <svcctl/codec/value.hpp>
+#include <svcctl/codec/yar.hpp>
+#include <svcctl/gateway/gateway.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/intrusive/list.hpp>
+#include <boost/intrusive_ptr.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace svcctl::gateway {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+struct Worker;
+struct Conn;
+
+// Reference counts for objects that pending handlers keep alive; one thread only.
+template <typename T>
+struct RefCounted {
+  int refs = 0;
+  friend void intrusive_ptr_add_ref(T* p) { ++p->refs; }
+  friend void intrusive_ptr_release(T* p) {
+    if (--p->refs == 0) delete p;
+  }
+};
+
+// A connection to a provider.
+struct UpConn : RefCounted<UpConn> {
+  explicit UpConn(asio::io_context& ioc) : sock(ioc) {}
+  tcp::socket sock;
+  http::InBuffer in;
+  http::Response resp;
+  std::optional<http::ResponseParser> parser;
+  Conn* owner = nullptr;  // the exchange using it; null while pooled
+  bool reused = false;    // taken from the pool (may have been closed by the provider)
+  bool got_bytes = false; // some of the answer arrived
+  bool closing = false;   // the provider closes after this answer
+  Clock::time_point idle_since{};
+};
+
+// A provider address, per worker: where to connect and the idle connections.
+struct AddrState {
+  std::string host;
+  std::uint16_t port = 0;
+  std::optional<tcp::endpoint> endpoint;  // when the host is an IP address
+  std::vector<boost::intrusive_ptr<UpConn>> idle;  // most recently used last
+};
+
+// One call in progress on a client connection.
+struct Exchange {
+  Clock::time_point start{};
+  Clock::time_point deadline{};
+  std::string request_id;
+  std::string service;
+  std::string iface;
+  std::string key;
+  // The caller.
+  bool yar_caller = false;
+  codec::Packager caller_packager = codec::Packager::Json;
+  std::int64_t yar_id = 0;
+  std::string yar_method;
+  codec::Value yar_params;
+  std::string yar_provider_field;
+  std::string yar_token_field;
+  // Routing.
+  std::shared_ptr<const ServiceRoute> route;  // keeps `api` and `addr_name` alive
+  const ApiRoute* api = nullptr;
+  std::size_t addr_index = 0;
+  AddrState* addr = nullptr;
+  const std::string* addr_name = nullptr;
+  StatsView::Service* svc_stats = nullptr;
+  Counters* iface_stats = nullptr;
+  StatsView::Address* addr_stats = nullptr;
+  bool counted_in_flight = false;
+  // The provider's side.
+  codec::Packager provider_packager = codec::Packager::Json;
+  const char* up_content_type = "application/json";
+  std::string up_head;
+  std::string up_body;
+  const std::string* up_body_ref = nullptr;  // up_body, or the caller's body as it came
+  std::string up_rest;
+  bool yar_passthrough = false;
+  bool yar_error_passed = false;
+  bool stale_retry = false;
+  boost::intrusive_ptr<UpConn> up;
+  std::string resp_body;
+  // The answer.
+  std::string out_head;
+  std::string out_body;
+  std::string out_rest;
+  std::optional<Err> final_err;  // what the caller was answered
+  std::optional<Err> addr_err;   // what counts against the address
+  bool unrouted = false;
+  bool recorded = false;
+
+  bool answered_by_upstream() const { return addr_name != nullptr; }
+  void reset() {
+    service.clear();
+    iface.clear();
+    key.clear();
+    yar_caller = false;
+    caller_packager = codec::Packager::Json;
+    yar_id = 0;
+    yar_method.clear();
+    yar_params = nullptr;
+    yar_provider_field.clear();
+    yar_token_field.clear();
+    route.reset();
+    api = nullptr;
+    addr_index = 0;
+    addr = nullptr;
+    addr_name = nullptr;
+    svc_stats = nullptr;
+    iface_stats = nullptr;
+    addr_stats = nullptr;
+    counted_in_flight = false;
+    yar_passthrough = false;
+    yar_error_passed = false;
+    stale_retry = false;
+    up_body_ref = nullptr;
+    final_err.reset();
+    addr_err.reset();
+    unrouted = false;
+    recorded = false;
+  }
+};
+
+struct InflightTag;
+// auto_unlink: a Conn leaves both lists when it is destroyed.
+using ConnHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+using InflightHook = boost::intrusive::list_base_hook<boost::intrusive::tag<InflightTag>,
+                                                      boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+
+// A client connection.
+struct Conn : RefCounted<Conn>, ConnHook, InflightHook {
+  Conn(Worker& worker, tcp::socket s) : w(worker), sock(std::move(s)) {}
+  Worker& w;
+  tcp::socket sock;
+  std::string peer_ip;
+  http::InBuffer in;
+  http::Request req;
+  std::optional<http::RequestParser> parser;
+  Exchange ex;
+  Clock::time_point deadline{};  // for reading (idle, or the request under way)
+  bool request_started = false;  // bytes of a request arrived, and it is not whole yet
+  bool busy = false;             // a request is being answered
+  bool keep_alive = true;
+  bool http10 = false;
+  bool closed = false;
+
+  bool is_linked() const { return ConnHook::is_linked(); }
+  void unlink() { ConnHook::unlink(); }
+  bool is_linked_inflight() const { return InflightHook::is_linked(); }
+  void unlink_inflight() { InflightHook::unlink(); }
+};
+
+struct Worker {
+  Worker(Gateway::Impl& impl, unsigned n);
+  void run();
+  void shutdown();  // on the worker's thread
+
+  Gateway::Impl& gw;
+  const unsigned number;
+  asio::io_context ioc{1};
+  tcp::acceptor acceptor;
+  asio::steady_timer tick;
+  tcp::resolver resolver;
+  std::thread thread;
+  bool stopping = false;
+  Clock::time_point last_accept_error{};
+  Clock::time_point now_cached = Clock::now();
+  std::uint64_t ticks = 0;
+
+  boost::intrusive::list<Conn, boost::intrusive::base_hook<ConnHook>, boost::intrusive::constant_time_size<false>> conns;
+  boost::intrusive::list<Conn, boost::intrusive::base_hook<InflightHook>, boost::intrusive::constant_time_size<false>>
+      inflight;
+
+  // Routing: the table last read, and per service the worker's own state for it.
+  struct Bound {
+    std::shared_ptr<const ServiceRoute> route;
+    std::vector<AddrState*> addrs;  // parallel to route->addrs
+    std::vector<StatsView::Address*> addr_stats;
+    std::vector<Counters*> iface_stats;  // parallel to route->apis
+    std::vector<std::int64_t> swrr;      // round-robin state of the candidates
+    StatsView::Service* svc_stats = nullptr;
+  };
+  std::uint64_t route_gen = ~std::uint64_t{0};
+  std::shared_ptr<const RouteTable> table;
+  std::unordered_map<std::string, Bound, RouteTable::Hash, std::equal_to<>> bound;
+  std::unordered_map<std::string, std::unique_ptr<AddrState>> addr_states;  // by host:port
+
+  StatsView stats;  // this worker's counts (std::map: pointers into it stay valid)
+  std::uint64_t rng = 0;
+  std::uint32_t id_prefix = 0;
+  std::uint64_t request_counter = 0;
+
+  std::uint64_t next_random();
+  void start_accept();
+  void schedule_tick();
+  void on_tick();
+  void refresh_routes();
+  Bound* bind(std::string_view svc);
+  std::size_t choose(Bound& b);
+
+  void wait_readable(Conn* c);
+  void on_readable(Conn* c, boost::system::error_code ec);
+  void process(Conn* c);
+  void dispatch(Conn* c);
+  bool prepare_upstream_body(Conn* c);
+  void send_upstream(Conn* c);
+  void write_upstream(Conn* c);
+  void wait_upstream(Conn* c);
+  void on_upstream_readable(Conn* c);
+  void upstream_io_error(Conn* c, boost::system::error_code ec);
+  void upstream_timeout(Conn* c);
+  void upstream_failed(Conn* c, Err e, std::string message);
+  void upstream_done(Conn* c);
+  void end_upstream(Conn* c);
+  void release_upstream(Conn* c, bool reusable);
+
+  void fail_unrouted(Conn* c, Err e, std::string_view message);
+  void fail_yar_status(Conn* c, const Error& error);
+  void fail(Conn* c, Err e, std::string_view message, const codec::Value* extra = nullptr);
+  void respond_error(Conn* c, Err e, std::string_view message);
+  void respond(Conn* c, int status, std::string_view content_type, const std::string& body);
+  void record(Conn* c);
+  void write_response(Conn* c, int status, std::string_view content_type, const std::string& body,
+                      const std::string_view* error_code);
+  void after_response(Conn* c);
+  void close(Conn* c);
+};
+
+struct Gateway::Impl {
+  Impl(Options o, registry::Cache& c, const Routes& r);
+  ~Impl();
+  Options options;
+  mutable std::mutex id_mu;
+  std::string id;
+  std::string get_id() const {
+    std::lock_guard lock(id_mu);
+    return id;
+  }
+  registry::Cache& cache;
+  const Routes& routes;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::string listen_address;
+  std::string admin_address;
+  std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
+
+  // The admin listener.
+  struct Admin;
+  std::unique_ptr<Admin> admin;
+  bool running = false;
+
+  void log(std::string_view m) const {
+    if (options.log) options.log(m);
+  }
+  StatsView gather() const;
+};
+
+}  // namespace svcctl::gateway

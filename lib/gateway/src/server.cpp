@@ -1,0 +1,910 @@
+// The data plane. One Worker per thread: its io_context, acceptor, client connections,
+// upstream pools, counters and timers are touched by that thread only.
+//
+// A request's life on a client connection (Conn):
+//   read → parse (http::RequestParser) → route (RouteTable, per-worker Bound state) →
+//   build the upstream body (passthrough or conversion) → an upstream connection (pooled
+//   UpConn, or a new one) → write → read and parse the answer → build the caller's answer
+//   → write → next request (keep-alive) or close.
+// Sockets are non-blocking: a read is tried only after the loop says the socket is
+// readable (async_wait), and a write is tried at once, falling back to the loop only when
+// the socket buffer is full. Timeouts are checked by one 10 ms tick per worker.
+#include "internal.hpp"
+
+#include <svcctl/codec/json.hpp>
+#include <svcctl/codec/params.hpp>
+#include <svcctl/codec/yar.hpp>
+#include <svcctl/model/model.hpp>
+
+#include <fmt/format.h>
+
+#include <random>
+
+namespace svcctl::gateway {
+
+namespace {
+
+constexpr std::size_t k_read_chunk = 16 * 1024;
+constexpr std::size_t k_keep_buffer = 16 * 1024;
+constexpr auto k_tick = std::chrono::milliseconds(10);
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// The value of `name` in a query string (no percent-decoding: keys are plain names).
+std::string_view query_param(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto part = query.substr(0, amp);
+    auto eq = part.find('=');
+    if (eq != std::string_view::npos && part.substr(0, eq) == name) return part.substr(eq + 1);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
+bool name_ok(std::string_view s) {
+  if (s.empty() || s.size() > model::k_max_name_length || s == "." || s == "..") return false;
+  for (char c : s)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-'))
+      return false;
+  return true;
+}
+
+// A request id from the caller is kept when it is short and printable.
+bool request_id_ok(std::string_view s) {
+  if (s.empty() || s.size() > 128) return false;
+  for (char c : s)
+    if (c <= ' ' || c > '~') return false;
+  return true;
+}
+
+void append_uint(std::string& out, std::uint64_t v) {
+  char buf[24];
+  char* p = buf + sizeof buf;
+  do {
+    *--p = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
+  out.append(p, static_cast<std::size_t>(buf + sizeof buf - p));
+}
+
+void append_hex(std::string& out, std::uint64_t v, int digits) {
+  static constexpr char k_hex[] = "0123456789abcdef";
+  for (int i = digits - 1; i >= 0; --i) out += k_hex[(v >> (i * 4)) & 0xf];
+}
+
+}  // namespace
+
+// ---- worker: setup, routing state, timers ------------------------------------------
+
+Worker::Worker(Gateway::Impl& impl, unsigned n)
+    : gw(impl), number(n), acceptor(ioc), tick(ioc), resolver(ioc) {
+  std::random_device rd;
+  rng = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ (static_cast<std::uint64_t>(number) << 56);
+  id_prefix = static_cast<std::uint32_t>(next_random());
+}
+
+std::uint64_t Worker::next_random() {
+  // splitmix64
+  std::uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+void Worker::run() {
+  start_accept();
+  schedule_tick();
+  ioc.run();
+}
+
+void Worker::shutdown() {
+  boost::system::error_code ec;
+  stopping = true;
+  acceptor.close(ec);
+  tick.cancel();
+  resolver.cancel();
+  while (!conns.empty()) close(&conns.front());
+  for (auto& [_, a] : addr_states) {
+    for (auto& u : a->idle) u->sock.close(ec);
+    a->idle.clear();
+  }
+}
+
+void Worker::start_accept() {
+  acceptor.async_accept([this](boost::system::error_code ec, tcp::socket sock) {
+    if (stopping) return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) return;
+      // Out of descriptors or memory: say so once a second at most, and try again shortly.
+      auto now = Clock::now();
+      if (now - last_accept_error > std::chrono::seconds(1)) {
+        last_accept_error = now;
+        gw.log(fmt::format("accept failed: {}", ec.message()));
+      }
+      auto t = std::make_shared<asio::steady_timer>(ioc, std::chrono::milliseconds(50));
+      t->async_wait([this, t](boost::system::error_code) {
+        if (!stopping) start_accept();
+      });
+      return;
+    }
+    boost::system::error_code ignore;
+    sock.set_option(tcp::no_delay(true), ignore);
+    sock.non_blocking(true, ignore);
+    auto c = boost::intrusive_ptr<Conn>(new Conn(*this, std::move(sock)));
+    auto ep = c->sock.remote_endpoint(ignore);
+    c->peer_ip = ignore ? std::string("unknown") : ep.address().to_string();
+    conns.push_back(*c);
+    ++stats.accepted;
+    ++stats.connections;
+    c->deadline = Clock::now() + gw.options.idle_timeout;
+    wait_readable(c.get());
+    start_accept();
+  });
+}
+
+void Worker::schedule_tick() {
+  tick.expires_after(k_tick);
+  tick.async_wait([this](boost::system::error_code ec) {
+    if (ec || stopping) return;
+    on_tick();
+    schedule_tick();
+  });
+}
+
+void Worker::on_tick() {
+  const auto now = Clock::now();
+  now_cached = now;
+  // Upstream deadlines, every tick: the list is short (requests in flight).
+  for (auto it = inflight.begin(); it != inflight.end();) {
+    Conn& c = *it++;
+    if (c.ex.deadline <= now) upstream_timeout(&c);
+  }
+  if (++ticks % 25 != 0) return;
+  // Client read deadlines and idle upstreams, every 250 ms.
+  for (auto it = conns.begin(); it != conns.end();) {
+    Conn& c = *it++;
+    if (c.busy || c.deadline > now) continue;
+    if (c.request_started) {
+      respond_error(&c, Err::RequestTimeout, "the request did not arrive in time");
+    } else {
+      close(&c);
+    }
+  }
+  for (auto& [_, a] : addr_states) {
+    auto& idle = a->idle;
+    std::size_t keep = 0;
+    for (std::size_t i = 0; i < idle.size(); ++i) {
+      if (now - idle[i]->idle_since < gw.options.upstream_idle_timeout) {
+        idle[keep++] = std::move(idle[i]);
+      } else {
+        boost::system::error_code ec;
+        idle[i]->sock.close(ec);
+      }
+    }
+    idle.resize(keep);
+  }
+}
+
+void Worker::refresh_routes() {
+  if (gw.routes.generation() == route_gen && table) return;
+  table = gw.routes.current();
+  route_gen = table->generation;
+}
+
+Worker::Bound* Worker::bind(std::string_view svc) {
+  auto it = table->services.find(svc);
+  if (it == table->services.end()) return nullptr;
+  const auto& route = it->second;
+  auto bit = bound.find(svc);
+  if (bit == bound.end()) bit = bound.emplace(std::string(svc), Bound{}).first;
+  Bound& b = bit->second;
+  if (b.route == route) return &b;
+  // The service changed: rebind its addresses and counters.
+  b.route = route;
+  b.svc_stats = &stats.services[route->name];
+  b.addrs.clear();
+  b.addr_stats.clear();
+  for (const auto& a : route->addrs) {
+    auto& st = addr_states[a.name];
+    if (!st) {
+      st = std::make_unique<AddrState>();
+      boost::system::error_code ec;
+      auto ip = asio::ip::make_address(a.host, ec);
+      if (!ec) st->endpoint = tcp::endpoint(ip, a.port);
+      st->host = a.host;
+      st->port = a.port;
+    }
+    b.addrs.push_back(st.get());
+    b.addr_stats.push_back(&b.svc_stats->addresses[a.name]);
+  }
+  b.iface_stats.clear();
+  for (const auto& api : route->apis) b.iface_stats.push_back(&b.svc_stats->interfaces[api.name]);
+  b.swrr.assign(route->candidates, 0);
+  return &b;
+}
+
+std::size_t Worker::choose(Bound& b) {
+  const ServiceRoute& r = *b.route;
+  if (r.candidates <= 1) return 0;
+  if (gw.options.balance == Balance::RoundRobin) return pick_swrr(r.candidate_addrs(), b.swrr);
+  return pick_p2c(r.candidate_addrs(), r.cumulative,
+                  [&](std::size_t i) { return b.addr_stats[i]->in_flight; },
+                  [&] { return next_random(); });
+}
+
+// ---- client connection: reading and parsing ----------------------------------------
+
+void Worker::wait_readable(Conn* c) {
+  c->sock.async_wait(tcp::socket::wait_read,
+                     [c = boost::intrusive_ptr<Conn>(c)](boost::system::error_code ec) {
+                       c->w.on_readable(c.get(), ec);
+                     });
+}
+
+void Worker::on_readable(Conn* c, boost::system::error_code ec) {
+  if (c->closed) return;
+  if (ec) return close(c);
+  for (;;) {
+    char* p = c->in.prepare(k_read_chunk);
+    std::size_t room = c->in.room();
+    std::size_t n = c->sock.read_some(asio::buffer(p, room), ec);
+    if (ec == asio::error::would_block) break;
+    if (ec) return close(c);  // EOF or reset
+    c->in.commit(n);
+    if (n < room) break;
+    if (c->in.size() > gw.options.max_header_bytes + gw.options.max_body_bytes + k_read_chunk) break;
+  }
+  process(c);
+}
+
+void Worker::process(Conn* c) {
+  if (!c->parser) {
+    if (c->in.empty()) return wait_readable(c);
+    c->req.clear();
+    c->parser.emplace(c->req);
+    c->parser->header_limit(static_cast<std::uint32_t>(gw.options.max_header_bytes));
+    c->parser->body_limit(gw.options.max_body_bytes);
+    c->parser->eager(true);
+    c->request_started = true;
+    c->deadline = Clock::now() + gw.options.header_timeout;
+  }
+  while (!c->in.empty()) {
+    boost::system::error_code ec;
+    auto data = c->in.data();
+    std::size_t used = c->parser->put(asio::buffer(data.data(), data.size()), ec);
+    c->in.consume(used);
+    if (ec == beast::http::error::need_more) break;
+    if (ec) {
+      c->keep_alive = false;
+      Err e = Err::BadRequest;
+      std::string msg = fmt::format("malformed HTTP request: {}", ec.message());
+      if (ec == beast::http::error::body_limit) {
+        e = Err::TooLarge;
+        msg = fmt::format("the body is larger than {} bytes", gw.options.max_body_bytes);
+      } else if (ec == beast::http::error::header_limit) {
+        e = Err::HeaderTooLarge;
+        msg = fmt::format("the request header is larger than {} bytes", gw.options.max_header_bytes);
+      }
+      return respond_error(c, e, msg);
+    }
+    if (c->parser->is_done()) return dispatch(c);
+    if (used == 0) break;
+  }
+  wait_readable(c);
+}
+
+// ---- routing a request -------------------------------------------------------------
+
+void Worker::dispatch(Conn* c) {
+  Exchange& x = c->ex;
+  x.reset();
+  x.start = Clock::now();
+  c->busy = true;
+  c->keep_alive = c->parser->keep_alive();
+  c->http10 = c->req.version == 10;
+  c->request_started = false;
+  if (c->req.body.capacity() > 64 * 1024 && c->req.body.size() < 1024) c->req.body.shrink_to_fit();
+
+  x.request_id.clear();
+  if (request_id_ok(c->req.request_id)) {
+    x.request_id = c->req.request_id;
+  } else {
+    append_hex(x.request_id, id_prefix, 8);
+    x.request_id += '-';
+    append_hex(x.request_id, ++request_counter, 12);
+  }
+
+  // The target: /{svc} or /{svc}/{iface}, then ?query.
+  std::string_view target = c->req.target;
+  std::string_view query;
+  if (auto q = target.find('?'); q != std::string_view::npos) {
+    query = target.substr(q + 1);
+    target = target.substr(0, q);
+  }
+  std::string_view svc, iface;
+  if (target.size() > 1 && target.front() == '/') {
+    std::string_view rest = target.substr(1);
+    auto slash = rest.find('/');
+    svc = rest.substr(0, slash);
+    if (slash != std::string_view::npos) {
+      iface = rest.substr(slash + 1);
+      if (!iface.empty() && iface.back() == '/') iface.remove_suffix(1);
+    }
+  }
+  if (c->req.method != beast::http::verb::post)
+    return fail_unrouted(c, Err::MethodNotAllowed, "only POST calls an interface");
+  // Yar is told by its magic number; a POST to /{svc} without it is a bad Yar packet.
+  x.yar_caller = codec::has_yar_magic(c->req.body) || (iface.empty() && !svc.empty());
+  if (svc.empty() || !name_ok(svc) || (!iface.empty() && !name_ok(iface)) ||
+      iface.find('/') != std::string_view::npos)
+    return fail_unrouted(c, Err::NotFound, "call POST /{service}/{interface} with JSON, or POST /{service} with a Yar packet");
+  x.service.assign(svc);
+
+  // The caller's key: X-Api-Key, else ?key=, else the Yar token (enforced in a later layer).
+  x.key = trim(c->req.api_key);
+  if (x.key.empty()) x.key = query_param(query, "key");
+
+  // A Yar caller: the method is the interface.
+  if (x.yar_caller) {
+    auto frame = codec::decode_frame(c->req.body);
+    if (!frame) {
+      x.caller_packager = codec::Packager::Json;
+      return fail_yar_status(c, frame.error());
+    }
+    x.caller_packager = frame->packager;
+    auto yreq = codec::decode_request(*frame);
+    if (!yreq) return fail_yar_status(c, yreq.error());
+    x.yar_id = yreq->id;
+    if (x.key.empty()) x.key = frame->header.token;
+    x.yar_method = std::move(yreq->method);
+    x.yar_params = std::move(yreq->params);
+    x.yar_provider_field = frame->header.provider;
+    x.yar_token_field = frame->header.token;
+    iface = x.yar_method;
+  }
+  x.iface.assign(iface);
+
+  refresh_routes();
+  Bound* b = bind(svc);
+  if (!b) return fail_unrouted(c, Err::UnknownService, fmt::format("service \"{}\" is not registered", svc));
+  x.route = b->route;
+  x.svc_stats = b->svc_stats;
+  const ServiceRoute& r = *x.route;
+  const ApiRoute* api = r.find_api(iface);
+  if (api) {
+    x.api = api;
+    x.iface_stats = b->iface_stats[static_cast<std::size_t>(api - r.apis.data())];
+  }
+  if (!r.up) return fail(c, Err::ServiceDown, fmt::format("service \"{}\" is down", svc));
+  if (!api)
+    return fail(c, Err::UnknownInterface,
+                fmt::format("service \"{}\" has no interface \"{}\"", svc, iface));
+  if (!api->up) return fail(c, Err::InterfaceDown, fmt::format("interface \"{}\" of \"{}\" is down", iface, svc));
+  if (r.candidates == 0)
+    return fail(c, Err::NoUpstream, fmt::format("service \"{}\" has no address up", svc));
+
+  // The body the provider gets.
+  if (!prepare_upstream_body(c)) return;
+
+  std::size_t i = choose(*b);
+  x.addr_index = i;
+  x.addr = b->addrs[i];
+  x.addr_stats = b->addr_stats[i];
+  x.addr_name = &r.addrs[i].name;
+  ++x.addr_stats->in_flight;
+  ++x.svc_stats->in_flight;
+  x.counted_in_flight = true;
+  x.deadline = x.start + api->timeout;
+  inflight.push_back(*c);
+  send_upstream(c);
+}
+
+bool Worker::prepare_upstream_body(Conn* c) {
+  Exchange& x = c->ex;
+  const ApiRoute& api = *x.api;
+  x.up_body.clear();
+  x.up_body_ref = &x.up_body;
+  if (api.encoding == model::Encoding::Json) {
+    x.up_content_type = "application/json";
+    if (!x.yar_caller) {
+      x.up_body_ref = &c->req.body;  // passthrough, unparsed
+      return true;
+    }
+    x.up_body = codec::to_json_text(codec::json_from_yar_params(x.yar_params));
+    return true;
+  }
+  const auto provider_packager =
+      api.encoding == model::Encoding::YarMsgpack ? codec::Packager::Msgpack : codec::Packager::Json;
+  x.up_content_type = "application/x-www-form-urlencoded";
+  x.provider_packager = provider_packager;
+  if (x.yar_caller) {
+    if (provider_packager == x.caller_packager && api.method == x.yar_method) {
+      x.up_body_ref = &c->req.body;  // the caller's packet as it came
+      x.yar_passthrough = true;
+      return true;
+    }
+    codec::YarRequest req{x.yar_id, api.method, std::move(x.yar_params)};
+    auto packet = codec::encode_request(req, provider_packager, x.yar_provider_field, x.yar_token_field);
+    if (!packet) {
+      fail(c, Err::BadRequest, packet.error().message);
+      return false;
+    }
+    x.up_body = std::move(*packet);
+    return true;
+  }
+  auto body = codec::parse_json(c->req.body);
+  if (!body) {
+    fail(c, Err::BadRequest, body.error().message);
+    return false;
+  }
+  auto params = codec::yar_params_from_json(*body);
+  if (!params) {
+    fail(c, Err::BadRequest, params.error().message);
+    return false;
+  }
+  x.yar_id = static_cast<std::int64_t>((++request_counter & 0x7fffffff) | 1);
+  codec::YarRequest req{x.yar_id, api.method, std::move(*params)};
+  auto packet = codec::encode_request(req, provider_packager, {}, x.key);
+  if (!packet) {
+    fail(c, Err::BadRequest, packet.error().message);
+    return false;
+  }
+  x.up_body = std::move(*packet);
+  return true;
+}
+
+// ---- upstream --------------------------------------------------------------------------
+
+void Worker::send_upstream(Conn* c) {
+  Exchange& x = c->ex;
+  AddrState& a = *x.addr;
+  if (!a.idle.empty()) {
+    x.up = std::move(a.idle.back());
+    a.idle.pop_back();
+    x.up->reused = true;
+    x.up->owner = c;
+    return write_upstream(c);
+  }
+  x.up = boost::intrusive_ptr<UpConn>(new UpConn(ioc));
+  x.up->owner = c;
+  x.up->reused = false;
+  ++stats.upstream_connects;
+  auto on_connected = [this, c = boost::intrusive_ptr<Conn>(c), u = x.up](boost::system::error_code ec) {
+    if (u->owner != c.get()) return;  // the exchange ended meanwhile (timeout, close)
+    if (ec) return upstream_failed(c.get(), Err::Unreachable, fmt::format("cannot connect to {}: {}", *c->ex.addr_name, ec.message()));
+    boost::system::error_code ignore;
+    u->sock.set_option(tcp::no_delay(true), ignore);
+    u->sock.non_blocking(true, ignore);
+    write_upstream(c.get());
+  };
+  if (a.endpoint) {
+    x.up->sock.async_connect(*a.endpoint, std::move(on_connected));
+    return;
+  }
+  // A host name: resolve it for each new connection (the resolver runs on its own thread).
+  resolver.async_resolve(a.host, std::to_string(a.port),
+                         [this, c = boost::intrusive_ptr<Conn>(c), u = x.up, on_connected = std::move(on_connected)](
+                             boost::system::error_code ec, tcp::resolver::results_type results) mutable {
+                           if (u->owner != c.get()) return;
+                           if (ec || results.empty())
+                             return upstream_failed(c.get(), Err::Unreachable,
+                                                    fmt::format("cannot resolve {}: {}", *c->ex.addr_name,
+                                                                ec ? ec.message() : "no address"));
+                           u->sock.async_connect(results.begin()->endpoint(), std::move(on_connected));
+                         });
+}
+
+void Worker::write_upstream(Conn* c) {
+  Exchange& x = c->ex;
+  const ApiRoute& api = *x.api;
+  const std::string& body = *x.up_body_ref;
+  std::string& h = x.up_head;
+  h.clear();
+  h += "POST ";
+  h += api.path;
+  h += " HTTP/1.1\r\nHost: ";
+  h += *x.addr_name;
+  h += "\r\nContent-Type: ";
+  h += x.up_content_type;
+  h += "\r\nContent-Length: ";
+  append_uint(h, body.size());
+  h += "\r\nX-Request-Id: ";
+  h += x.request_id;
+  h += "\r\nX-Forwarded-For: ";
+  h += c->peer_ip;
+  h += "\r\n\r\n";
+  UpConn& u = *x.up;
+  u.resp.clear();
+  u.parser.emplace(u.resp);
+  u.parser->body_limit(64u * 1024 * 1024);
+  u.parser->eager(true);
+  u.got_bytes = false;
+  std::array<asio::const_buffer, 2> bufs{asio::buffer(h), asio::buffer(body)};
+  boost::system::error_code ec;
+  std::size_t n = u.sock.write_some(bufs, ec);
+  const std::size_t total = h.size() + body.size();
+  if (!ec && n == total) return wait_upstream(c);
+  if (ec && ec != asio::error::would_block) return upstream_io_error(c, ec);
+  if (ec) n = 0;
+  // The socket buffer is full: the rest goes through the loop.
+  x.up_rest.clear();
+  if (n < h.size()) {
+    x.up_rest.append(h, n, std::string::npos);
+    x.up_rest += body;
+  } else {
+    x.up_rest.append(body, n - h.size(), std::string::npos);
+  }
+  asio::async_write(u.sock, asio::buffer(x.up_rest),
+                    [this, c = boost::intrusive_ptr<Conn>(c), u = x.up](boost::system::error_code e, std::size_t) {
+                      if (u->owner != c.get()) return;
+                      if (e) return upstream_io_error(c.get(), e);
+                      wait_upstream(c.get());
+                    });
+}
+
+void Worker::wait_upstream(Conn* c) {
+  auto& u = c->ex.up;
+  u->sock.async_wait(tcp::socket::wait_read,
+                     [this, c = boost::intrusive_ptr<Conn>(c), u](boost::system::error_code ec) {
+                       if (u->owner != c.get()) return;
+                       if (ec) return upstream_io_error(c.get(), ec);
+                       on_upstream_readable(c.get());
+                     });
+}
+
+void Worker::on_upstream_readable(Conn* c) {
+  UpConn& u = *c->ex.up;
+  boost::system::error_code ec;
+  bool eof = false;
+  for (;;) {
+    char* p = u.in.prepare(k_read_chunk);
+    std::size_t room = u.in.room();
+    std::size_t n = u.sock.read_some(asio::buffer(p, room), ec);
+    if (ec == asio::error::would_block) {
+      ec = {};
+      break;
+    }
+    if (ec == asio::error::eof) {
+      eof = true;
+      ec = {};
+      break;
+    }
+    if (ec) return upstream_io_error(c, ec);
+    u.got_bytes = true;
+    u.in.commit(n);
+    if (n < room) break;
+  }
+  while (!u.in.empty()) {
+    auto data = u.in.data();
+    std::size_t used = u.parser->put(asio::buffer(data.data(), data.size()), ec);
+    u.in.consume(used);
+    if (ec == beast::http::error::need_more) {
+      ec = {};
+      break;
+    }
+    if (ec) {
+      return upstream_failed(c, Err::BadResponse,
+                             fmt::format("unreadable answer from {}: {}", *c->ex.addr_name, ec.message()));
+    }
+    if (u.parser->is_done()) return upstream_done(c);
+    if (used == 0) break;
+  }
+  if (eof) {
+    if (!u.got_bytes) {
+      return upstream_io_error(c, asio::error::eof);
+    }
+    u.parser->put_eof(ec);
+    if (!ec && u.parser->is_done()) {
+      u.closing = true;
+      return upstream_done(c);
+    }
+    return upstream_failed(c, Err::BadResponse,
+                           fmt::format("{} closed the connection in the middle of its answer", *c->ex.addr_name));
+  }
+  wait_upstream(c);
+}
+
+// A connection-level failure: a reused connection that the provider had closed before
+// reading anything is replaced by a new one, once (the request never reached it).
+void Worker::upstream_io_error(Conn* c, boost::system::error_code ec) {
+  Exchange& x = c->ex;
+  UpConn& u = *x.up;
+  const bool stale = u.reused && !u.got_bytes && !x.stale_retry &&
+                     (ec == asio::error::eof || ec == asio::error::connection_reset ||
+                      ec == asio::error::broken_pipe);
+  if (stale) {
+    x.stale_retry = true;
+    release_upstream(c, false);
+    return send_upstream(c);
+  }
+  upstream_failed(c, Err::Unreachable, fmt::format("connection to {} failed: {}", *x.addr_name, ec.message()));
+}
+
+void Worker::upstream_timeout(Conn* c) {
+  Exchange& x = c->ex;
+  upstream_failed(c, Err::Timeout,
+                  fmt::format("no answer from {} within {} ms", *x.addr_name, x.api->timeout.count()));
+}
+
+void Worker::release_upstream(Conn* c, bool reusable) {
+  Exchange& x = c->ex;
+  if (!x.up) return;
+  boost::intrusive_ptr<UpConn> u = std::move(x.up);
+  u->owner = nullptr;
+  u->parser.reset();
+  if (reusable && !u->closing && u->in.empty() && !stopping &&
+      x.addr->idle.size() < gw.options.max_idle_per_address) {
+    u->idle_since = now_cached;
+    u->in.shrink(k_keep_buffer);
+    if (u->resp.body.capacity() > 64 * 1024) std::string().swap(u->resp.body);
+    x.addr->idle.push_back(std::move(u));
+    return;
+  }
+  boost::system::error_code ec;
+  u->sock.close(ec);
+}
+
+void Worker::end_upstream(Conn* c) {
+  Exchange& x = c->ex;
+  if (x.counted_in_flight) {
+    --x.addr_stats->in_flight;
+    --x.svc_stats->in_flight;
+    x.counted_in_flight = false;
+  }
+  if (c->is_linked_inflight()) c->unlink_inflight();
+}
+
+void Worker::upstream_failed(Conn* c, Err e, std::string message) {
+  Exchange& x = c->ex;
+  end_upstream(c);
+  release_upstream(c, false);
+  x.addr_err = e;
+  fail(c, e, message);
+}
+
+// ---- the provider answered: the caller's answer ---------------------------------------
+
+void Worker::upstream_done(Conn* c) {
+  Exchange& x = c->ex;
+  end_upstream(c);
+  UpConn& u = *x.up;
+  const bool reusable = u.parser->keep_alive() && !u.closing;
+  // Keep the answer: the connection goes back to the pool before we answer.
+  std::swap(x.resp_body, u.resp.body);
+  const int status = u.resp.status;
+  release_upstream(c, reusable);
+
+  const ApiRoute& api = *x.api;
+  if (api.encoding == model::Encoding::Json) {
+    if (status < 200 || status > 299) {
+      x.addr_err = status >= 500 ? Err::ProviderError : std::optional<Err>{};
+      codec::Value extra = codec::Value::object();
+      extra["provider_status"] = status;
+      auto parsed = codec::parse_json(x.resp_body);
+      if (parsed) extra["provider_body"] = std::move(*parsed);
+      else extra["provider_body"] = x.resp_body.substr(0, 4096);
+      return fail(c, Err::ProviderError, fmt::format("{} answered HTTP {}", *x.addr_name, status), &extra);
+    }
+    if (!x.yar_caller) return respond(c, status, "application/json", x.resp_body);
+    auto value = codec::parse_json(x.resp_body);
+    if (!value) {
+      x.addr_err = Err::BadResponse;
+      return fail(c, Err::BadResponse, fmt::format("{} answered with invalid JSON", *x.addr_name));
+    }
+    codec::YarResponse yr;
+    yr.id = x.yar_id;
+    yr.result = std::move(*value);
+    auto packet = codec::encode_response(yr, x.caller_packager);
+    if (!packet) return fail(c, Err::BadResponse, packet.error().message);
+    x.out_body = std::move(*packet);
+    return respond(c, 200, "application/octet-stream", x.out_body);
+  }
+
+  // A Yar provider.
+  if (status != 200) {
+    x.addr_err = status >= 500 ? Err::ProviderError : std::optional<Err>{};
+    return fail(c, Err::ProviderError, fmt::format("{} answered HTTP {}", *x.addr_name, status));
+  }
+  auto frame = codec::decode_frame(x.resp_body);
+  Expected<codec::YarResponse> yr = frame ? codec::decode_response(*frame) : Expected<codec::YarResponse>(svcctl::fail(frame.error()));
+  if (!yr) {
+    x.addr_err = Err::BadResponse;
+    return fail(c, Err::BadResponse,
+                fmt::format("unreadable Yar answer from {}: {}", *x.addr_name, yr.error().message));
+  }
+  if (yr->id != 0 && yr->id != x.yar_id) {
+    x.addr_err = Err::BadResponse;
+    return fail(c, Err::BadResponse, fmt::format("{} answered another request's id", *x.addr_name));
+  }
+  if (x.yar_caller) {
+    // The answer as it came (errors included: the PHP client raises what the provider
+    // raised), in the caller's packager.
+    if (yr->status != 0) x.yar_error_passed = true;
+    if (x.yar_passthrough || frame->packager == x.caller_packager)
+      return respond(c, 200, "application/octet-stream", x.resp_body);
+    yr->id = x.yar_id;
+    auto packet = codec::encode_response(*yr, x.caller_packager);
+    if (!packet) return fail(c, Err::BadResponse, packet.error().message);
+    x.out_body = std::move(*packet);
+    return respond(c, 200, "application/octet-stream", x.out_body);
+  }
+  if (yr->status == 0) {
+    x.out_body = codec::to_json_text(yr->result);
+    return respond(c, 200, "application/json", x.out_body);
+  }
+  // A Yar error for a JSON caller: 502 with the provider's message and code.
+  codec::Value extra = codec::Value::object();
+  extra["yar_status"] = yr->status;
+  std::string message;
+  if (yr->error && yr->error->is_object()) {
+    const auto& e = *yr->error;
+    if (auto m = e.find("message"); m != e.end() && m->is_string()) message = m->get<std::string>();
+    codec::Value ex = codec::Value::object();
+    for (const char* k : {"_type", "code", "file", "line"})
+      if (auto f = e.find(k); f != e.end()) ex[k[0] == '_' ? "type" : k] = *f;
+    extra["exception"] = std::move(ex);
+  } else if (yr->error && yr->error->is_string()) {
+    message = yr->error->get<std::string>();
+  }
+  if (message.empty()) message = fmt::format("Yar error {}", yr->status);
+  return fail(c, Err::ProviderError, message, &extra);
+}
+
+// ---- answering ---------------------------------------------------------------------------
+
+void Worker::fail_unrouted(Conn* c, Err e, std::string_view message) {
+  c->ex.unrouted = true;
+  fail(c, e, message);
+}
+
+void Worker::fail_yar_status(Conn* c, const Error& error) {
+  // A bad Yar packet: answered as PHP's Yar server would (HTTP 200, its status and message).
+  Exchange& x = c->ex;
+  x.unrouted = x.service.empty() || !x.route;
+  x.final_err = Err::BadRequest;
+  auto status = static_cast<codec::YarStatus>(error.code ? error.code : static_cast<int>(codec::YarStatus::Packager));
+  x.out_body = codec::encode_error_response(x.yar_id, status, error.message, x.caller_packager);
+  record(c);
+  write_response(c, 200, "application/octet-stream", x.out_body, &info(Err::BadRequest).code);
+}
+
+void Worker::fail(Conn* c, Err e, std::string_view message, const codec::Value* extra) {
+  Exchange& x = c->ex;
+  x.final_err = e;
+  record(c);
+  if (x.yar_caller) {
+    auto status = static_cast<codec::YarStatus>(info(e).yar_status);
+    x.out_body = codec::encode_error_response(x.yar_id, status, yar_error_message(e, message), x.caller_packager);
+    return write_response(c, 200, "application/octet-stream", x.out_body, &info(e).code);
+  }
+  x.out_body = error_json(e, message, x.service, x.iface, extra);
+  write_response(c, info(e).http_status, "application/json", x.out_body, &info(e).code);
+}
+
+void Worker::respond_error(Conn* c, Err e, std::string_view message) {
+  // Before a request could be read whole: always JSON, always closing.
+  Exchange& x = c->ex;
+  x.reset();
+  x.request_id.clear();
+  x.final_err = e;
+  x.unrouted = true;
+  x.start = Clock::now();
+  c->busy = true;
+  c->request_started = false;
+  c->keep_alive = false;
+  record(c);
+  x.out_body = error_json(e, message, {}, {});
+  write_response(c, info(e).http_status, "application/json", x.out_body, &info(e).code);
+}
+
+void Worker::respond(Conn* c, int status, std::string_view content_type, const std::string& body) {
+  record(c);
+  write_response(c, status, content_type, body, nullptr);
+}
+
+void Worker::record(Conn* c) {
+  Exchange& x = c->ex;
+  if (x.recorded) return;
+  x.recorded = true;
+  auto us = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - x.start).count());
+  const Err* err = x.final_err ? &*x.final_err : nullptr;
+  if (x.unrouted || !x.svc_stats) {
+    stats.unrouted.record(us, err);
+    return;
+  }
+  x.svc_stats->counters.record(us, err);
+  if (x.iface_stats) x.iface_stats->record(us, err);
+  if (x.addr_stats) x.addr_stats->counters.record(us, x.addr_err ? &*x.addr_err : nullptr);
+}
+
+void Worker::write_response(Conn* c, int status, std::string_view content_type, const std::string& body,
+                            const std::string_view* error_code) {
+  Exchange& x = c->ex;
+  std::string& h = x.out_head;
+  h.clear();
+  h += c->http10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  append_uint(h, static_cast<std::uint64_t>(status));
+  h += ' ';
+  h += reason_phrase(status);
+  h += "\r\nContent-Type: ";
+  h += content_type;
+  h += "\r\nContent-Length: ";
+  append_uint(h, body.size());
+  if (!x.request_id.empty()) {
+    h += "\r\nX-Request-Id: ";
+    h += x.request_id;
+  }
+  if (x.addr_name && x.answered_by_upstream()) {
+    h += "\r\nX-Upstream: ";
+    h += *x.addr_name;
+  }
+  if (error_code) {
+    h += "\r\nX-Svcctl-Error: ";
+    h += *error_code;
+  }
+  if (stopping) c->keep_alive = false;
+  if (!c->keep_alive) h += "\r\nConnection: close";
+  else if (c->http10) h += "\r\nConnection: keep-alive";
+  h += "\r\n\r\n";
+  std::array<asio::const_buffer, 2> bufs{asio::buffer(h), asio::buffer(body)};
+  boost::system::error_code ec;
+  std::size_t n = c->sock.write_some(bufs, ec);
+  const std::size_t total = h.size() + body.size();
+  if (!ec && n == total) return after_response(c);
+  if (ec && ec != asio::error::would_block) return close(c);
+  if (ec) n = 0;
+  x.out_rest.clear();
+  if (n < h.size()) {
+    x.out_rest.append(h, n, std::string::npos);
+    x.out_rest += body;
+  } else {
+    x.out_rest.append(body, n - h.size(), std::string::npos);
+  }
+  asio::async_write(c->sock, asio::buffer(x.out_rest),
+                    [c = boost::intrusive_ptr<Conn>(c)](boost::system::error_code e, std::size_t) {
+                      if (c->closed) return;
+                      if (e) return c->w.close(c.get());
+                      c->w.after_response(c.get());
+                    });
+}
+
+void Worker::after_response(Conn* c) {
+  c->busy = false;
+  c->parser.reset();
+  c->ex.route.reset();
+  if (!c->keep_alive) {
+    boost::system::error_code ec;
+    c->sock.shutdown(tcp::socket::shutdown_send, ec);
+    return close(c);
+  }
+  if (c->ex.resp_body.capacity() > 64 * 1024) std::string().swap(c->ex.resp_body);
+  if (c->ex.out_body.capacity() > 64 * 1024) std::string().swap(c->ex.out_body);
+  c->in.shrink(k_keep_buffer);
+  c->deadline = Clock::now() + gw.options.idle_timeout;
+  if (!c->in.empty()) return process(c);  // a pipelined request is already here
+  wait_readable(c);
+}
+
+void Worker::close(Conn* c) {
+  if (c->closed) return;
+  c->closed = true;
+  if (c->ex.up || c->is_linked_inflight()) {
+    end_upstream(c);
+    release_upstream(c, false);
+  }
+  c->ex.route.reset();
+  if (c->is_linked()) c->unlink();
+  --stats.connections;
+  boost::system::error_code ec;
+  c->sock.close(ec);
+}
+
+}  // namespace svcctl::gateway

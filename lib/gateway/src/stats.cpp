@@ -1,0 +1,235 @@
+#include <svcctl/gateway/stats.hpp>
+
+#include <fmt/format.h>
+
+#include <bit>
+#include <cmath>
+
+namespace svcctl::gateway {
+
+std::size_t Histogram::bucket_of(std::uint64_t us) {
+  if (us < 16) return static_cast<std::size_t>(us);
+  auto e = static_cast<std::size_t>(63 - std::countl_zero(us));  // >= 4
+  if (e > 31) return k_buckets - 1;
+  auto sub = static_cast<std::size_t>((us >> (e - 3)) & 7);
+  return 16 + (e - 4) * 8 + sub;
+}
+
+std::uint64_t Histogram::upper_edge(std::size_t bucket) {
+  if (bucket < 16) return bucket;
+  std::size_t e = 4 + (bucket - 16) / 8;
+  std::uint64_t sub = (bucket - 16) % 8;
+  return ((8 + sub + 1) << (e - 3)) - 1;
+}
+
+void Histogram::merge(const Histogram& other) {
+  for (std::size_t i = 0; i < k_buckets; ++i) m_counts[i] += other.m_counts[i];
+  m_count += other.m_count;
+}
+
+std::uint64_t Histogram::quantile(double q) const {
+  if (m_count == 0) return 0;
+  auto rank = static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(m_count)));
+  if (rank == 0) rank = 1;
+  std::uint64_t seen = 0;
+  for (std::size_t i = 0; i < k_buckets; ++i) {
+    seen += m_counts[i];
+    if (seen >= rank) return upper_edge(i);
+  }
+  return upper_edge(k_buckets - 1);
+}
+
+std::uint64_t Histogram::count_at_most(std::uint64_t us) const {
+  std::uint64_t n = 0;
+  for (std::size_t i = 0; i < k_buckets && upper_edge(i) <= us; ++i) n += m_counts[i];
+  return n;
+}
+
+std::uint64_t Counters::error_total() const {
+  std::uint64_t n = 0;
+  for (auto e : errors) n += e;
+  return n;
+}
+
+void Counters::merge(const Counters& other) {
+  requests += other.requests;
+  for (std::size_t i = 0; i < k_err_count; ++i) errors[i] += other.errors[i];
+  latency_sum_us += other.latency_sum_us;
+  latency.merge(other.latency);
+}
+
+void StatsView::merge(const StatsView& other) {
+  for (const auto& [name, s] : other.services) {
+    auto& mine = services[name];
+    mine.counters.merge(s.counters);
+    mine.in_flight += s.in_flight;
+    for (const auto& [iface, c] : s.interfaces) mine.interfaces[iface].merge(c);
+    for (const auto& [addr, a] : s.addresses) {
+      auto& ma = mine.addresses[addr];
+      ma.counters.merge(a.counters);
+      ma.in_flight += a.in_flight;
+    }
+  }
+  unrouted.merge(other.unrouted);
+  connections += other.connections;
+  accepted += other.accepted;
+  upstream_connects += other.upstream_connects;
+}
+
+namespace {
+double ms(std::uint64_t us) { return static_cast<double>(us) / 1000.0; }
+}  // namespace
+
+nlohmann::json to_json(const Counters& c) {
+  nlohmann::json errors = nlohmann::json::object();
+  for (std::size_t i = 0; i < k_err_count; ++i)
+    if (c.errors[i]) errors[std::string(info(static_cast<Err>(i)).code)] = c.errors[i];
+  nlohmann::json lat = {
+      {"p50", ms(c.latency.quantile(0.50))},
+      {"p90", ms(c.latency.quantile(0.90))},
+      {"p99", ms(c.latency.quantile(0.99))},
+      {"mean", c.requests ? ms(c.latency_sum_us / c.requests) : 0.0},
+  };
+  return {{"requests", c.requests}, {"errors", std::move(errors)}, {"latency_ms", std::move(lat)}};
+}
+
+nlohmann::json to_json(const StatsView& v) {
+  nlohmann::json services = nlohmann::json::object();
+  for (const auto& [name, s] : v.services) {
+    nlohmann::json j = to_json(s.counters);
+    j["in_flight"] = s.in_flight;
+    nlohmann::json ifaces = nlohmann::json::object();
+    for (const auto& [iface, c] : s.interfaces) ifaces[iface] = to_json(c);
+    nlohmann::json addrs = nlohmann::json::object();
+    for (const auto& [addr, a] : s.addresses) {
+      auto aj = to_json(a.counters);
+      aj["in_flight"] = a.in_flight;
+      addrs[addr] = std::move(aj);
+    }
+    j["interfaces"] = std::move(ifaces);
+    j["addresses"] = std::move(addrs);
+    services[name] = std::move(j);
+  }
+  return {{"connections", v.connections},
+          {"accepted", v.accepted},
+          {"upstream_connects", v.upstream_connects},
+          {"unrouted", to_json(v.unrouted)},
+          {"services", std::move(services)}};
+}
+
+namespace {
+
+// A label value, escaped as the exposition format wants (\\, \", \n).
+std::string esc(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+constexpr std::uint64_t k_le_us[] = {500, 1000, 2500, 5000, 10000, 25000, 50000,
+                                     100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+
+void counters_text(std::string& out, std::string_view prefix, const std::string& labels,
+                   const Counters& c) {
+  fmt::format_to(std::back_inserter(out), "{}_requests_total{{{}}} {}\n", prefix, labels, c.requests);
+  for (std::size_t i = 0; i < k_err_count; ++i)
+    if (c.errors[i])
+      fmt::format_to(std::back_inserter(out), "{}_errors_total{{{},code=\"{}\"}} {}\n", prefix, labels,
+                     info(static_cast<Err>(i)).code, c.errors[i]);
+  for (auto le : k_le_us)
+    fmt::format_to(std::back_inserter(out), "{}_duration_seconds_bucket{{{},le=\"{}\"}} {}\n", prefix,
+                   labels, static_cast<double>(le) / 1e6, c.latency.count_at_most(le));
+  fmt::format_to(std::back_inserter(out), "{}_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n", prefix,
+                 labels, c.latency.count());
+  fmt::format_to(std::back_inserter(out), "{}_duration_seconds_sum{{{}}} {}\n", prefix, labels,
+                 static_cast<double>(c.latency_sum_us) / 1e6);
+  fmt::format_to(std::back_inserter(out), "{}_duration_seconds_count{{{}}} {}\n", prefix, labels,
+                 c.latency.count());
+}
+
+void family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+}  // namespace
+
+std::string to_prometheus(const StatsView& v) {
+  std::string out;
+  family(out, "svcctl_connections", "gauge", "Client connections open.");
+  fmt::format_to(std::back_inserter(out), "svcctl_connections {}\n", v.connections);
+  family(out, "svcctl_connections_accepted_total", "counter", "Client connections accepted.");
+  fmt::format_to(std::back_inserter(out), "svcctl_connections_accepted_total {}\n", v.accepted);
+  family(out, "svcctl_upstream_connects_total", "counter", "Upstream connections opened.");
+  fmt::format_to(std::back_inserter(out), "svcctl_upstream_connects_total {}\n", v.upstream_connects);
+
+  // One family at a time, as the format requires.
+  auto each_iface = [&](auto&& fn) {
+    for (const auto& [svc, s] : v.services)
+      for (const auto& [iface, c] : s.interfaces)
+        fn(fmt::format("service=\"{}\",interface=\"{}\"", esc(svc), esc(iface)), c);
+  };
+  auto each_addr = [&](auto&& fn) {
+    for (const auto& [svc, s] : v.services)
+      for (const auto& [addr, a] : s.addresses)
+        fn(fmt::format("service=\"{}\",address=\"{}\"", esc(svc), esc(addr)), a);
+  };
+  std::string body;
+  family(out, "svcctl_requests_total", "counter", "Calls per service and interface.");
+  family(body, "svcctl_errors_total", "counter", "Calls answered with an error, by code.");
+  std::string hist;
+  family(hist, "svcctl_duration_seconds", "histogram", "Call latency through the gateway.");
+  each_iface([&](const std::string& labels, const Counters& c) {
+    std::string all;
+    counters_text(all, "svcctl", labels, c);
+    // Split the lines of one interface into their families.
+    std::size_t pos = 0;
+    while (pos < all.size()) {
+      auto nl = all.find('\n', pos);
+      std::string_view line(all.data() + pos, nl - pos + 1);
+      if (line.starts_with("svcctl_requests_total")) out += line;
+      else if (line.starts_with("svcctl_errors_total")) body += line;
+      else hist += line;
+      pos = nl + 1;
+    }
+  });
+  out += body;
+  out += hist;
+
+  family(out, "svcctl_upstream_requests_total", "counter", "Calls sent to each provider address.");
+  std::string uerr, uhist, ufl;
+  family(uerr, "svcctl_upstream_errors_total", "counter", "Calls to each address that failed, by code.");
+  family(uhist, "svcctl_upstream_duration_seconds", "histogram", "Latency of each provider address.");
+  family(ufl, "svcctl_upstream_in_flight", "gauge", "Calls waiting for each provider address.");
+  each_addr([&](const std::string& labels, const StatsView::Address& a) {
+    std::string all;
+    counters_text(all, "svcctl_upstream", labels, a.counters);
+    std::size_t pos = 0;
+    while (pos < all.size()) {
+      auto nl = all.find('\n', pos);
+      std::string_view line(all.data() + pos, nl - pos + 1);
+      if (line.starts_with("svcctl_upstream_requests_total")) out += line;
+      else if (line.starts_with("svcctl_upstream_errors_total")) uerr += line;
+      else uhist += line;
+      pos = nl + 1;
+    }
+    fmt::format_to(std::back_inserter(ufl), "svcctl_upstream_in_flight{{{}}} {}\n", labels, a.in_flight);
+  });
+  out += uerr;
+  out += uhist;
+  out += ufl;
+
+  family(out, "svcctl_unrouted_errors_total", "counter", "Requests refused before a service was known.");
+  for (std::size_t i = 0; i < k_err_count; ++i)
+    if (v.unrouted.errors[i])
+      fmt::format_to(std::back_inserter(out), "svcctl_unrouted_errors_total{{code=\"{}\"}} {}\n",
+                     info(static_cast<Err>(i)).code, v.unrouted.errors[i]);
+  return out;
+}
+
+}  // namespace svcctl::gateway
