@@ -75,8 +75,9 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   builder.on_problem = [&ctx](std::string_view path, std::string_view problem) {
     ctx.warn(fmt::format("{}: {}", path, problem));
   };
+  SVCCTL_TRY(const zk::Options zo, ctx.zk_options());
   registry::Cache::Options co;
-  SVCCTL_TRY(co.zk, ctx.zk_options());
+  co.zk = zo;
   co.lkg_file = a.lkg_file;
   co.on_change = [&builder](const std::vector<registry::Change>& changes, const registry::Snapshot&) {
     builder.apply(changes);
@@ -98,7 +99,7 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
 
   // Self-registration, so that `svcctl stats` finds this gateway.
   registry::Holder::Options ho;
-  ho.zk = co.zk;
+  ho.zk = zo;
   ho.path = registry::paths::under(registry::paths::k_gateways, id);
   ho.parent = std::string(registry::paths::k_gateways);
   const auto started = std::chrono::system_clock::now();

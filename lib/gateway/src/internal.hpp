@@ -181,7 +181,9 @@ struct Worker {
 
   Gateway::Impl& gw;
   const unsigned number;
-  asio::io_context ioc{1};
+  // Sockets and timers are used by this worker's thread only: no locking in the reactor.
+  // Other threads only post (admin's counters, stop), which the scheduler still locks.
+  asio::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   tcp::acceptor acceptor;
   asio::steady_timer tick;
   tcp::resolver resolver;
@@ -223,14 +225,14 @@ struct Worker {
   std::size_t choose(Bound& b);
 
   void wait_readable(Conn* c);
-  void on_readable(Conn* c, boost::system::error_code ec);
+  void on_readable(Conn* c, boost::system::error_code ec, std::size_t n);
   void process(Conn* c);
   void dispatch(Conn* c);
   bool prepare_upstream_body(Conn* c);
   void send_upstream(Conn* c);
   void write_upstream(Conn* c);
   void wait_upstream(Conn* c);
-  void on_upstream_readable(Conn* c);
+  void on_upstream_readable(Conn* c, boost::system::error_code ec, std::size_t n);
   void upstream_io_error(Conn* c, boost::system::error_code ec);
   void upstream_timeout(Conn* c);
   void upstream_failed(Conn* c, Err e, std::string message);

@@ -79,6 +79,32 @@ void append_hex(std::string& out, std::uint64_t v, int digits) {
   for (int i = digits - 1; i >= 0; --i) out += k_hex[(v >> (i * 4)) & 0xf];
 }
 
+// Writes head and body without waiting; returns the bytes written. A small body is copied
+// behind the head so that one send() goes out instead of a sendmsg() with two pieces.
+std::size_t send_now(tcp::socket& sock, std::string& head, const std::string& body,
+                     boost::system::error_code& ec) {
+  if (body.size() <= 8192) {
+    const std::size_t head_size = head.size();
+    head += body;
+    std::size_t n = sock.write_some(asio::buffer(head), ec);
+    head.resize(head_size);
+    return n;
+  }
+  std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(body)};
+  return sock.write_some(bufs, ec);
+}
+
+// What is left to write after the first `written` bytes of head + body.
+void rest_of(std::string& out, const std::string& head, const std::string& body, std::size_t written) {
+  out.clear();
+  if (written < head.size()) {
+    out.append(head, written, std::string::npos);
+    out += body;
+  } else {
+    out.append(body, written - head.size(), std::string::npos);
+  }
+}
+
 }  // namespace
 
 // ---- worker: setup, routing state, timers ------------------------------------------
@@ -241,25 +267,30 @@ std::size_t Worker::choose(Bound& b) {
 
 // ---- client connection: reading and parsing ----------------------------------------
 
+// Reads go through async_read_some, not async_wait + read: Asio re-arms epoll
+// (EPOLL_CTL_MOD) for every async_wait, while a read op on an edge-triggered descriptor
+// needs no system call to wait, and no speculative read after a read that emptied it.
 void Worker::wait_readable(Conn* c) {
-  c->sock.async_wait(tcp::socket::wait_read,
-                     [c = boost::intrusive_ptr<Conn>(c)](boost::system::error_code ec) {
-                       c->w.on_readable(c.get(), ec);
-                     });
+  char* p = c->in.prepare(k_read_chunk);
+  c->sock.async_read_some(asio::buffer(p, c->in.room()),
+                          [c = boost::intrusive_ptr<Conn>(c)](boost::system::error_code ec, std::size_t n) {
+                            c->w.on_readable(c.get(), ec, n);
+                          });
 }
 
-void Worker::on_readable(Conn* c, boost::system::error_code ec) {
+void Worker::on_readable(Conn* c, boost::system::error_code ec, std::size_t n) {
   if (c->closed) return;
-  if (ec) return close(c);
-  for (;;) {
+  if (ec) return close(c);  // EOF or reset
+  bool full = n == c->in.room();
+  c->in.commit(n);
+  while (full && c->in.size() <= gw.options.max_header_bytes + gw.options.max_body_bytes + k_read_chunk) {
     char* p = c->in.prepare(k_read_chunk);
     std::size_t room = c->in.room();
-    std::size_t n = c->sock.read_some(asio::buffer(p, room), ec);
+    n = c->sock.read_some(asio::buffer(p, room), ec);
     if (ec == asio::error::would_block) break;
-    if (ec) return close(c);  // EOF or reset
+    if (ec) return close(c);
     c->in.commit(n);
-    if (n < room) break;
-    if (c->in.size() > gw.options.max_header_bytes + gw.options.max_body_bytes + k_read_chunk) break;
+    full = n == room;
   }
   process(c);
 }
@@ -273,7 +304,7 @@ void Worker::process(Conn* c) {
     c->parser->body_limit(gw.options.max_body_bytes);
     c->parser->eager(true);
     c->request_started = true;
-    c->deadline = Clock::now() + gw.options.header_timeout;
+    c->deadline = now_cached + gw.options.header_timeout;  // the tick's clock: 10 ms is precise enough
   }
   while (!c->in.empty()) {
     boost::system::error_code ec;
@@ -526,21 +557,14 @@ void Worker::write_upstream(Conn* c) {
   u.parser->body_limit(64u * 1024 * 1024);
   u.parser->eager(true);
   u.got_bytes = false;
-  std::array<asio::const_buffer, 2> bufs{asio::buffer(h), asio::buffer(body)};
   boost::system::error_code ec;
-  std::size_t n = u.sock.write_some(bufs, ec);
+  std::size_t n = send_now(u.sock, h, body, ec);
   const std::size_t total = h.size() + body.size();
   if (!ec && n == total) return wait_upstream(c);
   if (ec && ec != asio::error::would_block) return upstream_io_error(c, ec);
   if (ec) n = 0;
   // The socket buffer is full: the rest goes through the loop.
-  x.up_rest.clear();
-  if (n < h.size()) {
-    x.up_rest.append(h, n, std::string::npos);
-    x.up_rest += body;
-  } else {
-    x.up_rest.append(body, n - h.size(), std::string::npos);
-  }
+  rest_of(x.up_rest, h, body, n);
   asio::async_write(u.sock, asio::buffer(x.up_rest),
                     [this, c = boost::intrusive_ptr<Conn>(c), u = x.up](boost::system::error_code e, std::size_t) {
                       if (u->owner != c.get()) return;
@@ -551,35 +575,43 @@ void Worker::write_upstream(Conn* c) {
 
 void Worker::wait_upstream(Conn* c) {
   auto& u = c->ex.up;
-  u->sock.async_wait(tcp::socket::wait_read,
-                     [this, c = boost::intrusive_ptr<Conn>(c), u](boost::system::error_code ec) {
-                       if (u->owner != c.get()) return;
-                       if (ec) return upstream_io_error(c.get(), ec);
-                       on_upstream_readable(c.get());
-                     });
+  char* p = u->in.prepare(k_read_chunk);
+  u->sock.async_read_some(asio::buffer(p, u->in.room()),
+                          [this, c = boost::intrusive_ptr<Conn>(c), u](boost::system::error_code ec, std::size_t n) {
+                            if (u->owner != c.get()) return;
+                            on_upstream_readable(c.get(), ec, n);
+                          });
 }
 
-void Worker::on_upstream_readable(Conn* c) {
+void Worker::on_upstream_readable(Conn* c, boost::system::error_code ec, std::size_t n) {
   UpConn& u = *c->ex.up;
-  boost::system::error_code ec;
   bool eof = false;
-  for (;;) {
-    char* p = u.in.prepare(k_read_chunk);
-    std::size_t room = u.in.room();
-    std::size_t n = u.sock.read_some(asio::buffer(p, room), ec);
-    if (ec == asio::error::would_block) {
-      ec = {};
-      break;
-    }
-    if (ec == asio::error::eof) {
-      eof = true;
-      ec = {};
-      break;
-    }
-    if (ec) return upstream_io_error(c, ec);
-    u.got_bytes = true;
+  if (ec == asio::error::eof) {
+    eof = true;
+    ec = {};
+  } else if (ec) {
+    return upstream_io_error(c, ec);
+  } else {
+    bool full = n == u.in.room();
     u.in.commit(n);
-    if (n < room) break;
+    u.got_bytes = true;
+    while (full) {
+      char* p = u.in.prepare(k_read_chunk);
+      std::size_t room = u.in.room();
+      n = u.sock.read_some(asio::buffer(p, room), ec);
+      if (ec == asio::error::would_block) {
+        ec = {};
+        break;
+      }
+      if (ec == asio::error::eof) {
+        eof = true;
+        ec = {};
+        break;
+      }
+      if (ec) return upstream_io_error(c, ec);
+      u.in.commit(n);
+      full = n == room;
+    }
   }
   while (!u.in.empty()) {
     auto data = u.in.data();
@@ -854,20 +886,13 @@ void Worker::write_response(Conn* c, int status, std::string_view content_type, 
   if (!c->keep_alive) h += "\r\nConnection: close";
   else if (c->http10) h += "\r\nConnection: keep-alive";
   h += "\r\n\r\n";
-  std::array<asio::const_buffer, 2> bufs{asio::buffer(h), asio::buffer(body)};
   boost::system::error_code ec;
-  std::size_t n = c->sock.write_some(bufs, ec);
+  std::size_t n = send_now(c->sock, h, body, ec);
   const std::size_t total = h.size() + body.size();
   if (!ec && n == total) return after_response(c);
   if (ec && ec != asio::error::would_block) return close(c);
   if (ec) n = 0;
-  x.out_rest.clear();
-  if (n < h.size()) {
-    x.out_rest.append(h, n, std::string::npos);
-    x.out_rest += body;
-  } else {
-    x.out_rest.append(body, n - h.size(), std::string::npos);
-  }
+  rest_of(x.out_rest, h, body, n);
   asio::async_write(c->sock, asio::buffer(x.out_rest),
                     [c = boost::intrusive_ptr<Conn>(c)](boost::system::error_code e, std::size_t) {
                       if (c->closed) return;
@@ -888,7 +913,7 @@ void Worker::after_response(Conn* c) {
   if (c->ex.resp_body.capacity() > 64 * 1024) std::string().swap(c->ex.resp_body);
   if (c->ex.out_body.capacity() > 64 * 1024) std::string().swap(c->ex.out_body);
   c->in.shrink(k_keep_buffer);
-  c->deadline = Clock::now() + gw.options.idle_timeout;
+  c->deadline = now_cached + gw.options.idle_timeout;
   if (!c->in.empty()) return process(c);  // a pipelined request is already here
   wait_readable(c);
 }

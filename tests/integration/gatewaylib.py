@@ -1,0 +1,230 @@
+"""Helpers for the gateway tests: start `svcctl proxy` and the test providers as real
+processes on 127.0.0.1, and speak Yar as a PHP client does (built here with struct and
+msgpack, sharing no code with svcctl's codec)."""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import msgpack
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROVIDER = os.path.join(HERE, "..", "providers", "provider.py")
+PY = "/usr/bin/python3"
+
+MAGIC = 0x80DFEC60
+HEADER = struct.Struct(">IHII32s32sI")
+
+
+def start_provider(kind):
+    p = subprocess.Popen([PY, PROVIDER, kind, "0"], stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline().split()
+    assert line and line[0] == "ready", line
+    return p, int(line[1])
+
+
+def stop_process(p):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    for f in (p.stdout, p.stderr):
+        if f:
+            f.close()
+
+
+class Proxy:
+    """A running `svcctl proxy` on free ports; its stderr is collected in `log`."""
+
+    def __init__(self, reg, *args, workers=2):
+        self.reg = reg
+        argv = [os.environ["SVCCTL_BIN"], "--zk", reg.connect, "proxy", "--listen", "127.0.0.1:0",
+                "--admin", "127.0.0.1:0", "--workers", str(workers), *args]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.log = []
+        deadline = time.time() + 30
+        line = ""
+        while time.time() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            self.log.append(line)
+            m = re.search(r"listening on (\S+) \(admin (\S+)\), gateway id (\S+),", line)
+            if m:
+                self.listen, self.admin, self.id = m.group(1), m.group(2), m.group(3)
+                break
+        else:
+            line = ""
+        assert hasattr(self, "listen"), f"proxy did not start: {''.join(self.log)}"
+        self.host, self.port = self.listen.rsplit(":", 1)
+        self.port = int(self.port)
+        self.admin_port = int(self.admin.rsplit(":", 1)[1])
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def post(self, path, body=b"", headers=None, conn=None):
+        """POST and return (status, headers dict lower-cased, body bytes)."""
+        own = conn is None
+        c = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        elif isinstance(body, str):
+            body = body.encode()
+        c.request("POST", path, body, headers or {})
+        r = c.getresponse()
+        data = r.read()
+        out = (r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+        if own:
+            c.close()
+        return out
+
+    def call(self, svc, iface, params, headers=None):
+        status, h, body = self.post(f"/{svc}/{iface}", params, headers)
+        return status, h, json.loads(body) if body else None
+
+    def admin_get(self, path):
+        c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=30)
+        c.request("GET", path)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, r.getheader("Content-Type"), data
+
+    def stats(self):
+        status, _, data = self.admin_get("/-/stats")
+        assert status == 200
+        return json.loads(data)
+
+    def alive(self):
+        status, _, _ = self.admin_get("/-/healthz")
+        return self.proc.poll() is None and status == 200
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                return self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        return self.proc.returncode
+
+
+def yar_request(method, params, packager="MSGPACK", rid=7, provider=b"", token=b""):
+    body = {"i": rid, "m": method, "p": params}
+    if packager == "JSON":
+        payload = json.dumps(body).encode()
+    else:
+        payload = msgpack.packb(body, use_bin_type=False)
+    header = HEADER.pack(rid & 0xFFFFFFFF, 0, MAGIC, 0, provider.ljust(32, b"\0"), token.ljust(32, b"\0"),
+                         8 + len(payload))
+    return header + packager.encode().ljust(8, b"\0") + payload
+
+
+def yar_decode(packet):
+    """(packager, body dict) of a Yar reply."""
+    assert len(packet) >= 90, packet
+    _id, _ver, magic, _res, _prov, _tok, _blen = HEADER.unpack(packet[:82])
+    assert magic == MAGIC
+    name = packet[82:90].split(b"\0")[0].decode()
+    payload = packet[90:]
+    if name == "JSON":
+        return name, json.loads(payload)
+    return name, msgpack.unpackb(payload, raw=False, strict_map_key=False)
+
+
+def raw_exchange(port, data, read_until_close=True, timeout=10):
+    """Sends raw bytes, returns everything read until the peer closes (or the timeout)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        chunks = []
+        while True:
+            try:
+                b = s.recv(65536)
+            except socket.timeout:
+                break
+            if not b:
+                break
+            chunks.append(b)
+            if not read_until_close:
+                break
+        return b"".join(chunks)
+    finally:
+        s.close()
+
+
+def status_of(raw):
+    """The status code of a raw HTTP response."""
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", raw)
+    assert m, raw[:200]
+    return int(m.group(1))
+
+
+def body_of(raw):
+    return raw.split(b"\r\n\r\n", 1)[1]
+
+
+class Load:
+    """Callers sending requests in a loop on keep-alive connections until stopped; every
+    answer is recorded (status, upstream)."""
+
+    def __init__(self, proxy, path, body, threads=4):
+        self.proxy = proxy
+        self.path = path
+        self.body = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+        self.results = []  # (time, status, upstream)
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self):
+        conn = None
+        while not self.stopping:
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.proxy.port, timeout=10)
+                conn.request("POST", self.path, self.body, {"Content-Type": "application/json"})
+                r = conn.getresponse()
+                r.read()
+                rec = (time.monotonic(), r.status, r.getheader("X-Upstream"))
+            except Exception as e:  # a failed request is a result too
+                rec = (time.monotonic(), f"exception: {e!r}", None)
+                conn = None
+            with self.lock:
+                self.results.append(rec)
+
+    def count(self):
+        with self.lock:
+            return len(self.results)
+
+    def wait_for(self, n, timeout=30):
+        deadline = time.time() + timeout
+        while self.count() < n and time.time() < deadline:
+            time.sleep(0.01)
+
+    def since(self, t0):
+        with self.lock:
+            return [r for r in self.results if r[0] >= t0]
+
+    def stop(self):
+        self.stopping = True
+        for t in self.threads:
+            t.join(timeout=30)
+        return self.results
