@@ -133,8 +133,8 @@ class RouteBuilder {
 std::size_t pick_swrr(std::span<const AddrRoute> candidates, std::span<std::int64_t> current);
 
 // Power of two choices: two draws at random by weight, then the one with fewer requests in
-// flight per unit of weight ((in_flight + 1) / weight); the first draw wins ties, so with
-// nothing in flight the choice follows the weights. `random` returns uniform 64-bit values.
+// flight per unit of weight; the first draw wins ties, so with nothing in flight the choice
+// follows the weights. `random` returns uniform 64-bit values.
 template <typename InFlight, typename Random>
 std::size_t pick_p2c(std::span<const AddrRoute> candidates, std::span<const std::int64_t> cumulative,
                      InFlight&& in_flight, Random&& random) {
@@ -154,9 +154,11 @@ std::size_t pick_p2c(std::span<const AddrRoute> candidates, std::span<const std:
   std::size_t a = draw();
   std::size_t b = draw();
   if (a == b) return a;
-  // (fa + 1) / wa <= (fb + 1) / wb, without division (weights are at most 10^6).
-  std::int64_t la = (static_cast<std::int64_t>(in_flight(a)) + 1) * candidates[b].weight;
-  std::int64_t lb = (static_cast<std::int64_t>(in_flight(b)) + 1) * candidates[a].weight;
+  // fa / wa <= fb / wb, without division (weights are at most 10^6). Not (f + 1) / w:
+  // with nothing in flight that would always favour the heavier address, and the choice
+  // would no longer follow the weights.
+  std::int64_t la = static_cast<std::int64_t>(in_flight(a)) * candidates[b].weight;
+  std::int64_t lb = static_cast<std::int64_t>(in_flight(b)) * candidates[a].weight;
   return la <= lb ? a : b;
 }
 

@@ -1,0 +1,211 @@
+#include <svcctl/gateway/errors.hpp>
+#include <svcctl/gateway/routes.hpp>
+#include <svcctl/gateway/stats.hpp>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <random>
+
+using namespace svcctl;
+using namespace svcctl::gateway;
+
+namespace {
+
+model::Address addr(std::string name, std::string dc, std::int64_t weight, model::Status st = model::Status::Up) {
+  model::Address a;
+  a.service = "s";
+  a.address = std::move(name);
+  a.dc = std::move(dc);
+  a.weight = weight;
+  a.status = st;
+  return a;
+}
+
+model::Api api(std::string name, std::string path) {
+  model::Api a;
+  a.service = "s";
+  a.name = std::move(name);
+  a.path = std::move(path);
+  return a;
+}
+
+registry::Change change(registry::Change::Kind kind, std::string path, std::string data) {
+  registry::Change c;
+  c.kind = kind;
+  c.path = std::move(path);
+  if (kind != registry::Change::Kind::Deleted) c.after = registry::CacheEntry{std::move(data), 1, 0, 0, false};
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("build_service: only up addresses with a weight, the local datacenter first") {
+  model::Service svc{"s", model::Status::Up, "", ""};
+  auto r = build_service(svc,
+                         {addr("10.0.0.1:80", "b", 100), addr("10.0.0.2:80", "a", 50),
+                          addr("10.0.0.3:80", "a", 0), addr("10.0.0.4:80", "a", 100, model::Status::Down),
+                          addr("10.0.0.5:80", "a", 30), addr("[::1]:81", "b", 10), addr("bad", "a", 10)},
+                         {api("b", "/b"), api("a", "/a")}, "a");
+  REQUIRE(r->addrs.size() == 4);
+  CHECK(r->addrs[0].name == "10.0.0.2:80");
+  CHECK(r->addrs[1].name == "10.0.0.5:80");
+  CHECK(r->addrs[3].host == "::1");
+  CHECK(r->addrs[3].port == 81);
+  CHECK(r->candidates == 2);
+  CHECK(r->cumulative == std::vector<std::int64_t>{50, 80});
+  REQUIRE(r->find_api("a"));
+  CHECK(r->find_api("a")->path == "/a");
+  CHECK(r->find_api("a")->method == "a");
+  CHECK(r->find_api("a")->timeout == std::chrono::milliseconds(1000));
+  CHECK(!r->find_api("c"));
+
+  // No local address up: every up address is a candidate.
+  auto other = build_service(svc, {addr("10.0.0.1:80", "b", 100), addr("10.0.0.2:80", "c", 100)}, {}, "a");
+  CHECK(other->candidates == 2);
+  auto none = build_service(svc, {}, {}, "a");
+  CHECK(none->candidates == 0);
+}
+
+TEST_CASE("RouteBuilder follows changes and keeps untouched services' objects") {
+  Routes routes;
+  RouteBuilder b(routes, "");
+  using K = registry::Change::Kind;
+  b.apply({change(K::Added, "/service/s", R"({"status":"up"})"),
+           change(K::Added, "/address/s/10.0.0.1:80", R"({"weight":100})"),
+           change(K::Added, "/api/s/echo", R"({"path":"/echo","timeout_ms":250})"),
+           change(K::Added, "/service/t", "{}"),
+           change(K::Added, "/address/orphan/10.0.0.9:80", "{}"),
+           change(K::Added, "/key/k1", "{}")});
+  auto t1 = routes.current();
+  CHECK(routes.generation() == t1->generation);
+  REQUIRE(t1->find("s"));
+  CHECK(!t1->find("orphan"));  // addresses without a service node are not routed
+  CHECK(t1->find("s")->find_api("echo")->timeout == std::chrono::milliseconds(250));
+  CHECK(t1->find("s")->candidates == 1);
+  const ServiceRoute* t_before = t1->find("t");
+
+  b.apply({change(K::Modified, "/address/s/10.0.0.1:80", R"({"status":"down"})")});
+  auto t2 = routes.current();
+  CHECK(t2->generation == t1->generation + 1);
+  CHECK(t2->find("s")->candidates == 0);
+  CHECK(t2->find("t") == t_before);  // same object: workers keep their state for it
+  CHECK(t1->find("s")->candidates == 1);  // the old table is unchanged
+
+  b.apply({change(K::Deleted, "/service/s", "")});
+  CHECK(!routes.current()->find("s"));
+  b.apply({change(K::Added, "/service/s", "{}")});
+  CHECK(routes.current()->find("s")->find_api("echo"));  // its interfaces were kept
+
+  // Data that is not valid still routes, with safe values, and is reported.
+  std::vector<std::string> problems;
+  b.on_problem = [&](std::string_view path, std::string_view p) { problems.push_back(std::string(path) + ": " + std::string(p)); };
+  b.apply({change(K::Modified, "/address/s/10.0.0.1:80", R"({"weight":"lots"})")});
+  CHECK(problems.size() == 1);
+  CHECK(routes.current()->find("s")->addrs.at(0).weight == model::k_default_weight);
+}
+
+TEST_CASE("smooth weighted round robin: exact shares, spread out") {
+  std::vector<AddrRoute> c(3);
+  c[0].weight = 5;
+  c[1].weight = 1;
+  c[2].weight = 1;
+  std::vector<std::int64_t> cur(3, 0);
+  std::string order;
+  for (int i = 0; i < 7; ++i) order += static_cast<char>('a' + pick_swrr(c, cur));
+  CHECK(order == "aabacaa");  // nginx's sequence for 5:1:1
+  std::map<std::size_t, int> n;
+  for (int i = 0; i < 700; ++i) ++n[pick_swrr(c, cur)];
+  CHECK(n[0] == 500);
+  CHECK(n[1] == 100);
+  CHECK(n[2] == 100);
+}
+
+TEST_CASE("power of two choices: weights when idle, load when busy") {
+  std::vector<AddrRoute> c(2);
+  c[0].weight = 100;
+  c[1].weight = 300;
+  std::vector<std::int64_t> cum{100, 400};
+  std::mt19937_64 rng(7);
+  auto random = [&] { return rng(); };
+  std::vector<std::int64_t> in_flight{0, 0};
+  auto f = [&](std::size_t i) { return in_flight[i]; };
+  int second = 0;
+  for (int i = 0; i < 40000; ++i) second += pick_p2c(c, cum, f, random) == 1;
+  CHECK(second > 29000);  // 75 % of 40000 = 30000, sd ~87
+  CHECK(second < 31000);
+  // The heavier one is busier per unit of weight: the lighter one gets every split draw.
+  in_flight = {0, 10};
+  int first = 0;
+  for (int i = 0; i < 10000; ++i) first += pick_p2c(c, cum, f, random) == 0;
+  CHECK(first > 3300);  // P(at least one draw is 0) = 1 - 0.75^2 = 0.4375
+  CHECK(first < 5400);
+  std::vector<AddrRoute> one(1);
+  CHECK(pick_p2c(one, std::vector<std::int64_t>{100}, f, random) == 0);
+}
+
+TEST_CASE("histogram: buckets, edges and quantiles") {
+  CHECK(Histogram::bucket_of(0) == 0);
+  CHECK(Histogram::bucket_of(15) == 15);
+  CHECK(Histogram::bucket_of(16) == 16);
+  CHECK(Histogram::upper_edge(16) == 17);
+  for (std::uint64_t v : {1ull, 16ull, 100ull, 1000ull, 123456ull, 1ull << 30}) {
+    auto b = Histogram::bucket_of(v);
+    CHECK(Histogram::upper_edge(b) >= v);
+    CHECK(Histogram::upper_edge(b) <= v + v / 8);  // at most 12.5 % wide
+    if (b > 0) CHECK(Histogram::upper_edge(b - 1) < v);
+  }
+  CHECK(Histogram::bucket_of(~0ull) == Histogram::k_buckets - 1);
+  Histogram h;
+  CHECK(h.quantile(0.5) == 0);
+  for (std::uint64_t v = 1; v <= 1000; ++v) h.record(v);
+  CHECK(h.count() == 1000);
+  CHECK(h.quantile(0.5) >= 500);
+  CHECK(h.quantile(0.5) <= 500 + 500 / 8);
+  CHECK(h.quantile(0.99) >= 990);
+  CHECK(h.quantile(1.0) >= 1000);
+  CHECK(h.count_at_most(15) == 15);
+  Histogram g;
+  g.record(5);
+  g.merge(h);
+  CHECK(g.count() == 1001);
+}
+
+TEST_CASE("counters render as JSON and Prometheus text") {
+  StatsView v;
+  auto& s = v.services["s"];
+  Err e = Err::Timeout;
+  s.interfaces["a"].record(1500, nullptr);
+  s.interfaces["a"].record(2500, &e);
+  s.addresses["10.0.0.1:80"].counters.record(2500, &e);
+  s.counters.record(1500, nullptr);
+  auto j = to_json(v);
+  CHECK(j["services"]["s"]["interfaces"]["a"]["requests"] == 2);
+  CHECK(j["services"]["s"]["interfaces"]["a"]["errors"]["timeout"] == 1);
+  auto text = to_prometheus(v);
+  CHECK(text.find("svcctl_requests_total{service=\"s\",interface=\"a\"} 2\n") != std::string::npos);
+  CHECK(text.find("svcctl_errors_total{service=\"s\",interface=\"a\",code=\"timeout\"} 1\n") != std::string::npos);
+  CHECK(text.find("svcctl_duration_seconds_bucket{service=\"s\",interface=\"a\",le=\"+Inf\"} 2\n") != std::string::npos);
+  CHECK(text.find("svcctl_upstream_errors_total{service=\"s\",address=\"10.0.0.1:80\",code=\"timeout\"} 1\n") !=
+        std::string::npos);
+  // each family's samples come after its TYPE line and before the next family's
+  auto type_at = text.find("# TYPE svcctl_errors_total");
+  CHECK(type_at < text.find("svcctl_errors_total{"));
+  CHECK(text.find("# TYPE svcctl_duration_seconds") > text.find("svcctl_errors_total{"));
+}
+
+TEST_CASE("the one error shape") {
+  auto doc = nlohmann::json::parse(error_json(Err::NoUpstream, "no address is up", "s", "A"));
+  CHECK(doc == nlohmann::json::parse(
+                   R"({"error":{"code":"no_upstream","message":"no address is up","service":"s","interface":"A"}})"));
+  codec::Value extra = {{"provider_status", 500}};
+  doc = nlohmann::json::parse(error_json(Err::ProviderError, "m", "", "", &extra));
+  CHECK(doc["error"]["provider_status"] == 500);
+  CHECK(!doc["error"].contains("service"));
+  CHECK(info(Err::RateLimited).http_status == 429);
+  CHECK(info(Err::Timeout).http_status == 504);
+  CHECK(info(Err::UnknownInterface).yar_status == 4);
+  CHECK(yar_error_message(Err::Timeout, "slow") == "timeout: slow");
+  for (std::size_t i = 0; i < k_err_count; ++i) CHECK(!info(static_cast<Err>(i)).code.empty());
+}
