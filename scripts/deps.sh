@@ -8,7 +8,7 @@ packages=(
   libcli11-dev libzookeeper-mt-dev nlohmann-json3-dev libmsgpack-cxx-dev
   libcurl4-openssl-dev libfmt-dev doctest-dev libboost-dev
   zookeeper python3 python3-kazoo python3-pytest python3-msgpack
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev curl
 )
 
 missing=()

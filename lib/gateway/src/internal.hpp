@@ -53,6 +53,7 @@ struct UpConn : RefCounted<UpConn> {
   std::optional<http::ResponseParser> parser;
   Conn* owner = nullptr;  // the exchange using it; null while pooled
   bool reused = false;    // taken from the pool (may have been closed by the provider)
+  bool sent = false;      // the whole request was written
   bool got_bytes = false; // some of the answer arrived
   bool closing = false;   // the provider closes after this answer
   Clock::time_point idle_since{};

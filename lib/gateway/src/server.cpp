@@ -557,6 +557,7 @@ void Worker::write_upstream(Conn* c) {
   u.parser->body_limit(64u * 1024 * 1024);
   u.parser->eager(true);
   u.got_bytes = false;
+  u.sent = false;
   boost::system::error_code ec;
   std::size_t n = send_now(u.sock, h, body, ec);
   const std::size_t total = h.size() + body.size();
@@ -575,6 +576,7 @@ void Worker::write_upstream(Conn* c) {
 
 void Worker::wait_upstream(Conn* c) {
   auto& u = c->ex.up;
+  u->sent = true;
   char* p = u->in.prepare(k_read_chunk);
   u->sock.async_read_some(asio::buffer(p, u->in.room()),
                           [this, c = boost::intrusive_ptr<Conn>(c), u](boost::system::error_code ec, std::size_t n) {
@@ -656,6 +658,11 @@ void Worker::upstream_io_error(Conn* c, boost::system::error_code ec) {
     release_upstream(c, false);
     return send_upstream(c);
   }
+  if (u.sent)  // the request went out: the provider took it and did not answer
+    return upstream_failed(c, Err::BadResponse,
+                           ec == asio::error::eof
+                               ? fmt::format("{} closed the connection without answering", *x.addr_name)
+                               : fmt::format("{} failed while answering: {}", *x.addr_name, ec.message()));
   upstream_failed(c, Err::Unreachable, fmt::format("connection to {} failed: {}", *x.addr_name, ec.message()));
 }
 
