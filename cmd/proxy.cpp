@@ -11,6 +11,7 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -51,7 +52,17 @@ std::string default_id(const std::string& listen) {
   return fmt::format("{}-{}", id, colon == std::string::npos ? listen : listen.substr(colon + 1));
 }
 
+// A gateway holds a descriptor per client and per pooled upstream connection: take the
+// whole allowance (the soft limit is often 1024 of a hard limit many times larger).
+void raise_fd_limit(const Context& ctx) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  rl.rlim_cur = rl.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) ctx.warn("could not raise the open-files limit");
+}
+
 Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
+  raise_fd_limit(ctx);
   gateway::Options go;
   go.listen = a.listen;
   go.admin = a.admin;

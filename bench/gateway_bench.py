@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Gateway costs that ../shared/bench/proxy-compare.sh does not measure (a benchmark, not a
+test):
+
+  1. CPU per call of JSON passthrough (JSON caller, JSON provider) against JSON -> Yar/msgpack
+     conversion (JSON caller, Yar provider: parse, encode, decode, answer), the same wrk load,
+     alternating, several rounds; medians and the ratio.
+  2. Memory of the gateway holding N idle keep-alive client connections (RSS growth).
+
+Starts its own ZooKeeper (tests/harness/zkserver.py), two nginx backends (JSON: a fixed
+JSON answer; Yar: a fixed Yar/msgpack answer served from a file), the gateway, and wrk.
+
+  bench/gateway_bench.py --svcctl build/cmd/svcctl [--rounds 5] [--duration 5] [--idle 10000]
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import msgpack
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PY = "/usr/bin/python3"
+BODY = '{"service":"echo","method":"ping","args":{"id":12345,"user":"bench","tags":["a","b"]}}'
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def nginx_conf(d, json_port, yar_port):
+    yar = {"i": 0, "s": 0, "r": {"ok": True, "n": 1}}
+    payload = msgpack.packb(yar, use_bin_type=False)
+    header = struct.pack(">IHII32s32sI", 0, 0, 0x80DFEC60, 0, b"PHP Yar Server", b"", 8 + len(payload))
+    with open(os.path.join(d, "yar.bin"), "wb") as f:
+        f.write(header + b"MSGPACK\0" + payload)
+    return f"""
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 10240; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
+    uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{json_port} backlog=4096;
+        location = /echo {{ default_type application/json; return 200 '{{"ok":true,"n":1}}'; }}
+    }}
+    server {{
+        listen 127.0.0.1:{yar_port} backlog=4096;
+        # a POST to a static file is 405; error_page turns it into a GET of the file
+        location = /rpc {{ error_page 405 =200 /yar.bin; return 405; }}
+        location = /yar.bin {{ root {d}; default_type application/octet-stream; }}
+    }}
+}}
+"""
+
+
+def wrk(port, path, duration, conns, script):
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "-s", script,
+                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        if line.startswith("BENCHJSON "):
+            return json.loads(line[len("BENCHJSON "):])
+    raise RuntimeError(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--svcctl", default=os.path.join(ROOT, "build", "cmd", "svcctl"))
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--conns", type=int, default=50)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory figure (0: skip)")
+    a = ap.parse_args()
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is needed (apt-get install {tool})")
+
+    d = tempfile.mkdtemp(prefix="svcctl-gwbench-")
+    procs = []
+    zkdir = os.path.join(d, "zk")
+    try:
+        zk = subprocess.run([PY, os.path.join(ROOT, "tests/harness/zkserver.py"), "start", "--dir", zkdir],
+                            capture_output=True, text=True, check=True).stdout.strip()
+        zk = f"127.0.0.1:{zk.splitlines()[-1]}"
+        jp, yp, gp = free_port(), free_port(), free_port()
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write(nginx_conf(d, jp, yp))
+        procs.append(subprocess.Popen(["nginx", "-p", d + "/", "-c", os.path.join(d, "nginx.conf")],
+                                      stderr=subprocess.DEVNULL))
+        s = [a.svcctl, "--zk", zk, "-q"]
+        for args in (["register", "service", "j"], ["register", "address", "j", f"127.0.0.1:{jp}"],
+                     ["register", "api", "j", "ping", "--path", "/echo"],
+                     ["register", "service", "y"], ["register", "address", "y", f"127.0.0.1:{yp}"],
+                     ["register", "api", "y", "ping", "--path", "/rpc", "--encoding", "yar-msgpack"]):
+            subprocess.run(s + args, check=True, stdout=subprocess.DEVNULL)
+        gw = subprocess.Popen([a.svcctl, "--zk", zk, "proxy", "--listen", f"127.0.0.1:{gp}", "--admin", "",
+                               "--workers", str(a.workers)], stderr=subprocess.PIPE, text=True)
+        procs.append(gw)
+        line = gw.stderr.readline()
+        assert "listening on" in line, line
+        script = os.path.join(d, "post.lua")
+        with open(os.path.join(os.path.dirname(ROOT), "shared", "bench", "wrk", "post.lua")) as src, \
+                open(script, "w") as dst:
+            dst.write(src.read())
+        # check both paths answer as expected before measuring
+        for path, want in (("/j/ping", {"ok": True, "n": 1}), ("/y/ping", {"ok": True, "n": 1})):
+            out = subprocess.run(["curl", "-s", "-XPOST", f"http://127.0.0.1:{gp}{path}", "-d", BODY],
+                                 capture_output=True, text=True).stdout
+            assert json.loads(out) == want, (path, out)
+
+        rows = {"passthrough": [], "json->yar": []}
+        for r in range(a.rounds):
+            for name, path in (("passthrough", "/j/ping"), ("json->yar", "/y/ping")):
+                wrk(gp, path, 1, a.conns, script)  # warm-up
+                c0 = cpu_seconds(gw.pid)
+                res = wrk(gp, path, a.duration, a.conns, script)
+                c1 = cpu_seconds(gw.pid)
+                n = res["requests"]
+                bad = res["err_status"] + res["err_connect"] + res["err_read"] + res["err_timeout"]
+                rows[name].append({"rps": n / (res["duration_us"] / 1e6), "us": (c1 - c0) / n * 1e6,
+                                   "p50": res["p50_us"] / 1000, "p99": res["p99_us"] / 1000, "errors": bad})
+                x = rows[name][-1]
+                print(f"round {r + 1} {name:12} {x['rps']:9,.0f} req/s  {x['us']:5.1f} µs/req  "
+                      f"p50 {x['p50']:.2f} p99 {x['p99']:.2f} ms  errors {bad}", flush=True)
+        med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "us", "p50", "p99")} for k, v in rows.items()}
+        ratios = [y["us"] / p["us"] for p, y in zip(rows["passthrough"], rows["json->yar"])]
+        print("\n| path | req/s | gateway CPU µs/req | p50 ms | p99 ms |\n|---|---|---|---|---|")
+        for k, m in med.items():
+            print(f"| {k} | {m['rps']:,.0f} | {m['us']:.1f} | {m['p50']:.2f} | {m['p99']:.2f} |")
+        print(f"\nconversion / passthrough CPU per call: median of per-round ratios {statistics.median(ratios):.2f} "
+              f"(rounds {min(ratios):.2f}–{max(ratios):.2f})")
+
+        if a.idle:
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            time.sleep(1)
+            before = rss_kib(gw.pid)
+            socks = []
+            for i in range(a.idle):
+                s = socket.create_connection(("127.0.0.1", gp))
+                socks.append(s)
+            # one call on every 10th connection, so some have been used (buffers allocated)
+            for s in socks[::10]:
+                s.sendall(b"POST /j/ping HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+            for s in socks[::10]:
+                s.recv(65536)
+            time.sleep(2)
+            after = rss_kib(gw.pid)
+            print(f"\nidle connections: {a.idle}; gateway RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB "
+                  f"(+{(after - before) / 1024:.1f} MiB, {(after - before) * 1024 / a.idle:,.0f} bytes each)")
+            for s in socks:
+                s.close()
+    finally:
+        for p in reversed(procs):
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        subprocess.run([PY, os.path.join(ROOT, "tests/harness/zkserver.py"), "stop", "--dir", zkdir],
+                       capture_output=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
