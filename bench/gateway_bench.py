@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Gateway costs that ../shared/bench/proxy-compare.sh does not measure (a benchmark, not a
 test):
 
@@ -104,12 +104,14 @@ def main():
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory figure (0: skip)")
+    ap.add_argument("--perf", metavar="FILE", help="also record a CPU profile (perf record) of one conversion run")
     a = ap.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (apt-get install {tool})")
 
     d = tempfile.mkdtemp(prefix="svcctl-gwbench-")
+    os.chmod(d, 0o755)  # nginx's workers (nobody) read the Yar answer from here
     procs = []
     zkdir = os.path.join(d, "zk")
     try:
@@ -156,6 +158,12 @@ def main():
                 x = rows[name][-1]
                 print(f"round {r + 1} {name:12} {x['rps']:9,.0f} req/s  {x['us']:5.1f} µs/req  "
                       f"p50 {x['p50']:.2f} p99 {x['p99']:.2f} ms  errors {bad}", flush=True)
+        if a.perf:
+            rec = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "4999", "-g", "-p", str(gw.pid),
+                                    "-o", a.perf, "--", "sleep", str(a.duration)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wrk(gp, "/y/ping", a.duration, a.conns, script)
+            rec.wait()
         med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "us", "p50", "p99")} for k, v in rows.items()}
         ratios = [y["us"] / p["us"] for p, y in zip(rows["passthrough"], rows["json->yar"])]
         print("\n| path | req/s | gateway CPU µs/req | p50 ms | p99 ms |\n|---|---|---|---|---|")

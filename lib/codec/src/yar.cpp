@@ -69,11 +69,6 @@ Expected<Value> unpack(const YarFrame& frame, const Limits& limits) {
   return v;
 }
 
-Expected<std::string> pack(const Value& body, Packager p) {
-  if (p == Packager::Json) return to_php_json_text(body);
-  return value_to_msgpack(body);
-}
-
 // "i": PHP reads it with zval_get_long, so integers, floats and numeric strings all work.
 std::int64_t read_id(const Value& v) {
   if (v.is_number_integer()) return v.get<std::int64_t>();  // uint64 wraps, as in PHP
@@ -163,7 +158,8 @@ Expected<YarRequest> decode_request(const YarFrame& frame, const Limits& limits)
   r.method = m->get<std::string>();
   const Value* p = field(body, "p");
   if (!p) return yar_error(YarStatus::Request, "need specifical request parameters");
-  r.params = p->is_array() || p->is_object() ? *p : Value::array();
+  if (p->is_array() || p->is_object()) r.params = std::move(body["p"]);  // body is ours: no copy
+  else r.params = Value::array();
   return r;
 }
 
@@ -179,42 +175,101 @@ Expected<YarResponse> decode_response(const YarFrame& frame, const Limits& limit
   r.status = s->get<std::int64_t>();
   if (const Value* o = field(body, "o"); o && o->is_string()) r.output = o->get<std::string>();
   if (r.status == 0) {
-    if (const Value* res = field(body, "r")) r.result = *res;
-  } else if (const Value* e = field(body, "e")) {
-    r.error = *e;
+    if (field(body, "r")) r.result = std::move(body["r"]);  // body is ours: no copy
+  } else if (field(body, "e")) {
+    r.error = std::move(body["e"]);
   } else {
     r.error = Value("");
   }
   return r;
 }
 
+namespace {
+
+// The header, then the packager name, then room for the body: the body is packed straight
+// behind them (no intermediate string) and body_len is filled in at the end.
+std::string frame_start(const YarHeader& header, Packager packager, std::size_t body_hint) {
+  std::string out;
+  out.reserve(k_yar_header_size + k_yar_packager_size + body_hint);
+  write_be32(out, header.id);
+  out += static_cast<char>(header.version >> 8);
+  out += static_cast<char>(header.version & 0xff);
+  write_be32(out, header.magic);
+  write_be32(out, header.reserved);
+  write_field(out, header.provider, k_yar_field_size);
+  write_field(out, header.token, k_yar_field_size);
+  write_be32(out, 0);  // body_len, below
+  write_field(out, packager_name(packager), k_yar_packager_size);
+  return out;
+}
+
+void frame_finish(std::string& out) {
+  auto len = static_cast<std::uint32_t>(out.size() - k_yar_header_size);
+  std::string be;
+  write_be32(be, len);
+  out.replace(k_yar_header_size - 4, 4, be);
+}
+
+// Writes a map of the given (key, value) pairs, in order, keys as PHP writes them.
+Expected<void> append_body(std::string& out, Packager packager,
+                           std::initializer_list<std::pair<const char*, const Value*>> fields) {
+  if (packager == Packager::Json) {
+    out += '{';
+    bool first = true;
+    for (const auto& [k, v] : fields) {
+      if (!first) out += ',';
+      first = false;
+      out += '"';
+      out += k;
+      out += "\":";
+      out += to_php_json_text(*v);
+    }
+    out += '}';
+    return {};
+  }
+  out += static_cast<char>(0x80 | fields.size());  // fixmap: at most 5 fields
+  for (const auto& [k, v] : fields) {
+    out += static_cast<char>(0xa0 | std::strlen(k));  // fixstr
+    out += k;
+    SVCCTL_CHECK(append_msgpack(out, *v));
+  }
+  return {};
+}
+
+}  // namespace
+
 Expected<std::string> encode_request(const YarRequest& request, Packager packager,
                                      std::string_view provider, std::string_view token) {
-  Value body = Value::object();
-  body["i"] = request.id;
-  body["m"] = request.method;
-  body["p"] = request.params;
-  SVCCTL_TRY(std::string payload, pack(body, packager));
   YarHeader h;
   h.id = static_cast<std::uint32_t>(request.id);
   h.provider = provider;
   h.token = token;
-  return encode_frame(h, packager, payload);
+  std::string out = frame_start(h, packager, 256);
+  const Value id(request.id);
+  const Value method(request.method);
+  SVCCTL_CHECK(append_body(out, packager, {{"i", &id}, {"m", &method}, {"p", &request.params}}));
+  frame_finish(out);
+  return out;
 }
 
 Expected<std::string> encode_response(const YarResponse& response, Packager packager,
                                       std::string_view provider) {
-  Value body = Value::object();
-  body["i"] = response.id;
-  body["s"] = response.status;
-  if (!response.output.empty()) body["o"] = response.output;
-  if (response.status == 0) body["r"] = response.result;
-  else body["e"] = response.error ? *response.error : Value("");
-  SVCCTL_TRY(std::string payload, pack(body, packager));
   YarHeader h;
   h.id = static_cast<std::uint32_t>(response.id);
   h.provider = provider;
-  return encode_frame(h, packager, payload);
+  std::string out = frame_start(h, packager, 256);
+  const Value id(response.id);
+  const Value status(response.status);
+  const Value output(response.output);
+  const Value empty("");
+  const Value* last = response.status == 0 ? &response.result : (response.error ? &*response.error : &empty);
+  const char* last_key = response.status == 0 ? "r" : "e";
+  if (response.output.empty())
+    SVCCTL_CHECK(append_body(out, packager, {{"i", &id}, {"s", &status}, {last_key, last}}));
+  else
+    SVCCTL_CHECK(append_body(out, packager, {{"i", &id}, {"s", &status}, {"o", &output}, {last_key, last}}));
+  frame_finish(out);
+  return out;
 }
 
 std::string encode_error_response(std::int64_t id, YarStatus status, std::string_view message,

@@ -24,8 +24,12 @@ namespace svcctl::gateway {
 
 namespace {
 
+// A client connection's input buffer starts small (an idle keep-alive connection holds
+// one) and grows while a request needs more; a buffer grown past k_keep_buffer by a large
+// message is given back (never on the common path: that would be an allocation per call).
+constexpr std::size_t k_first_read = 2 * 1024;
 constexpr std::size_t k_read_chunk = 16 * 1024;
-constexpr std::size_t k_keep_buffer = 16 * 1024;
+constexpr std::size_t k_keep_buffer = 64 * 1024;
 constexpr auto k_tick = std::chrono::milliseconds(10);
 
 std::string_view trim(std::string_view s) {
@@ -271,7 +275,7 @@ std::size_t Worker::choose(Bound& b) {
 // (EPOLL_CTL_MOD) for every async_wait, while a read op on an edge-triggered descriptor
 // needs no system call to wait, and no speculative read after a read that emptied it.
 void Worker::wait_readable(Conn* c) {
-  char* p = c->in.prepare(k_read_chunk);
+  char* p = c->in.prepare(c->in.size() < k_first_read ? k_first_read : k_read_chunk);
   c->sock.async_read_some(asio::buffer(p, c->in.room()),
                           [c = boost::intrusive_ptr<Conn>(c)](boost::system::error_code ec, std::size_t n) {
                             c->w.on_readable(c.get(), ec, n);
@@ -448,7 +452,7 @@ bool Worker::prepare_upstream_body(Conn* c) {
       x.up_body_ref = &c->req.body;  // passthrough, unparsed
       return true;
     }
-    x.up_body = codec::to_json_text(codec::json_from_yar_params(x.yar_params));
+    x.up_body = codec::to_json_text(codec::json_from_yar_params(std::move(x.yar_params)));
     return true;
   }
   const auto provider_packager =
@@ -475,7 +479,7 @@ bool Worker::prepare_upstream_body(Conn* c) {
     fail(c, Err::BadRequest, body.error().message);
     return false;
   }
-  auto params = codec::yar_params_from_json(*body);
+  auto params = codec::yar_params_from_json(std::move(*body));
   if (!params) {
     fail(c, Err::BadRequest, params.error().message);
     return false;
