@@ -229,6 +229,21 @@ def test_chunked_request_body(gw):
     assert status_of(raw) == 200 and body_of(raw) == b'{"a": 12}'
 
 
+def test_expect_100_continue(gw):
+    # curl asks for this before sending a body over 1 KiB, and would wait a second for it
+    import socket
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    s.sendall(b"POST /s/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 7\r\n"
+              b"Connection: close\r\n\r\n")
+    assert s.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    s.sendall(b'{"a":1}')
+    raw = b""
+    while chunk := s.recv(4096):
+        raw += chunk
+    s.close()
+    assert status_of(raw) == 200 and body_of(raw) == b'{"a":1}'
+
+
 # ---- errors ----------------------------------------------------------------------------------
 
 def test_unknown_service_and_interface_are_404(gw):

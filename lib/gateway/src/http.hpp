@@ -24,9 +24,11 @@ struct Request {
   std::string target;
   std::string api_key;     // X-Api-Key
   std::string request_id;  // X-Request-Id
+  bool expect_continue = false;  // Expect: 100-continue
   std::string body;
   void clear() {
     method = beast::http::verb::unknown;
+    expect_continue = false;
     target.clear();
     api_key.clear();
     request_id.clear();
@@ -51,6 +53,8 @@ class RequestParser final : public beast::http::basic_parser<true> {
     if (name == beast::http::field::unknown) {
       if (iequals(name_string, "x-api-key")) m_out.api_key.assign(value.data(), value.size());
       else if (iequals(name_string, "x-request-id")) m_out.request_id.assign(value.data(), value.size());
+    } else if (name == beast::http::field::expect && iequals(value, "100-continue")) {
+      m_out.expect_continue = true;
     }
   }
   void on_header_impl(error_code&) override {}

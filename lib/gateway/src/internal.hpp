@@ -167,6 +167,7 @@ struct Conn : RefCounted<Conn>, ConnHook, InflightHook {
   bool busy = false;             // a request is being answered
   bool keep_alive = true;
   bool http10 = false;
+  bool sent_continue = false;    // "100 Continue" went out for the request under way
   bool closed = false;
 
   bool is_linked() const { return ConnHook::is_linked(); }
