@@ -129,22 +129,6 @@ Expected<YarFrame> decode_frame(std::string_view message) {
   return f;
 }
 
-std::string encode_frame(const YarHeader& header, Packager packager, std::string_view payload) {
-  std::string out;
-  out.reserve(k_yar_header_size + k_yar_packager_size + payload.size());
-  write_be32(out, header.id);
-  out += static_cast<char>(header.version >> 8);
-  out += static_cast<char>(header.version & 0xff);
-  write_be32(out, header.magic);
-  write_be32(out, header.reserved);
-  write_field(out, header.provider, k_yar_field_size);
-  write_field(out, header.token, k_yar_field_size);
-  write_be32(out, static_cast<std::uint32_t>(k_yar_packager_size + payload.size()));
-  write_field(out, packager_name(packager), k_yar_packager_size);
-  out.append(payload);
-  return out;
-}
-
 Expected<YarRequest> decode_request(const YarFrame& frame, const Limits& limits) {
   SVCCTL_TRY(Value body, unpack(frame, limits));
   if (!body.is_object()) {
@@ -237,6 +221,13 @@ Expected<void> append_body(std::string& out, Packager packager,
 }
 
 }  // namespace
+
+std::string encode_frame(const YarHeader& header, Packager packager, std::string_view payload) {
+  std::string out = frame_start(header, packager, payload.size());
+  out.append(payload);
+  frame_finish(out);
+  return out;
+}
 
 Expected<std::string> encode_request(const YarRequest& request, Packager packager,
                                      std::string_view provider, std::string_view token) {

@@ -36,9 +36,33 @@ struct Request {
   }
 };
 
-class RequestParser final : public beast::http::basic_parser<true> {
+// The body handling both parsers share: the body goes into `body`, chunked or not.
+template <bool IsRequest>
+class Collecting : public beast::http::basic_parser<IsRequest> {
+ protected:
+  explicit Collecting(std::string& body) : m_body(body) {}
+
+ private:
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
+    if (length) m_body.reserve(static_cast<std::size_t>(*length));  // within body_limit
+  }
+  std::size_t on_body_impl(beast::string_view s, error_code&) override {
+    m_body.append(s.data(), s.size());
+    return s.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view s, error_code&) override {
+    m_body.append(s.data(), s.size());
+    return s.size();
+  }
+  void on_finish_impl(error_code&) override {}
+
+  std::string& m_body;
+};
+
+class RequestParser final : public Collecting<true> {
  public:
-  explicit RequestParser(Request& out) : m_out(out) {}
+  explicit RequestParser(Request& out) : Collecting<true>(out.body), m_out(out) {}
 
  private:
   void on_request_impl(beast::http::verb method, beast::string_view, beast::string_view target, int version,
@@ -58,19 +82,6 @@ class RequestParser final : public beast::http::basic_parser<true> {
     }
   }
   void on_header_impl(error_code&) override {}
-  void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
-    if (length) m_out.body.reserve(static_cast<std::size_t>(*length));
-  }
-  std::size_t on_body_impl(beast::string_view s, error_code&) override {
-    m_out.body.append(s.data(), s.size());
-    return s.size();
-  }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
-  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view s, error_code&) override {
-    m_out.body.append(s.data(), s.size());
-    return s.size();
-  }
-  void on_finish_impl(error_code&) override {}
 
   static bool iequals(beast::string_view a, std::string_view lower) {
     if (a.size() != lower.size()) return false;
@@ -95,28 +106,15 @@ struct Response {
   }
 };
 
-class ResponseParser final : public beast::http::basic_parser<false> {
+class ResponseParser final : public Collecting<false> {
  public:
-  explicit ResponseParser(Response& out) : m_out(out) {}
+  explicit ResponseParser(Response& out) : Collecting<false>(out.body), m_out(out) {}
 
  private:
   void on_request_impl(beast::http::verb, beast::string_view, beast::string_view, int, error_code&) override {}
   void on_response_impl(int code, beast::string_view, int, error_code&) override { m_out.status = code; }
   void on_field_impl(beast::http::field, beast::string_view, beast::string_view, error_code&) override {}
   void on_header_impl(error_code&) override {}
-  void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
-    if (length) m_out.body.reserve(static_cast<std::size_t>(*length));
-  }
-  std::size_t on_body_impl(beast::string_view s, error_code&) override {
-    m_out.body.append(s.data(), s.size());
-    return s.size();
-  }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
-  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view s, error_code&) override {
-    m_out.body.append(s.data(), s.size());
-    return s.size();
-  }
-  void on_finish_impl(error_code&) override {}
 
   Response& m_out;
 };

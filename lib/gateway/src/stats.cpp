@@ -153,6 +153,22 @@ void counters_text(std::string& out, std::string_view prefix, const std::string&
                  c.latency.count());
 }
 
+// Sends the lines counters_text() wrote for one label set to their families' texts: the
+// exposition format wants each family's samples together.
+void split_families(std::string_view all, std::string_view prefix, std::string& requests, std::string& errors,
+                    std::string& durations) {
+  const std::string req = std::string(prefix) + "_requests_total";
+  const std::string err = std::string(prefix) + "_errors_total";
+  while (!all.empty()) {
+    auto nl = all.find('\n');
+    std::string_view line = all.substr(0, nl + 1);
+    if (line.starts_with(req)) requests += line;
+    else if (line.starts_with(err)) errors += line;
+    else durations += line;
+    all.remove_prefix(line.size());
+  }
+}
+
 void family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
   fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
 }
@@ -187,16 +203,7 @@ std::string to_prometheus(const StatsView& v) {
   each_iface([&](const std::string& labels, const Counters& c) {
     std::string all;
     counters_text(all, "svcctl", labels, c);
-    // Split the lines of one interface into their families.
-    std::size_t pos = 0;
-    while (pos < all.size()) {
-      auto nl = all.find('\n', pos);
-      std::string_view line(all.data() + pos, nl - pos + 1);
-      if (line.starts_with("svcctl_requests_total")) out += line;
-      else if (line.starts_with("svcctl_errors_total")) body += line;
-      else hist += line;
-      pos = nl + 1;
-    }
+    split_families(all, "svcctl", out, body, hist);
   });
   out += body;
   out += hist;
@@ -209,15 +216,7 @@ std::string to_prometheus(const StatsView& v) {
   each_addr([&](const std::string& labels, const StatsView::Address& a) {
     std::string all;
     counters_text(all, "svcctl_upstream", labels, a.counters);
-    std::size_t pos = 0;
-    while (pos < all.size()) {
-      auto nl = all.find('\n', pos);
-      std::string_view line(all.data() + pos, nl - pos + 1);
-      if (line.starts_with("svcctl_upstream_requests_total")) out += line;
-      else if (line.starts_with("svcctl_upstream_errors_total")) uerr += line;
-      else uhist += line;
-      pos = nl + 1;
-    }
+    split_families(all, "svcctl_upstream", out, uerr, uhist);
     fmt::format_to(std::back_inserter(ufl), "svcctl_upstream_in_flight{{{}}} {}\n", labels, a.in_flight);
   });
   out += uerr;

@@ -132,39 +132,36 @@ class RouteBuilder {
 // per candidate and is the caller's (per worker) state.
 std::size_t pick_swrr(std::span<const AddrRoute> candidates, std::span<std::int64_t> current);
 
-// Power of two choices: two different candidates drawn at random by weight, then the one
-// with fewer requests in flight per unit of weight; the first draw wins ties, so with
-// nothing in flight the choice follows the weights. (Two draws that may land on the same
-// candidate compare nothing half the time with two addresses, which widens the latency
-// tail.) `random` returns uniform 64-bit values.
+// Power of two choices: two draws at random by weight, then the one with fewer requests in
+// flight per unit of weight; the first draw wins ties, so with nothing in flight the choice
+// follows the weights. The draws may land on the same address: drawing two different ones
+// was tried, and with two addresses and a few calls in flight it lets integer in-flight
+// counts override the weights (a 1:3 pair served 1:1). `random` returns uniform 64-bit
+// values.
 template <typename InFlight, typename Random>
 std::size_t pick_p2c(std::span<const AddrRoute> candidates, std::span<const std::int64_t> cumulative,
                      InFlight&& in_flight, Random&& random) {
   const std::size_t n = candidates.size();
   if (n <= 1) return 0;
-  // The candidate whose running-sum interval holds r.
-  auto find = [&](std::int64_t r) -> std::size_t {
+  const std::int64_t total = cumulative[n - 1];
+  auto draw = [&]() -> std::size_t {
+    auto r = static_cast<std::int64_t>(random() % static_cast<std::uint64_t>(total));
     std::size_t lo = 0, hi = n - 1;
-    while (lo < hi) {
+    while (lo < hi) {  // the first running sum above r
       std::size_t mid = (lo + hi) / 2;
       if (cumulative[mid] > r) hi = mid;
       else lo = mid + 1;
     }
     return lo;
   };
-  const std::int64_t total = cumulative[n - 1];
-  const std::size_t a = find(static_cast<std::int64_t>(random() % static_cast<std::uint64_t>(total)));
-  // The second draw among the others: a number over the other weights, shifted past a's.
-  const std::int64_t wa = candidates[a].weight;
-  if (total == wa) return a;  // the others all weigh 0
-  auto r = static_cast<std::int64_t>(random() % static_cast<std::uint64_t>(total - wa));
-  if (r >= cumulative[a] - wa) r += wa;
-  const std::size_t b = find(r);
+  std::size_t a = draw();
+  std::size_t b = draw();
+  if (a == b) return a;
   // fa / wa <= fb / wb, without division (weights are at most 10^6). Not (f + 1) / w:
   // with nothing in flight that would always favour the heavier address, and the choice
   // would no longer follow the weights.
   std::int64_t la = static_cast<std::int64_t>(in_flight(a)) * candidates[b].weight;
-  std::int64_t lb = static_cast<std::int64_t>(in_flight(b)) * wa;
+  std::int64_t lb = static_cast<std::int64_t>(in_flight(b)) * candidates[a].weight;
   return la <= lb ? a : b;
 }
 
