@@ -6,6 +6,9 @@ test):
      conversion (JSON caller, Yar provider: parse, encode, decode, answer), the same wrk load,
      alternating, several rounds; medians and the ratio.
   2. Memory of the gateway holding N idle keep-alive client connections (RSS growth).
+  3. How soon a registry change is in effect: another ZooKeeper client (kazoo) marks the
+     address that serves down, and one caller on a keep-alive connection calls until the
+     other address answers; the time from the write's acknowledgement to that answer.
 
 Starts its own ZooKeeper (tests/harness/zkserver.py), two nginx backends (JSON: a fixed
 JSON answer; Yar: a fixed Yar/msgpack answer served from a file), the gateway, and wrk.
@@ -96,6 +99,67 @@ def wrk(port, path, duration, conns, script):
     raise RuntimeError(out)
 
 
+def follow(a, zk, jp):
+    """Two addresses up (the one nginx under two names), a round-robin gateway with one
+    worker, one caller: answers alternate. Another client marks one address down; the change
+    is in effect at the first call after which the same address answers twice in a row."""
+    import http.client
+    from kazoo.client import KazooClient
+    addrs = [f"127.0.0.1:{jp}", f"localhost:{jp}"]
+    subprocess.run([a.svcctl, "--zk", zk, "-q", "register", "address", "j", addrs[1]], check=True,
+                   stdout=subprocess.DEVNULL)
+    port = free_port()
+    gw = subprocess.Popen([a.svcctl, "--zk", zk, "proxy", "--listen", f"127.0.0.1:{port}", "--admin", "",
+                           "--workers", "1", "--balance", "round-robin"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in gw.stderr.readline()
+        kz = KazooClient(hosts=zk)
+        kz.start()
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+
+        def served():
+            conn.request("POST", "/j/ping", BODY)
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 200, r.status
+            return r.getheader("X-Upstream")
+
+        def set_status(addr, status):
+            path = f"/address/j/{addr}"
+            data = json.loads(kz.get(path)[0])
+            data["status"] = status
+            kz.set(path, json.dumps(data).encode())  # returns once ZooKeeper acknowledged it
+
+        times, calls = [], []
+        for i in range(a.follow):
+            down = addrs[i % 2]
+            set_status(down, "down")
+            t0 = time.monotonic()
+            last, n = None, 0
+            while True:
+                who = served()
+                n += 1
+                if who == last:
+                    break
+                last = who
+            times.append((time.monotonic() - t0) * 1000)
+            calls.append(n)
+            set_status(down, "up")
+            seen = set()
+            while len(seen) < 2:  # both answer again before the next round
+                seen.add(served())
+        kz.stop()
+    finally:
+        gw.send_signal(signal.SIGTERM)
+        gw.wait(timeout=10)
+    times.sort()
+    q = lambda f: times[min(len(times) - 1, int(f * len(times)))]
+    per_call = statistics.median(t / n for t, n in zip(times, calls))
+    print(f"\nregistry change in effect (write acknowledged -> calls no longer alternate), {len(times)} changes: "
+          f"p50 {q(0.5):.2f} ms, p90 {q(0.9):.2f} ms, p99 {q(0.99):.2f} ms, max {times[-1]:.2f} ms "
+          f"(resolution: one call, about {per_call:.2f} ms here)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--svcctl", default=os.path.join(ROOT, "build", "cmd", "svcctl"))
@@ -104,6 +168,7 @@ def main():
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory figure (0: skip)")
+    ap.add_argument("--follow", type=int, default=200, help="registry changes to time (0: skip)")
     ap.add_argument("--perf", metavar="FILE", help="also record a CPU profile (perf record) of one conversion run")
     a = ap.parse_args()
     for tool in ("wrk", "nginx"):
@@ -171,6 +236,9 @@ def main():
             print(f"| {k} | {m['rps']:,.0f} | {m['us']:.1f} | {m['p50']:.2f} | {m['p99']:.2f} |")
         print(f"\nconversion / passthrough CPU per call: median of per-round ratios {statistics.median(ratios):.2f} "
               f"(rounds {min(ratios):.2f}–{max(ratios):.2f})")
+
+        if a.follow:
+            follow(a, zk, jp)
 
         if a.idle:
             soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
