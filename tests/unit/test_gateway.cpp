@@ -141,6 +141,17 @@ TEST_CASE("power of two choices: weights when idle, load when busy") {
   for (int i = 0; i < 10000; ++i) first += pick_p2c(c, cum, f, random) == 0;
   CHECK(first > 3300);  // P(at least one draw is 0) = 1 - 0.75^2 = 0.4375
   CHECK(first < 5400);
+  // Equal weights, distinct draws: both of two are always compared.
+  std::vector<AddrRoute> two(2);
+  two[0].weight = two[1].weight = 100;
+  std::vector<std::int64_t> cum2{100, 200};
+  in_flight = {5, 0};
+  for (int i = 0; i < 1000; ++i) CHECK(pick_p2c(two, cum2, f, random, true) == 1);
+  in_flight = {0, 0};
+  int zero = 0;
+  for (int i = 0; i < 10000; ++i) zero += pick_p2c(two, cum2, f, random, true) == 0;
+  CHECK(zero > 4700);  // a tie goes to the first draw: even
+  CHECK(zero < 5300);
   std::vector<AddrRoute> one(1);
   CHECK(pick_p2c(one, std::vector<std::int64_t>{100}, f, random) == 0);
 }

@@ -38,7 +38,10 @@ std::shared_ptr<const ServiceRoute> build_service(const model::Service& service,
       std::count_if(r->addrs.begin(), r->addrs.end(), [](const AddrRoute& a) { return a.local; }));
   r->candidates = local > 0 ? local : r->addrs.size();
   std::int64_t sum = 0;
-  for (std::size_t i = 0; i < r->candidates; ++i) r->cumulative.push_back(sum += r->addrs[i].weight);
+  for (std::size_t i = 0; i < r->candidates; ++i) {
+    r->cumulative.push_back(sum += r->addrs[i].weight);
+    if (r->addrs[i].weight != r->addrs[0].weight) r->equal_weights = false;
+  }
   for (const auto& a : apis) {
     ApiRoute ar;
     ar.name = a.name;

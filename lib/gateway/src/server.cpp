@@ -266,7 +266,7 @@ std::size_t Worker::choose(Bound& b) {
   if (gw.options.balance == Balance::RoundRobin) return pick_swrr(r.candidate_addrs(), b.swrr);
   return pick_p2c(r.candidate_addrs(), r.cumulative,
                   [&](std::size_t i) { return b.addr_stats[i]->in_flight; },
-                  [&] { return next_random(); });
+                  [&] { return next_random(); }, r.equal_weights);
 }
 
 // ---- client connection: reading and parsing ----------------------------------------

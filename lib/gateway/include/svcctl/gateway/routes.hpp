@@ -57,6 +57,7 @@ struct ServiceRoute {
   std::size_t candidates = 0;
   // Running sums of the candidates' weights (for weighted random choice).
   std::vector<std::int64_t> cumulative;
+  bool equal_weights = true;  // all candidates weigh the same
   std::vector<ApiRoute> apis;  // sorted by name
 
   const ApiRoute* find_api(std::string_view api) const;
@@ -134,34 +135,45 @@ std::size_t pick_swrr(std::span<const AddrRoute> candidates, std::span<std::int6
 
 // Power of two choices: two draws at random by weight, then the one with fewer requests in
 // flight per unit of weight; the first draw wins ties, so with nothing in flight the choice
-// follows the weights. The draws may land on the same address: drawing two different ones
-// was tried, and with two addresses and a few calls in flight it lets integer in-flight
-// counts override the weights (a 1:3 pair served 1:1). `random` returns uniform 64-bit
-// values.
+// follows the weights. `random` returns uniform 64-bit values.
+//
+// `distinct`: the second draw is among the other candidates, so two are always compared
+// (with two addresses, draws that may coincide compare nothing half the time, and the
+// queues drift apart). Only for equal weights: with unequal ones and a few calls in flight,
+// always comparing lets integer in-flight counts override the weights (1:3 served 1:1).
 template <typename InFlight, typename Random>
 std::size_t pick_p2c(std::span<const AddrRoute> candidates, std::span<const std::int64_t> cumulative,
-                     InFlight&& in_flight, Random&& random) {
+                     InFlight&& in_flight, Random&& random, bool distinct = false) {
   const std::size_t n = candidates.size();
   if (n <= 1) return 0;
-  const std::int64_t total = cumulative[n - 1];
-  auto draw = [&]() -> std::size_t {
-    auto r = static_cast<std::int64_t>(random() % static_cast<std::uint64_t>(total));
+  // The candidate whose running-sum interval holds r.
+  auto find = [&](std::int64_t r) -> std::size_t {
     std::size_t lo = 0, hi = n - 1;
-    while (lo < hi) {  // the first running sum above r
+    while (lo < hi) {
       std::size_t mid = (lo + hi) / 2;
       if (cumulative[mid] > r) hi = mid;
       else lo = mid + 1;
     }
     return lo;
   };
-  std::size_t a = draw();
-  std::size_t b = draw();
+  const std::int64_t total = cumulative[n - 1];
+  const std::size_t a = find(static_cast<std::int64_t>(random() % static_cast<std::uint64_t>(total)));
+  const std::int64_t wa = candidates[a].weight;
+  std::size_t b;
+  if (distinct && total > wa) {
+    // A number over the other weights, shifted past a's interval.
+    auto r = static_cast<std::int64_t>(random() % static_cast<std::uint64_t>(total - wa));
+    if (r >= cumulative[a] - wa) r += wa;
+    b = find(r);
+  } else {
+    b = find(static_cast<std::int64_t>(random() % static_cast<std::uint64_t>(total)));
+  }
   if (a == b) return a;
   // fa / wa <= fb / wb, without division (weights are at most 10^6). Not (f + 1) / w:
   // with nothing in flight that would always favour the heavier address, and the choice
   // would no longer follow the weights.
   std::int64_t la = static_cast<std::int64_t>(in_flight(a)) * candidates[b].weight;
-  std::int64_t lb = static_cast<std::int64_t>(in_flight(b)) * candidates[a].weight;
+  std::int64_t lb = static_cast<std::int64_t>(in_flight(b)) * wa;
   return la <= lb ? a : b;
 }
 
