@@ -72,6 +72,8 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   else return fail(ErrorKind::Usage, fmt::format("--balance \"{}\": expected p2c or round-robin", a.balance));
   SVCCTL_TRY(auto max_body, model::parse_positive("--max-body", a.max_body, std::int64_t{1} << 30));
   go.max_body_bytes = static_cast<std::size_t>(max_body);
+  if (a.header_timeout_ms <= 0 || a.idle_timeout_ms <= 0)
+    return fail(ErrorKind::Usage, "--header-timeout-ms and --idle-timeout-ms must be positive");
   go.header_timeout = std::chrono::milliseconds(a.header_timeout_ms);
   go.idle_timeout = std::chrono::milliseconds(a.idle_timeout_ms);
   if (!a.id.empty()) SVCCTL_CHECK(model::validate_name("gateway id", a.id));
@@ -125,13 +127,13 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
     if (ctx.verbose) fmt::print(stderr, "svcctl proxy: {}\n", m);
   };
   std::atomic<bool> stop_holding{false};
-  std::optional<Error> holder_error;
   std::thread holder([&] {
+    // Only what waiting cannot fix ends it (a persistent node at the path, permissions):
+    // the gateway keeps serving, unregistered, and says so now.
     auto r = registry::Holder(ho).run(stop_holding);
-    if (!r) holder_error = r.error();
+    if (!r) ctx.warn(fmt::format("cannot register {}: {}", ho.path, r.error().message));
   });
 
-  auto snap = cache.snapshot();
   if (!quiet)
     fmt::print(stderr, "svcctl proxy: listening on {}{}, gateway id {}, {} services\n", gw.listen_address(),
                gw.admin_address().empty() ? std::string() : fmt::format(" (admin {})", gw.admin_address()), id,
@@ -142,7 +144,6 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   stop_holding = true;
   holder.join();
   gw.stop();
-  if (holder_error) ctx.warn(fmt::format("could not register {}: {}", ho.path, holder_error->message));
   return {};
 }
 

@@ -462,5 +462,7 @@ def test_gateway_id_and_bad_options(reg):
     assert r.code == 2 and "gateway id" in r.err
     r = reg.run("proxy", "--balance", "random", "--listen", "127.0.0.1:0")
     assert r.code == 2 and "--balance" in r.err
+    r = reg.run("proxy", "--header-timeout-ms", "0", "--listen", "127.0.0.1:0")
+    assert r.code == 2 and "must be positive" in r.err
     r = reg.run("--zk-timeout", "1000", "proxy", "--listen", "127.0.0.1:0", zk="127.0.0.1:1")
     assert r.code == 5, r
