@@ -2,7 +2,9 @@
 
 #include <svcctl/model/model.hpp>
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -126,9 +128,12 @@ Gateway::Impl::Admin::Reply Gateway::Impl::Admin::handle(std::string_view target
 
 namespace {
 
+// One admin connection. Every read and write has 10 s (a client that stops sending is
+// dropped), and a connection serves 100 requests at most.
 struct Session : std::enable_shared_from_this<Session> {
-  Session(tcp::socket s, const Gateway::Impl::Admin& a) : sock(std::move(s)), admin(a) {}
-  tcp::socket sock;
+  Session(tcp::socket s, const Gateway::Impl::Admin& a) : stream(std::move(s)), admin(a) {}
+  beast::tcp_stream stream;
+  int served = 0;
   const Gateway::Impl::Admin& admin;
   beast::flat_buffer buf;
   bhttp::request<bhttp::string_body> req;
@@ -137,7 +142,8 @@ struct Session : std::enable_shared_from_this<Session> {
   void read() {
     req = {};
     buf.max_size(64 * 1024);
-    bhttp::async_read(sock, buf, req, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+    stream.expires_after(std::chrono::seconds(10));
+    bhttp::async_read(stream, buf, req, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
       if (ec) return;
       self->answer();
     });
@@ -155,14 +161,15 @@ struct Session : std::enable_shared_from_this<Session> {
     res.result(static_cast<unsigned>(r.status));
     res.version(req.version());
     res.set(bhttp::field::content_type, r.content_type);
-    res.keep_alive(req.keep_alive());
+    res.keep_alive(req.keep_alive() && ++served < 100);
     res.body() = std::move(r.body);
     res.prepare_payload();
-    bhttp::async_write(sock, res, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+    stream.expires_after(std::chrono::seconds(10));
+    bhttp::async_write(stream, res, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
       if (ec) return;
       if (!self->res.keep_alive()) {
         boost::system::error_code ignore;
-        self->sock.shutdown(tcp::socket::shutdown_send, ignore);
+        self->stream.socket().shutdown(tcp::socket::shutdown_send, ignore);
         return;
       }
       self->read();
@@ -180,8 +187,13 @@ void Gateway::Impl::Admin::start() {
 void Gateway::Impl::Admin::accept() {
   acceptor.async_accept([this](boost::system::error_code ec, tcp::socket sock) {
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-    if (!ec) std::make_shared<Session>(std::move(sock), *this)->read();
-    accept();
+    if (!ec) {
+      std::make_shared<Session>(std::move(sock), *this)->read();
+      return accept();
+    }
+    // Out of descriptors or memory: try again shortly instead of spinning.
+    auto t = std::make_shared<asio::steady_timer>(ioc, std::chrono::milliseconds(100));
+    t->async_wait([this, t](boost::system::error_code) { accept(); });
   });
 }
 
