@@ -74,6 +74,9 @@ def test_request_id_is_propagated_and_forwarded(gw):
     assert seen["headers"]["content-type"] == "application/json"
     assert seen["headers"]["x-forwarded-for"] == "127.0.0.1"
     assert json.loads(seen["body"]) == {"x": 1}
+    # a chain from proxies in front is kept, the caller appended
+    seen = json.loads(gw.post("/s/record", "{}", {"X-Forwarded-For": "203.0.113.7, 10.0.0.2"})[2])
+    assert seen["headers"]["x-forwarded-for"] == "203.0.113.7, 10.0.0.2, 127.0.0.1"
     # without one, each call gets its own
     ids = {gw.post("/s/echo", "{}")[1]["x-request-id"] for _ in range(5)}
     assert len(ids) == 5

@@ -24,6 +24,7 @@ struct Request {
   std::string target;
   std::string api_key;     // X-Api-Key
   std::string request_id;  // X-Request-Id
+  std::string forwarded_for;  // X-Forwarded-For (several headers joined with ", ")
   bool expect_continue = false;  // Expect: 100-continue
   std::string body;
   void clear() {
@@ -32,6 +33,7 @@ struct Request {
     target.clear();
     api_key.clear();
     request_id.clear();
+    forwarded_for.clear();
     body.clear();
   }
 };
@@ -77,6 +79,10 @@ class RequestParser final : public Collecting<true> {
     if (name == beast::http::field::unknown) {
       if (iequals(name_string, "x-api-key")) m_out.api_key.assign(value.data(), value.size());
       else if (iequals(name_string, "x-request-id")) m_out.request_id.assign(value.data(), value.size());
+      else if (iequals(name_string, "x-forwarded-for")) {
+        if (!m_out.forwarded_for.empty()) m_out.forwarded_for += ", ";
+        m_out.forwarded_for.append(value.data(), value.size());
+      }
     } else if (name == beast::http::field::expect && iequals(value, "100-continue")) {
       m_out.expect_continue = true;
     }

@@ -562,7 +562,11 @@ void Worker::write_upstream(Conn* c) {
   append_uint(h, body.size());
   h += "\r\nX-Request-Id: ";
   h += x.request_id;
-  h += "\r\nX-Forwarded-For: ";
+  h += "\r\nX-Forwarded-For: ";  // the chain the caller sent, then the caller
+  if (!c->req.forwarded_for.empty() && c->req.forwarded_for.size() < 1024) {
+    h += c->req.forwarded_for;
+    h += ", ";
+  }
   h += c->peer_ip;
   h += "\r\n\r\n";
   UpConn& u = *x.up;
