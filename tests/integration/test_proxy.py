@@ -139,6 +139,8 @@ def test_yar_caller_to_yar_provider_same_packager_is_passed_through(gw):
     _, reply = yar_decode(gw.post("/y", yar_request("fail", [], "MSGPACK", rid=6))[2])
     assert reply["s"] == 64 and reply["i"] == 6
     assert reply["e"]["_type"] == "SvcTestException" and reply["e"]["message"] == "intentional failure"
+    # and it counts as the provider's error, as it does for a JSON caller
+    assert gw.stats()["services"]["y"]["interfaces"]["fail"]["errors"] == {"provider_error": 1}
 
 
 def test_yar_caller_in_json_packager_to_msgpack_provider(gw):
@@ -223,6 +225,27 @@ def test_http10_and_pipelined_requests(gw):
            b'POST /s/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 7\r\n\r\n{"a":2}')
     raw = raw_exchange(gw.port, two)
     assert raw.count(b"HTTP/1.1 200 OK") == 2 and raw.endswith(b'{"a":2}')
+
+
+def test_thousands_of_pipelined_requests_on_one_connection(gw):
+    # Answers that need no provider, back to back on one connection: each must not cost
+    # the gateway stack (it once recursed per pipelined request and crashed).
+    import socket
+    import threading
+    n = 50000
+    one = b"POST /nope/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+    last = b"POST /nope/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}"
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=30)
+    sender = threading.Thread(target=lambda: s.sendall(one * n + last))
+    sender.start()
+    chunks = []
+    while chunk := s.recv(65536):
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    sender.join()
+    s.close()
+    assert raw.count(b"HTTP/1.1 404 Not Found") == n + 1
+    assert gw.alive()
 
 
 def test_chunked_request_body(gw):

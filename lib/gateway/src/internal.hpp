@@ -8,6 +8,7 @@
 #include <svcctl/gateway/gateway.hpp>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -101,7 +102,6 @@ struct Exchange {
   const std::string* up_body_ref = nullptr;  // up_body, or the caller's body as it came
   std::string up_rest;
   bool yar_passthrough = false;
-  bool yar_error_passed = false;
   bool stale_retry = false;
   boost::intrusive_ptr<UpConn> up;
   std::string resp_body;
@@ -136,7 +136,6 @@ struct Exchange {
     addr_stats = nullptr;
     counted_in_flight = false;
     yar_passthrough = false;
-    yar_error_passed = false;
     stale_retry = false;
     up_body_ref = nullptr;
     final_err.reset();

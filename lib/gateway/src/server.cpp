@@ -287,6 +287,8 @@ void Worker::on_readable(Conn* c, boost::system::error_code ec, std::size_t n) {
   if (ec) return close(c);  // EOF or reset
   bool full = n == c->in.room();
   c->in.commit(n);
+  // An answer is under way (a 408 sent while this read was pending): the bytes wait for it.
+  if (c->busy) return;
   while (full && c->in.size() <= gw.options.max_header_bytes + gw.options.max_body_bytes + k_read_chunk) {
     char* p = c->in.prepare(k_read_chunk);
     std::size_t room = c->in.room();
@@ -645,7 +647,10 @@ void Worker::on_upstream_readable(Conn* c, boost::system::error_code ec, std::si
       return upstream_failed(c, Err::BadResponse,
                              fmt::format("unreadable answer from {}: {}", *c->ex.addr_name, ec.message()));
     }
-    if (u.parser->is_done()) return upstream_done(c);
+    if (u.parser->is_done()) {
+      u.closing = u.closing || eof;  // the provider closed too: not for the pool
+      return upstream_done(c);
+    }
     if (used == 0) break;
   }
   if (eof) {
@@ -783,7 +788,7 @@ void Worker::upstream_done(Conn* c) {
   if (x.yar_caller) {
     // The answer as it came (errors included: the PHP client raises what the provider
     // raised), in the caller's packager.
-    if (yr->status != 0) x.yar_error_passed = true;
+    if (yr->status != 0) x.final_err = Err::ProviderError;  // counted as a JSON caller's would be
     if (x.yar_passthrough || frame->packager == x.caller_packager)
       return respond(c, 200, "application/octet-stream", x.resp_body);
     yr->id = x.yar_id;
@@ -939,7 +944,14 @@ void Worker::after_response(Conn* c) {
   if (c->ex.out_body.capacity() > 64 * 1024) std::string().swap(c->ex.out_body);
   c->in.shrink(k_keep_buffer);
   c->deadline = now_cached + gw.options.idle_timeout;
-  if (!c->in.empty()) return process(c);  // a pipelined request is already here
+  if (!c->in.empty()) {
+    // A pipelined request is already here. Through the loop, not a direct call: answers that
+    // need no provider would otherwise recurse once per request on the same stack.
+    asio::post(ioc, [c = boost::intrusive_ptr<Conn>(c)] {
+      if (!c->closed) c->w.process(c.get());
+    });
+    return;
+  }
   wait_readable(c);
 }
 
