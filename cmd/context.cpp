@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <thread>
 
 namespace svcctl::cmd {
 
@@ -67,6 +70,29 @@ void Context::print_write(const registry::WriteResult& result) const {
       fmt::print("\n");
       break;
   }
+}
+
+Expected<void> Context::start_cache(registry::Cache& cache, const std::string& lkg_file,
+                                    std::string_view doing) const {
+  SVCCTL_CHECK(cache.start(std::chrono::milliseconds(zk_timeout_ms)));
+  if (cache.serving_lkg())
+    warn(fmt::format("ZooKeeper at {} is unreachable: {} from {} until it is back", zk, doing, lkg_file));
+  return {};
+}
+
+namespace {
+std::atomic<bool> g_stop{false};  // lock-free, so a signal handler may set it
+void on_stop_signal(int) { g_stop = true; }
+}  // namespace
+
+const std::atomic<bool>& stop_on_signals() {
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  return g_stop;
+}
+
+void wait_for_stop() {
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
 }
 
 }  // namespace svcctl::cmd

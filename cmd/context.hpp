@@ -4,9 +4,11 @@
 
 #include <svcctl/core/expected.hpp>
 #include <svcctl/output/output.hpp>
+#include <svcctl/registry/cache.hpp>
 #include <svcctl/registry/registry.hpp>
 #include <svcctl/zk/client.hpp>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -41,9 +43,19 @@ struct Context {
   // Prints a write's result: JSON, or one line for people (nothing with -q).
   void print_write(const registry::WriteResult& result) const;
 
+  // Starts a cache (within --zk-timeout); when it came up from the last-known-good file,
+  // says so: "ZooKeeper at ... is unreachable: <doing> from <lkg_file> until it is back".
+  Expected<void> start_cache(registry::Cache& cache, const std::string& lkg_file, std::string_view doing) const;
+
  private:
   std::unique_ptr<zk::Client> m_client;
   std::unique_ptr<registry::Registry> m_registry;
 };
+
+// For commands that run until interrupted (watch, proxy, register --hold): from this call
+// on, SIGINT and SIGTERM set the returned flag instead of ending the process.
+const std::atomic<bool>& stop_on_signals();
+// Sleeps until SIGINT or SIGTERM (stop_on_signals() must have been called).
+void wait_for_stop();
 
 }  // namespace svcctl::cmd

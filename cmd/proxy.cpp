@@ -14,7 +14,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <thread>
 
 namespace svcctl::cmd {
@@ -33,9 +32,6 @@ struct ProxyArgs {
   int idle_timeout_ms = 60'000;
   std::string lkg_file;
 };
-
-volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
 
 std::string default_id(const std::string& listen) {
   char host[256] = {};
@@ -96,21 +92,16 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
     builder.apply(changes);
   };
 
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
+  stop_on_signals();
   registry::Cache cache(std::move(co));
-  SVCCTL_CHECK(cache.start(std::chrono::milliseconds(ctx.zk_timeout_ms)));
-  if (cache.serving_lkg())
-    ctx.warn(fmt::format("ZooKeeper at {} is unreachable: serving the last-known-good registry from {} "
-                         "until it is back",
-                         ctx.zk, a.lkg_file));
+  SVCCTL_CHECK(ctx.start_cache(cache, a.lkg_file, "serving the last-known-good registry"));
 
   gateway::Gateway gw(go, cache, routes);
   SVCCTL_CHECK(gw.start());
   const std::string id = a.id.empty() ? default_id(gw.listen_address()) : a.id;
   gw.set_id(id);
 
-  // Self-registration, so that `svcctl stats` finds this gateway.
+  // Self-registration: /gateway/{id} says where this gateway and its admin listener are.
   registry::Holder::Options ho;
   ho.zk = zo;
   ho.path = registry::paths::under(registry::paths::k_gateways, id);
@@ -138,7 +129,7 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
     fmt::print(stderr, "svcctl proxy: listening on {}{}, gateway id {}, {} services\n", gw.listen_address(),
                gw.admin_address().empty() ? std::string() : fmt::format(" (admin {})", gw.admin_address()), id,
                routes.current()->services.size());
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  wait_for_stop();
 
   if (!quiet) fmt::print(stderr, "svcctl proxy: stopping\n");
   stop_holding = true;

@@ -7,7 +7,6 @@
 
 #include <fmt/format.h>
 
-#include <csignal>
 #include <memory>
 
 namespace svcctl::cmd {
@@ -87,9 +86,6 @@ struct RegisterArgs {
   int fall = 3;
 };
 
-std::atomic<bool> g_stop_holding{false};
-void on_stop_signal(int) { g_stop_holding = true; }
-
 // register address --hold: stay in the foreground holding an ephemeral node.
 Expected<void> hold_address(Context& ctx, const RegisterArgs& a, const model::HostPort& hp,
                             const model::AddressFields& f) {
@@ -124,10 +120,9 @@ Expected<void> hold_address(Context& ctx, const RegisterArgs& a, const model::Ho
     auto svc = reg->put_service(a.service, {}, registry::WriteOptions{});
     if (!svc) return fail(svc.error());
   }
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
+  const auto& stop = stop_on_signals();
   registry::Holder holder(std::move(o));
-  return holder.run(g_stop_holding);
+  return holder.run(stop);
 }
 
 Expected<void> run_service(Context& ctx, const RegisterArgs& a) {

@@ -8,7 +8,6 @@
 
 #include <fmt/format.h>
 
-#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <set>
@@ -31,9 +30,6 @@ nlohmann::json data_of(const registry::CacheEntry& e) {
 std::string compact(const registry::CacheEntry& e) {
   return data_of(e).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
-
-volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
 
 Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
   for (const auto& s : a.services) SVCCTL_CHECK(model::validate_name("service", s));
@@ -90,19 +86,14 @@ Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
     std::fflush(stdout);
   };
 
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
+  stop_on_signals();
   registry::Cache cache(std::move(options));
-  SVCCTL_CHECK(cache.start(std::chrono::milliseconds(ctx.zk_timeout_ms)));
-  if (cache.serving_lkg())
-    ctx.warn(fmt::format("ZooKeeper at {} is unreachable: showing the last-known-good state from {} "
-                         "until it is back",
-                         ctx.zk, a.lkg_file));
+  SVCCTL_CHECK(ctx.start_cache(cache, a.lkg_file, "showing the last-known-good state"));
   if (ctx.verbose) {
     auto snap = cache.snapshot();
     fmt::print(stderr, "watching {} (session 0x{:x}, {} nodes)\n", ctx.zk, snap->session_id, snap->size());
   }
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  wait_for_stop();
   return {};
 }
 

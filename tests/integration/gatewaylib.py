@@ -147,25 +147,21 @@ def yar_decode(packet):
     return name, msgpack.unpackb(payload, raw=False, strict_map_key=False)
 
 
-def raw_exchange(port, data, read_until_close=True, timeout=10):
-    """Sends raw bytes, returns everything read until the peer closes (or the timeout)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
+def read_until_close(s):
+    """Everything the peer sends until it closes; a peer that keeps the connection open
+    past the socket's timeout raises socket.timeout (so a missing close fails the test)."""
+    chunks = []
+    while chunk := s.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def raw_exchange(port, data, timeout=10):
+    """Sends raw bytes on a new connection, returns all that comes back until the gateway
+    closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
-        chunks = []
-        while True:
-            try:
-                b = s.recv(65536)
-            except socket.timeout:
-                break
-            if not b:
-                break
-            chunks.append(b)
-            if not read_until_close:
-                break
-        return b"".join(chunks)
-    finally:
-        s.close()
+        return read_until_close(s)
 
 
 def status_of(raw):

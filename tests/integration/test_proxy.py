@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from gatewaylib import (Proxy, body_of, raw_exchange, start_provider, status_of, stop_process,
-                        yar_decode, yar_request)
+from gatewaylib import (Proxy, body_of, raw_exchange, read_until_close, start_provider, status_of,
+                        stop_process, yar_decode, yar_request)
 
 RICH = {"name": "svc-α/β ✓", "port": 8080, "weight": 0.25, "whole": 2.0, "neg": -1,
         "big": 4294967296, "on": True, "none": None, "tags": ["a", "日本"],
@@ -238,10 +238,7 @@ def test_thousands_of_pipelined_requests_on_one_connection(gw):
     s = socket.create_connection(("127.0.0.1", gw.port), timeout=30)
     sender = threading.Thread(target=lambda: s.sendall(one * n + last))
     sender.start()
-    chunks = []
-    while chunk := s.recv(65536):
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = read_until_close(s)
     sender.join()
     s.close()
     assert raw.count(b"HTTP/1.1 404 Not Found") == n + 1
@@ -263,9 +260,7 @@ def test_expect_100_continue(gw):
               b"Connection: close\r\n\r\n")
     assert s.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
     s.sendall(b'{"a":1}')
-    raw = b""
-    while chunk := s.recv(4096):
-        raw += chunk
+    raw = read_until_close(s)
     s.close()
     assert status_of(raw) == 200 and body_of(raw) == b'{"a":1}'
 
@@ -407,12 +402,7 @@ def test_slow_clients_are_dropped(reg, providers):
         # half a request, then nothing: 408 and closed
         s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
         s.sendall(b"POST /s/echo HTTP/1.1\r\nHost: x\r\n")
-        raw = b""
-        while True:
-            b = s.recv(4096)
-            if not b:
-                break
-            raw += b
+        raw = read_until_close(s)
         assert status_of(raw) == 408
         s.close()
         # an idle keep-alive connection is closed after the idle timeout
@@ -549,8 +539,7 @@ def test_mutated_requests_never_break_the_gateway(gw):
                 data = mutate(request(head, body))
             s.sendall(data)
             s.shutdown(socket.SHUT_WR)  # whatever was cut short ends here
-            while s.recv(65536):
-                pass
+            read_until_close(s)
         except (ConnectionError, socket.timeout):
             pass
         finally:

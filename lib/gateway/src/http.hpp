@@ -3,6 +3,7 @@
 // strings whose capacity is reused from one request to the next.
 #pragma once
 
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/verb.hpp>
@@ -77,27 +78,18 @@ class RequestParser final : public Collecting<true> {
   void on_field_impl(beast::http::field name, beast::string_view name_string, beast::string_view value,
                      error_code&) override {
     if (name == beast::http::field::unknown) {
-      if (iequals(name_string, "x-api-key")) m_out.api_key.assign(value.data(), value.size());
-      else if (iequals(name_string, "x-request-id")) m_out.request_id.assign(value.data(), value.size());
-      else if (iequals(name_string, "x-forwarded-for")) {
+      if (beast::iequals(name_string, "x-api-key")) m_out.api_key.assign(value.data(), value.size());
+      else if (beast::iequals(name_string, "x-request-id")) m_out.request_id.assign(value.data(), value.size());
+      else if (beast::iequals(name_string, "x-forwarded-for")) {
         if (!m_out.forwarded_for.empty()) m_out.forwarded_for += ", ";
         m_out.forwarded_for.append(value.data(), value.size());
       }
-    } else if (name == beast::http::field::expect && iequals(value, "100-continue")) {
+    } else if (name == beast::http::field::expect && beast::iequals(value, "100-continue")) {
       m_out.expect_continue = true;
     }
   }
   void on_header_impl(error_code&) override {}
 
-  static bool iequals(beast::string_view a, std::string_view lower) {
-    if (a.size() != lower.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-      char c = a[i];
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-      if (c != lower[i]) return false;
-    }
-    return true;
-  }
 
   Request& m_out;
 };

@@ -87,7 +87,6 @@ struct Exchange {
   // Routing.
   std::shared_ptr<const ServiceRoute> route;  // keeps `api` and `addr_name` alive
   const ApiRoute* api = nullptr;
-  std::size_t addr_index = 0;
   AddrState* addr = nullptr;
   const std::string* addr_name = nullptr;
   StatsView::Service* svc_stats = nullptr;
@@ -95,7 +94,6 @@ struct Exchange {
   StatsView::Address* addr_stats = nullptr;
   bool counted_in_flight = false;
   // The provider's side.
-  codec::Packager provider_packager = codec::Packager::Json;
   const char* up_content_type = "application/json";
   std::string up_head;
   std::string up_body;
@@ -114,8 +112,8 @@ struct Exchange {
   bool unrouted = false;
   bool recorded = false;
 
-  bool answered_by_upstream() const { return addr_name != nullptr; }
   void reset() {
+    request_id.clear();
     service.clear();
     iface.clear();
     key.clear();
@@ -128,7 +126,6 @@ struct Exchange {
     yar_token_field.clear();
     route.reset();
     api = nullptr;
-    addr_index = 0;
     addr = nullptr;
     addr_name = nullptr;
     svc_stats = nullptr;

@@ -72,6 +72,16 @@ void RouteBuilder::apply(const std::vector<registry::Change>& changes) {
     if (leaf->kind != "service" && leaf->kind != "address" && leaf->kind != "api") continue;
     auto& n = m_nodes[leaf->service];
     touched.insert(leaf->service);
+    // An address or interface: removed, or decoded (problems reported) and kept.
+    auto put = [&](auto& nodes, auto decode) {
+      if (gone) {
+        nodes.erase(leaf->name);
+        return;
+      }
+      auto d = decode();
+      report(c.path, d.problems);
+      nodes[leaf->name] = std::move(d.value);
+    };
     if (leaf->kind == "service") {
       if (gone) {
         n.service.reset();
@@ -81,21 +91,9 @@ void RouteBuilder::apply(const std::vector<registry::Change>& changes) {
         n.service = std::move(d.value);
       }
     } else if (leaf->kind == "address") {
-      if (gone) {
-        n.addresses.erase(leaf->name);
-      } else {
-        auto d = model::decode_address(leaf->service, leaf->name, data);
-        report(c.path, d.problems);
-        n.addresses[leaf->name] = std::move(d.value);
-      }
+      put(n.addresses, [&] { return model::decode_address(leaf->service, leaf->name, data); });
     } else {
-      if (gone) {
-        n.apis.erase(leaf->name);
-      } else {
-        auto d = model::decode_api(leaf->service, leaf->name, data);
-        report(c.path, d.problems);
-        n.apis[leaf->name] = std::move(d.value);
-      }
+      put(n.apis, [&] { return model::decode_api(leaf->service, leaf->name, data); });
     }
   }
   if (touched.empty()) return;

@@ -6,9 +6,10 @@
 //   build the upstream body (passthrough or conversion) → an upstream connection (pooled
 //   UpConn, or a new one) → write → read and parse the answer → build the caller's answer
 //   → write → next request (keep-alive) or close.
-// Sockets are non-blocking: a read is tried only after the loop says the socket is
-// readable (async_wait), and a write is tried at once, falling back to the loop only when
-// the socket buffer is full. Timeouts are checked by one 10 ms tick per worker.
+// Sockets are non-blocking: reads go through the loop (async_read_some), and a write is
+// tried at once, falling back to the loop only when the socket buffer is full. One tick per
+// worker checks deadlines: upstream timeouts every 10 ms, client read deadlines and idle
+// upstream connections every 250 ms.
 #include "internal.hpp"
 
 #include <svcctl/codec/json.hpp>
@@ -32,12 +33,6 @@ constexpr std::size_t k_read_chunk = 16 * 1024;
 constexpr std::size_t k_keep_buffer = 64 * 1024;
 constexpr auto k_tick = std::chrono::milliseconds(10);
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // The value of `name` in a query string (no percent-decoding: keys are plain names).
 std::string_view query_param(std::string_view query, std::string_view name) {
   while (!query.empty()) {
@@ -49,15 +44,6 @@ std::string_view query_param(std::string_view query, std::string_view name) {
     query.remove_prefix(amp + 1);
   }
   return {};
-}
-
-bool name_ok(std::string_view s) {
-  if (s.empty() || s.size() > model::k_max_name_length || s == "." || s == "..") return false;
-  for (char c : s)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-          c == '_' || c == '-'))
-      return false;
-  return true;
 }
 
 // A request id from the caller is kept when it is short and printable.
@@ -311,7 +297,7 @@ void Worker::process(Conn* c) {
     c->parser->eager(true);
     c->request_started = true;
     c->sent_continue = false;
-    c->deadline = now_cached + gw.options.header_timeout;  // the tick's clock: 10 ms is precise enough
+    c->deadline = now_cached + gw.options.header_timeout;  // the tick's clock: checked every 250 ms anyway
   }
   while (!c->in.empty()) {
     boost::system::error_code ec;
@@ -359,7 +345,6 @@ void Worker::dispatch(Conn* c) {
   c->request_started = false;
   if (c->req.body.capacity() > 64 * 1024 && c->req.body.size() < 1024) c->req.body.shrink_to_fit();
 
-  x.request_id.clear();
   if (request_id_ok(c->req.request_id)) {
     x.request_id = c->req.request_id;
   } else {
@@ -389,13 +374,12 @@ void Worker::dispatch(Conn* c) {
     return fail_unrouted(c, Err::MethodNotAllowed, "only POST calls an interface");
   // Yar is told by its magic number; a POST to /{svc} without it is a bad Yar packet.
   x.yar_caller = codec::has_yar_magic(c->req.body) || (iface.empty() && !svc.empty());
-  if (svc.empty() || !name_ok(svc) || (!iface.empty() && !name_ok(iface)) ||
-      iface.find('/') != std::string_view::npos)
+  if (!model::validate_name("service", svc) || (!iface.empty() && !model::validate_name("interface", iface)))
     return fail_unrouted(c, Err::NotFound, "call POST /{service}/{interface} with JSON, or POST /{service} with a Yar packet");
   x.service.assign(svc);
 
   // The caller's key: X-Api-Key, else ?key=, else the Yar token (enforced in a later layer).
-  x.key = trim(c->req.api_key);
+  x.key = c->req.api_key;  // Beast has trimmed the white space around it
   if (x.key.empty()) x.key = query_param(query, "key");
 
   // A Yar caller: the method is the interface.
@@ -441,7 +425,6 @@ void Worker::dispatch(Conn* c) {
   if (!prepare_upstream_body(c)) return;
 
   std::size_t i = choose(*b);
-  x.addr_index = i;
   x.addr = b->addrs[i];
   x.addr_stats = b->addr_stats[i];
   x.addr_name = &r.addrs[i].name;
@@ -470,7 +453,6 @@ bool Worker::prepare_upstream_body(Conn* c) {
   const auto provider_packager =
       api.encoding == model::Encoding::YarMsgpack ? codec::Packager::Msgpack : codec::Packager::Json;
   x.up_content_type = "application/x-www-form-urlencoded";
-  x.provider_packager = provider_packager;
   if (x.yar_caller) {
     if (provider_packager == x.caller_packager && api.method == x.yar_method) {
       x.up_body_ref = &c->req.body;  // the caller's packet as it came
@@ -854,7 +836,6 @@ void Worker::respond_error(Conn* c, Err e, std::string_view message) {
   // Before a request could be read whole: always JSON, always closing.
   Exchange& x = c->ex;
   x.reset();
-  x.request_id.clear();
   x.final_err = e;
   x.unrouted = true;
   x.start = Clock::now();
@@ -904,7 +885,7 @@ void Worker::write_response(Conn* c, int status, std::string_view content_type, 
     h += "\r\nX-Request-Id: ";
     h += x.request_id;
   }
-  if (x.addr_name && x.answered_by_upstream()) {
+  if (x.addr_name) {  // an address was chosen
     h += "\r\nX-Upstream: ";
     h += *x.addr_name;
   }

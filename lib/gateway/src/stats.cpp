@@ -45,12 +45,6 @@ std::uint64_t Histogram::count_at_most(std::uint64_t us) const {
   return n;
 }
 
-std::uint64_t Counters::error_total() const {
-  std::uint64_t n = 0;
-  for (auto e : errors) n += e;
-  return n;
-}
-
 void Counters::merge(const Counters& other) {
   requests += other.requests;
   for (std::size_t i = 0; i < k_err_count; ++i) errors[i] += other.errors[i];

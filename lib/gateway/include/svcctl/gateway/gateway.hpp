@@ -24,7 +24,7 @@ enum class Balance { P2C, RoundRobin };
 
 struct Options {
   std::string listen = "127.0.0.1:8080";  // host:port; port 0 picks a free one
-  std::string admin = "127.0.0.1:8081";   // empty: no admin listener
+  std::string admin = "127.0.0.1:9901";   // empty: no admin listener
   unsigned workers = 0;                   // 0: one per hardware thread
   Balance balance = Balance::P2C;
   std::size_t max_header_bytes = 8 * 1024;

@@ -51,7 +51,6 @@ struct Counters {
     latency_sum_us += us;
     latency.record(us);
   }
-  std::uint64_t error_total() const;
   void merge(const Counters& other);
 };
 
