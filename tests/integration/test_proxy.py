@@ -323,6 +323,44 @@ def test_timeout_is_504_and_other_interfaces_are_unaffected(gw):
     assert (status, body) == (200, {"sum": 3})
 
 
+def test_unreachable_address_is_503(reg, gw):
+    import socket
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there
+    reg.ok("register", "service", "dead")
+    reg.ok("register", "address", "dead", f"127.0.0.1:{port}")
+    reg.ok("register", "api", "dead", "x", "--path", "/x")
+    assert eventually(lambda: gw.post("/dead/x", "{}")[1].get("x-svcctl-error") == "upstream_unreachable")
+    status, err = error_of(gw.post("/dead/x", "{}"))
+    assert status == 503 and err["code"] == "upstream_unreachable" and f":{port}" in err["message"]
+    st = gw.stats()["services"]["dead"]["addresses"][f"127.0.0.1:{port}"]
+    assert list(st["errors"]) == ["upstream_unreachable"] and st["errors"]["upstream_unreachable"] >= 2
+
+
+@pytest.mark.parametrize("iface,code,yar_status", [
+    ("nope", "unknown_interface", 4),
+    ("slow", "timeout", 16),
+    ("fail", "provider_error", 16),
+])
+def test_gateway_errors_for_yar_callers_carry_their_status(gw, iface, code, yar_status):
+    params = [{"ms": 2000}] if iface == "slow" else []
+    status, headers, body = gw.post("/s", yar_request(iface, params, "JSON", rid=4))
+    assert status == 200 and headers["x-svcctl-error"] == code
+    name, reply = yar_decode(body)
+    assert name == "JSON" and reply["i"] == 4 and reply["s"] == yar_status
+    assert reply["e"].startswith(code + ": ")
+
+
+def test_yar_exception_crosses_packagers(gw):
+    # a JSON-packager caller, a msgpack provider: the exception map arrives whole
+    _, reply = yar_decode(gw.post("/y", yar_request("fail", [], "JSON", rid=9))[2])
+    assert reply["i"] == 9 and reply["s"] == 64
+    assert reply["e"] == {"message": "intentional failure", "code": 42, "file": "/srv/yar/server.php",
+                          "line": 51, "_type": "SvcTestException"}
+
+
 def test_provider_http_error_is_502_with_its_body(gw):
     status, err = error_of(gw.post("/s/fail", "{}"))
     assert status == 502 and err["code"] == "provider_error"
@@ -404,6 +442,7 @@ def test_slow_clients_are_dropped(reg, providers):
         s.sendall(b"POST /s/echo HTTP/1.1\r\nHost: x\r\n")
         raw = read_until_close(s)
         assert status_of(raw) == 408
+        assert json.loads(body_of(raw))["error"]["code"] == "request_timeout"
         s.close()
         # an idle keep-alive connection is closed after the idle timeout
         s = socket.create_connection(("127.0.0.1", gw.port), timeout=30)
