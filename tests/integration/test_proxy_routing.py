@@ -93,7 +93,7 @@ def test_round_robin_follows_weights_exactly(reg, three):
         gw.stop()
     for i in range(0, 40, 4):  # one a in every four
         assert collections.Counter(order[i:i + 4]) == {a: 1, b: 3}, order
-    # smooth: a is never chosen twice running (a plain weighted round robin gives a,a... or b,b,b,a,a)
+    # spread: never two a's or four b's running (the exact smooth sequence is a unit test)
     assert all(not (x == y == a) for x, y in zip(order, order[1:])), order
     assert all(order[i:i + 3] != [b, b, b] or order[i + 3:i + 4] != [b] for i in range(37)), order
 
