@@ -61,14 +61,18 @@ def test_changes_under_load_fail_no_request(reg, three, balance):
         reg.ok("register", "address", "s", c)
         wait_until(load, lambda seen: set(seen) == {a, c})
 
-        # weights changed: c gets three times a's share
+        # weights changed: c weighs three times a. Round robin serves them 3:1 (each worker
+        # exactly, so the total too). P2C draws by weight and then takes the draw with fewer
+        # requests in flight per unit of weight: with a few requests in flight, integer
+        # counts pull the split toward even, so c's share lies between 1/2 and 3/4.
         reg.ok("register", "address", "s", c, "--weight", "300")
         time.sleep(0.5)
         t = time.monotonic()
         load.wait_for(load.count() + 2000)
         seen = served_by(load.since(t))
         share = seen[c] / (seen[a] + seen[c])
-        assert 0.65 < share < 0.85, seen
+        low, high = (0.70, 0.80) if balance == "round-robin" else (0.55, 0.85)
+        assert low < share < high, seen
 
         # back up: all three
         reg.ok("register", "address", "s", b, "--status", "up")

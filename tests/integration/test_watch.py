@@ -92,6 +92,30 @@ def test_randomized_changes_end_equal_to_the_tree(reg):
         assert w.stop() == 0
 
 
+def test_nodes_deleted_and_created_again_while_being_read(reg):
+    """Leaves that vanish between being listed and being read, then come back: each must be
+    read again when it does. Each leaf goes through create, delete, create as fast as the
+    writer can, so that some changes land inside the cache's own list-then-read window."""
+    rnd = random.Random(99)
+    reg.kz.create("/service/s", b'{"status":"up"}', makepath=True)
+    reg.kz.ensure_path("/address/s")
+    w = Watch(reg.connect)
+    try:
+        w.converge(leaves(reg.kz))
+        names = [f"/address/s/10.0.1.{i}:80" for i in range(8)]
+        for n in range(4000):
+            p = rnd.choice(names)
+            d = json.dumps({"n": n}).encode()
+            if reg.kz.exists(p):
+                reg.kz.delete(p)
+            reg.kz.create(p, d)
+            reg.kz.delete(p)
+            reg.kz.create(p, d)
+        w.converge(leaves(reg.kz), timeout=30)
+    finally:
+        assert w.stop() == 0
+
+
 @pytest.fixture
 def own_zk():
     """A ZooKeeper of the test's own, so that it can be stopped and restarted."""

@@ -302,6 +302,12 @@ struct Cache::Impl {
   }
 
   void remove_subtree(const std::string& path) {
+    // Keep the parent's list of children true, also for a node listed but not read yet: a
+    // name left in the list would hide the node's return from the next listing for good.
+    auto slash = path.rfind('/');
+    if (slash > 0)
+      if (auto p = children.find(path.substr(0, slash)); p != children.end())
+        p->second.erase(path.substr(slash + 1));
     if (auto it = children.find(path); it != children.end()) {
       auto kids = std::move(it->second);
       children.erase(it);
@@ -314,11 +320,6 @@ struct Cache::Impl {
     changes.push_back(Change{Change::Kind::Deleted, path, std::move(it->second), std::nullopt, {}});
     shard.erase(it);
     last_change = Snapshot::Clock::now();
-    // Keep the parent's list of children true.
-    auto slash = path.rfind('/');
-    if (slash > 0)
-      if (auto p = children.find(path.substr(0, slash)); p != children.end())
-        p->second.erase(path.substr(slash + 1));
   }
 
   bool current(std::uint64_t e) {
@@ -330,6 +331,11 @@ struct Cache::Impl {
   void handle(DataResult& r) {
     if (!current(r.epoch)) return;
     if (r.rc == 0) {
+      // A node read is a child of its parent, even if a listing served before it was
+      // created again said otherwise: the next listing without it removes it.
+      auto slash = r.path.rfind('/');
+      if (auto p = children.find(r.path.substr(0, slash)); p != children.end())
+        p->second.insert(r.path.substr(slash + 1));
       put(r.path, CacheEntry{std::move(r.node.data), r.node.stat.mzxid, r.node.stat.version,
                              r.node.stat.ephemeral_owner, false});
     } else if (r.rc == static_cast<int>(zk::Code::NoNode)) {
