@@ -91,6 +91,14 @@ const std::atomic<bool>& stop_on_signals() {
   return g_stop;
 }
 
+namespace {
+std::atomic<bool> g_reopen{false};
+void on_reopen_signal(int) { g_reopen = true; }
+}  // namespace
+
+void catch_reopen_signal() { std::signal(SIGHUP, on_reopen_signal); }
+bool take_reopen_signal() { return g_reopen.exchange(false); }
+
 void wait_for_stop() {
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
 }

@@ -55,6 +55,9 @@ struct Context {
 // For commands that run until interrupted (watch, proxy, register --hold): from this call
 // on, SIGINT and SIGTERM set the returned flag instead of ending the process.
 const std::atomic<bool>& stop_on_signals();
+// SIGHUP sets a flag that take_reopen_signal() reads and clears (log files to reopen).
+void catch_reopen_signal();
+bool take_reopen_signal();
 // Sleeps until SIGINT or SIGTERM (stop_on_signals() must have been called).
 void wait_for_stop();
 

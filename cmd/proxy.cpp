@@ -31,6 +31,18 @@ struct ProxyArgs {
   int header_timeout_ms = 10'000;
   int idle_timeout_ms = 60'000;
   std::string lkg_file;
+  unsigned retry_budget = 20;
+  unsigned eject_after = 5;
+  int eject_ms = 30'000;
+  int eject_max_ms = 300'000;
+  unsigned max_ejected_percent = 50;
+  unsigned max_pending = 1024;
+  int drain_timeout_ms = 10'000;
+  int max_stale_s = 300;
+  int guard_delay_ms = 2000;
+  std::string log_file;
+  std::string log_format = "text";
+  bool access_log = false;
 };
 
 std::string default_id(const std::string& listen) {
@@ -74,15 +86,51 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   go.idle_timeout = std::chrono::milliseconds(a.idle_timeout_ms);
   if (!a.id.empty()) SVCCTL_CHECK(model::validate_name("gateway id", a.id));
   if (!a.dc.empty()) SVCCTL_CHECK(model::validate_name("datacenter", a.dc));
+  if (a.eject_ms <= 0 || a.eject_max_ms < a.eject_ms)
+    return fail(ErrorKind::Usage, "--eject-ms must be positive and at most --eject-max-ms");
+  if (a.max_ejected_percent > 100 || a.retry_budget > 100)
+    return fail(ErrorKind::Usage, "--max-ejected-percent and --retry-budget are percentages (0 to 100)");
+  if (a.max_pending == 0 || a.drain_timeout_ms < 0 || a.max_stale_s <= 0 || a.guard_delay_ms < 0)
+    return fail(ErrorKind::Usage,
+                "--max-pending and --max-stale-s must be positive, --drain-timeout-ms and --guard-delay-ms not negative");
+  go.retry_budget_percent = a.retry_budget;
+  go.eject_after = a.eject_after;
+  go.eject_base = std::chrono::milliseconds(a.eject_ms);
+  go.eject_max = std::chrono::milliseconds(a.eject_max_ms);
+  go.max_ejected_percent = a.max_ejected_percent;
+  go.max_pending_per_address = a.max_pending;
+  go.max_stale = std::chrono::seconds(a.max_stale_s);
+  if (a.log_format != "text" && a.log_format != "json")
+    return fail(ErrorKind::Usage, fmt::format("--log-format \"{}\": expected text or json", a.log_format));
+  SVCCTL_TRY(auto log, gateway::Log::open(a.log_file, a.log_format == "json"));
   const bool quiet = ctx.quiet;
-  go.log = [quiet](std::string_view m) {
-    if (!quiet) fmt::print(stderr, "svcctl proxy: {}\n", m);
+  auto say = [&log, quiet](std::string_view m) {
+    if (!quiet) log->event("info", m);
   };
+  go.log = say;
+  if (a.access_log) go.access_log = log.get();
 
   gateway::Routes routes;
   gateway::RouteBuilder builder(routes, a.dc);
   builder.on_problem = [&ctx](std::string_view path, std::string_view problem) {
     ctx.warn(fmt::format("{}: {}", path, problem));
+  };
+  builder.on_event = say;
+  builder.guard_delay = std::chrono::milliseconds(a.guard_delay_ms);
+  // The guard's second read: the service's up addresses, straight from ZooKeeper.
+  builder.confirm = [&ctx](const std::string& svc) -> std::optional<std::vector<std::string>> {
+    auto reg = ctx.registry();
+    if (!reg) return std::nullopt;
+    auto d = (*reg)->describe_service(svc);
+    if (!d) {
+      if (d.error().kind == ErrorKind::NotFound) return std::vector<std::string>{};
+      return std::nullopt;
+    }
+    std::vector<std::string> names;
+    for (const auto& addr : d->addresses)
+      if (addr.status == model::Status::Up && addr.weight > 0 && model::parse_host_port(addr.address))
+        names.push_back(addr.address);
+    return names;
   };
   SVCCTL_TRY(const zk::Options zo, ctx.zk_options());
   registry::Cache::Options co;
@@ -93,6 +141,7 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   };
 
   stop_on_signals();
+  catch_reopen_signal();
   registry::Cache cache(std::move(co));
   SVCCTL_CHECK(ctx.start_cache(cache, a.lkg_file, "serving the last-known-good registry"));
 
@@ -125,16 +174,24 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
     if (!r) ctx.warn(fmt::format("cannot register {}: {}", ho.path, r.error().message));
   });
 
-  if (!quiet)
-    fmt::print(stderr, "svcctl proxy: listening on {}{}, gateway id {}, {} services\n", gw.listen_address(),
-               gw.admin_address().empty() ? std::string() : fmt::format(" (admin {})", gw.admin_address()), id,
-               routes.current()->services.size());
-  wait_for_stop();
+  say(fmt::format("listening on {}{}, gateway id {}, {} services", gw.listen_address(),
+                  gw.admin_address().empty() ? std::string() : fmt::format(" (admin {})", gw.admin_address()), id,
+                  routes.current()->services.size()));
+  const auto& stop = stop_on_signals();
+  while (!stop) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (take_reopen_signal()) log->reopen();
+    builder.tick();
+  }
 
-  if (!quiet) fmt::print(stderr, "svcctl proxy: stopping\n");
+  // Drain: stop accepting, leave /gateway, let the calls under way finish.
+  say(fmt::format("draining: not accepting, calls under way have {} ms", a.drain_timeout_ms));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(a.drain_timeout_ms);
   stop_holding = true;
   holder.join();
+  const bool drained = gw.drain(deadline);
   gw.stop();
+  say(drained ? "drained, stopped" : "drain deadline passed: closed the connections left, stopped");
   return {};
 }
 
@@ -158,6 +215,29 @@ void setup_proxy(CLI::App& app, Context& ctx) {
       ->capture_default_str();
   p->add_option("--idle-timeout-ms", a->idle_timeout_ms, "idle keep-alive connections are closed after this")
       ->capture_default_str();
+  p->add_option("--retry-budget", a->retry_budget, "retries allowed, in percent of calls")->capture_default_str();
+  p->add_option("--eject-after", a->eject_after, "failures in a row that eject an address (0: never)")
+      ->capture_default_str();
+  p->add_option("--eject-ms", a->eject_ms, "first ejection's length; each next one is longer by as much")
+      ->capture_default_str();
+  p->add_option("--eject-max-ms", a->eject_max_ms, "longest ejection")->capture_default_str();
+  p->add_option("--max-ejected-percent", a->max_ejected_percent,
+                "never eject more than this share of a service's addresses")
+      ->capture_default_str();
+  p->add_option("--max-pending", a->max_pending, "calls in flight to one address (more: another, or 503)")
+      ->capture_default_str();
+  p->add_option("--drain-timeout-ms", a->drain_timeout_ms, "on SIGTERM, time given to calls under way")
+      ->capture_default_str();
+  p->add_option("--max-stale-s", a->max_stale_s,
+                "/-/healthz fails when the registry view has not been followed this long")
+      ->capture_default_str();
+  p->add_option("--guard-delay-ms", a->guard_delay_ms,
+                "hold a change that takes more than half of a service's addresses away this long, then "
+                "confirm it with a second read (0: no guard)")
+      ->capture_default_str();
+  p->add_option("--log-file", a->log_file, "write the log here instead of standard error (SIGHUP reopens it)");
+  p->add_option("--log-format", a->log_format, "text or json (one object per line)")->capture_default_str();
+  p->add_flag("--access-log", a->access_log, "one log line per call");
   p->add_option("--lkg-file", a->lkg_file,
                 "keep the last-known-good registry in this file, and start from it when ZooKeeper is "
                 "unreachable");

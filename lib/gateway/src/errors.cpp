@@ -25,6 +25,7 @@ constexpr std::array<ErrInfo, k_err_count> k_info{{
     {"interface_down", 503, yar(YarStatus::Transport)},
     {"no_upstream", 503, yar(YarStatus::Transport)},
     {"upstream_unreachable", 503, yar(YarStatus::Transport)},
+    {"upstream_overloaded", 503, yar(YarStatus::Transport)},
     {"timeout", 504, yar(YarStatus::Transport)},
 }};
 }  // namespace

@@ -77,6 +77,7 @@ Expected<void> Gateway::start() {
   unsigned n = g.options.workers ? g.options.workers : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) {
     auto w = std::make_unique<Worker>(g, i);
+    w->pending_limit = std::max<std::size_t>(1, (g.options.max_pending_per_address + n - 1) / n);
     // Every worker listens on the same port; the kernel spreads connections over them.
     SVCCTL_CHECK(open_acceptor(w->acceptor, listen_ep, true, "--listen"));
     if (i == 0) listen_ep = w->acceptor.local_endpoint();  // the port chosen for 0
@@ -105,6 +106,20 @@ void Gateway::stop() {
   g.workers.clear();
 }
 
+bool Gateway::drain(std::chrono::steady_clock::time_point deadline) {
+  Impl& g = *m_impl;
+  if (!g.running) return true;
+  g.draining = true;
+  for (auto& w : g.workers) asio::post(w->ioc, [w = w.get()] { w->drain(); });
+  while (true) {
+    std::int64_t open = 0;
+    for (auto& w : g.workers) open += w->live.load(std::memory_order_relaxed);
+    if (open == 0) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 void Gateway::set_id(std::string id) {
   std::lock_guard lock(m_impl->id_mu);
   m_impl->id = std::move(id);
@@ -124,6 +139,16 @@ StatsView Gateway::Impl::gather() const {
     if (f.wait_for(std::chrono::seconds(2)) != std::future_status::ready) continue;
     all.merge(f.get());
   }
+  // Ejections are shared by the workers: read once.
+  const std::int64_t now = Clock::now().time_since_epoch().count();
+  std::lock_guard lock(health_mu);
+  for (auto& [_, s] : all.services)
+    for (auto& [name, a] : s.addresses) {
+      auto it = health.find(name);
+      if (it == health.end()) continue;
+      auto until = it->second->ejected_until.load(std::memory_order_relaxed);
+      a.ejected_ms = until > now ? std::max<std::int64_t>(1, (until - now) / 1'000'000) : 0;
+    }
   return all;
 }
 

@@ -60,12 +60,24 @@ struct UpConn : RefCounted<UpConn> {
   Clock::time_point idle_since{};
 };
 
+// A provider address's health, shared by every worker (one per host:port): failures in a
+// row and, while ejected, until when (steady clock, ns). Relaxed atomics: a count off by
+// one under a race only moves an ejection by a call.
+struct Health {
+  std::atomic<int> failures{0};
+  std::atomic<int> times_ejected{0};
+  std::atomic<std::int64_t> ejected_until{0};
+  bool ejected(std::int64_t now) const { return ejected_until.load(std::memory_order_relaxed) > now; }
+};
+
 // A provider address, per worker: where to connect and the idle connections.
 struct AddrState {
   std::string host;
   std::uint16_t port = 0;
   std::optional<tcp::endpoint> endpoint;  // when the host is an IP address
   std::vector<boost::intrusive_ptr<UpConn>> idle;  // most recently used last
+  Health* health = nullptr;
+  std::int64_t in_flight = 0;  // this worker's calls to it, whatever the service
 };
 
 // One call in progress on a client connection.
@@ -101,6 +113,7 @@ struct Exchange {
   std::string up_rest;
   bool yar_passthrough = false;
   bool stale_retry = false;
+  bool retried = false;  // sent again to another address already
   boost::intrusive_ptr<UpConn> up;
   std::string resp_body;
   // The answer.
@@ -134,6 +147,7 @@ struct Exchange {
     counted_in_flight = false;
     yar_passthrough = false;
     stale_retry = false;
+    retried = false;
     up_body_ref = nullptr;
     final_err.reset();
     addr_err.reset();
@@ -187,6 +201,10 @@ struct Worker {
   tcp::resolver resolver;
   std::thread thread;
   bool stopping = false;
+  bool draining = false;  // not accepting; connections close after their answer
+  double retry_tokens = 20;
+  std::atomic<std::int64_t> live{0};  // client connections open (read by drain())
+  std::size_t pending_limit = 1024;  // per address, this worker's share
   Clock::time_point last_accept_error{};
   Clock::time_point now_cached = Clock::now();
   std::uint64_t ticks = 0;
@@ -220,7 +238,18 @@ struct Worker {
   void on_tick();
   void refresh_routes();
   Bound* bind(std::string_view svc);
-  std::size_t choose(Bound& b);
+  // The address for a call: an index into b.route->addrs, or npos when every address is
+  // ejected past panic, at its pending limit, or `avoid`.
+  std::size_t choose(Bound& b, const AddrState* avoid = nullptr);
+  std::size_t choose_slow(Bound& b, const AddrState* avoid);
+  std::int64_t now_ns() const { return now_cached.time_since_epoch().count(); }
+  void note_success(AddrState& a);
+  void note_failure(Conn* c);
+  bool try_retry(Conn* c);
+  void start_call(Conn* c, Bound& b, std::size_t i);
+  void drain();
+  std::string access_buf;  // access log lines not written yet
+  void flush_access_log();
 
   void wait_readable(Conn* c);
   void on_readable(Conn* c, boost::system::error_code ec, std::size_t n);
@@ -271,10 +300,22 @@ struct Gateway::Impl {
   struct Admin;
   std::unique_ptr<Admin> admin;
   bool running = false;
+  std::atomic<bool> draining{false};
 
   void log(std::string_view m) const {
     if (options.log) options.log(m);
   }
+  // Address health, shared by the workers; entries live as long as the gateway.
+  mutable std::mutex health_mu;
+  std::unordered_map<std::string, std::unique_ptr<Health>> health;
+  Health* health_of(const std::string& addr) {
+    std::lock_guard lock(health_mu);
+    auto& h = health[addr];
+    if (!h) h = std::make_unique<Health>();
+    return h.get();
+  }
+  // The latest end of any ejection: before it, choosing an address checks health.
+  std::atomic<std::int64_t> ejection_horizon{0};
   StatsView gather() const;
 };
 

@@ -1,6 +1,8 @@
 #include <svcctl/gateway/routes.hpp>
 #include <svcctl/registry/paths.hpp>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <set>
 
@@ -99,22 +101,107 @@ void RouteBuilder::apply(const std::vector<registry::Change>& changes) {
   if (touched.empty()) return;
   auto next = std::make_shared<RouteTable>(*m_table);
   next->generation = m_table->generation + 1;
+  bool guard_changed = false;
   for (const auto& svc : touched) {
-    auto it = m_nodes.find(svc);
-    const Nodes& n = it->second;
-    if (!n.service) {
+    auto route = build(svc);
+    auto prev = m_table->services.find(svc);
+    if (!route) {
       next->services.erase(svc);  // addresses or interfaces without a service: not routable
-      if (n.addresses.empty() && n.apis.empty()) m_nodes.erase(it);
+      guard_changed |= m_holds.erase(svc) > 0;
       continue;
     }
-    std::vector<model::Address> addrs;
-    for (const auto& [_, a] : n.addresses) addrs.push_back(a);
-    std::vector<model::Api> apis;
-    for (const auto& [_, a] : n.apis) apis.push_back(a);
-    next->services[svc] = build_service(*n.service, addrs, apis, m_dc);
+    std::size_t removed = 0;
+    if (prev != m_table->services.end())
+      for (const auto& a : prev->second->addrs)
+        removed += std::none_of(route->addrs.begin(), route->addrs.end(),
+                                [&](const AddrRoute& b) { return b.name == a.name; });
+    const std::size_t before = prev == m_table->services.end() ? 0 : prev->second->addrs.size();
+    if (guard_delay.count() > 0 && before >= 2 && removed * 2 > before) {
+      // Held: routed as it was.
+      if (!m_holds.count(svc)) {
+        m_holds[svc] = Hold{Clock::now() + guard_delay, before};
+        ++m_hold_count;
+        guard_changed = true;
+        if (on_event)
+          on_event(fmt::format("mass-change guard: holding service {}: a change would take {} of its {} "
+                               "addresses away; checking again in {} ms",
+                               svc, removed, before, guard_delay.count()));
+      }
+      next->services[svc] = prev->second;
+      continue;
+    }
+    if (m_holds.erase(svc)) {
+      guard_changed = true;
+      if (on_event) on_event(fmt::format("mass-change guard: service {} is back under the limit, released", svc));
+    }
+    next->services[svc] = std::move(route);
   }
   m_table = next;
   m_routes.publish(std::move(next));
+  if (guard_changed) publish_guard();
+}
+
+std::shared_ptr<const ServiceRoute> RouteBuilder::build(const std::string& svc) {
+  auto it = m_nodes.find(svc);
+  if (it == m_nodes.end()) return nullptr;
+  const Nodes& n = it->second;
+  if (!n.service) {
+    if (n.addresses.empty() && n.apis.empty()) m_nodes.erase(it);
+    return nullptr;
+  }
+  std::vector<model::Address> addrs;
+  for (const auto& [_, a] : n.addresses) addrs.push_back(a);
+  std::vector<model::Api> apis;
+  for (const auto& [_, a] : n.apis) apis.push_back(a);
+  return build_service(*n.service, addrs, apis, m_dc);
+}
+
+void RouteBuilder::publish_guard() {
+  Routes::Guard g;
+  g.holds = m_hold_count;
+  for (const auto& [svc, _] : m_holds) g.held.push_back(svc);
+  m_routes.set_guard(std::move(g));
+}
+
+void RouteBuilder::tick(Clock::time_point now) {
+  std::vector<std::string> due;
+  {
+    std::lock_guard lock(m_mu);
+    for (const auto& [svc, h] : m_holds)
+      if (h.due <= now) due.push_back(svc);
+  }
+  for (const auto& svc : due) {
+    // The second read, outside the lock: the cache's thread goes on meanwhile.
+    std::optional<std::vector<std::string>> read;
+    if (confirm) read = confirm(svc);
+    std::lock_guard lock(m_mu);
+    auto h = m_holds.find(svc);
+    if (h == m_holds.end()) continue;  // released meanwhile
+    auto route = build(svc);
+    std::vector<std::string> cached;
+    if (route)
+      for (const auto& a : route->addrs) cached.push_back(a.name);
+    std::sort(cached.begin(), cached.end());
+    if (read) std::sort(read->begin(), read->end());
+    if (confirm && (!read || *read != cached)) {
+      h->second.due = Clock::now() + guard_delay;
+      if (on_event)
+        on_event(fmt::format("mass-change guard: service {} still held: {}", svc,
+                             read ? "ZooKeeper and the cache disagree; reading again" : "cannot read ZooKeeper"));
+      continue;
+    }
+    auto next = std::make_shared<RouteTable>(*m_table);
+    next->generation = m_table->generation + 1;
+    if (route) next->services[svc] = std::move(route);
+    else next->services.erase(svc);
+    if (on_event)
+      on_event(fmt::format("mass-change guard: service {} confirmed by a second read: {} of {} addresses left",
+                           svc, cached.size(), h->second.before));
+    m_holds.erase(h);
+    m_table = next;
+    m_routes.publish(std::move(next));
+    publish_guard();
+  }
 }
 
 std::size_t pick_swrr(std::span<const AddrRoute> candidates, std::span<std::int64_t> current) {

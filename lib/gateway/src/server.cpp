@@ -32,6 +32,8 @@ constexpr std::size_t k_first_read = 2 * 1024;
 constexpr std::size_t k_read_chunk = 16 * 1024;
 constexpr std::size_t k_keep_buffer = 64 * 1024;
 constexpr auto k_tick = std::chrono::milliseconds(10);
+constexpr double k_retry_burst = 20;  // retries a worker may make before the budget counts
+constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
 // The value of `name` in a query string (no percent-decoding: keys are plain names).
 std::string_view query_param(std::string_view query, std::string_view name) {
@@ -123,6 +125,7 @@ void Worker::run() {
 void Worker::shutdown() {
   boost::system::error_code ec;
   stopping = true;
+  flush_access_log();
   acceptor.close(ec);
   tick.cancel();
   resolver.cancel();
@@ -133,9 +136,21 @@ void Worker::shutdown() {
   }
 }
 
+// Stops accepting and closes the connections with no request under way; the others close
+// after their answer.
+void Worker::drain() {
+  draining = true;
+  boost::system::error_code ec;
+  acceptor.close(ec);
+  for (auto it = conns.begin(); it != conns.end();) {
+    Conn& c = *it++;
+    if (!c.busy && !c.request_started) close(&c);
+  }
+}
+
 void Worker::start_accept() {
   acceptor.async_accept([this](boost::system::error_code ec, tcp::socket sock) {
-    if (stopping) return;
+    if (stopping || draining) return;
     if (ec) {
       if (ec == asio::error::operation_aborted) return;
       // Out of descriptors or memory: say so once a second at most, and try again shortly.
@@ -159,6 +174,7 @@ void Worker::start_accept() {
     conns.push_back(*c);
     ++stats.accepted;
     ++stats.connections;
+    live.fetch_add(1, std::memory_order_relaxed);
     c->deadline = Clock::now() + gw.options.idle_timeout;
     wait_readable(c.get());
     start_accept();
@@ -174,9 +190,16 @@ void Worker::schedule_tick() {
   });
 }
 
+void Worker::flush_access_log() {
+  if (access_buf.empty() || !gw.options.access_log) return;
+  gw.options.access_log->write_lines(access_buf);
+  access_buf.clear();
+}
+
 void Worker::on_tick() {
   const auto now = Clock::now();
   now_cached = now;
+  flush_access_log();
   // Upstream deadlines, every tick: the list is short (requests in flight).
   for (auto it = inflight.begin(); it != inflight.end();) {
     Conn& c = *it++;
@@ -236,6 +259,7 @@ Worker::Bound* Worker::bind(std::string_view svc) {
       if (!ec) st->endpoint = tcp::endpoint(ip, a.port);
       st->host = a.host;
       st->port = a.port;
+      st->health = gw.health_of(a.name);
     }
     b.addrs.push_back(st.get());
     b.addr_stats.push_back(&b.svc_stats->addresses[a.name]);
@@ -246,13 +270,155 @@ Worker::Bound* Worker::bind(std::string_view svc) {
   return &b;
 }
 
-std::size_t Worker::choose(Bound& b) {
+std::size_t Worker::choose(Bound& b, const AddrState* avoid) {
   const ServiceRoute& r = *b.route;
-  if (r.candidates <= 1) return 0;
-  if (gw.options.balance == Balance::RoundRobin) return pick_swrr(r.candidate_addrs(), b.swrr);
-  return pick_p2c(r.candidate_addrs(), r.cumulative,
-                  [&](std::size_t i) { return b.addr_stats[i]->in_flight; },
-                  [&] { return next_random(); }, r.equal_weights);
+  // The common case: no ejection anywhere, nothing to avoid. The pending limit is checked
+  // on the address chosen only.
+  if (avoid || now_ns() < gw.ejection_horizon.load(std::memory_order_relaxed) || r.candidates == 0)
+    return choose_slow(b, avoid);
+  std::size_t i = 0;
+  if (r.candidates > 1) {
+    if (gw.options.balance == Balance::RoundRobin) i = pick_swrr(r.candidate_addrs(), b.swrr);
+    else
+      i = pick_p2c(r.candidate_addrs(), r.cumulative, [&](std::size_t k) { return b.addr_stats[k]->in_flight; },
+                   [&] { return next_random(); }, r.equal_weights);
+  }
+  if (b.addrs[i]->in_flight >= static_cast<std::int64_t>(pending_limit)) return choose_slow(b, avoid);
+  return i;
+}
+
+// With ejections, an address to avoid or an address at its limit: the usable addresses of
+// the gateway's datacenter, else of the others; weighted power of two choices among them.
+// Fewer than panic_percent of the addresses healthy: panic, ejections are ignored.
+std::size_t Worker::choose_slow(Bound& b, const AddrState* avoid) {
+  const ServiceRoute& r = *b.route;
+  const std::int64_t now = now_ns();
+  const bool check_health = now < gw.ejection_horizon.load(std::memory_order_relaxed);
+  bool panic = false;
+  if (check_health && !r.addrs.empty()) {
+    std::size_t healthy = 0;
+    for (const AddrState* a : b.addrs) if (!a->health->ejected(now)) ++healthy;
+    panic = healthy * 100 < gw.options.panic_percent * r.addrs.size();
+  }
+  auto usable = [&](std::size_t i) {
+    const AddrState* a = b.addrs[i];
+    return a != avoid && a->in_flight < static_cast<std::int64_t>(pending_limit) &&
+           (panic || !check_health || !a->health->ejected(now));
+  };
+  std::array<std::size_t, 64> pick{};  // a sample of the usable ones: enough to spread load
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < r.candidates && n < pick.size(); ++i)
+    if (usable(i)) pick[n++] = i;
+  for (std::size_t i = r.candidates; n == 0 && i < r.addrs.size() && n < pick.size(); ++i)
+    if (usable(i)) pick[n++] = i;
+  if (n == 0) return npos;
+  if (panic) ++b.svc_stats->panic;
+  if (n == 1) return pick[0];
+  std::int64_t total = 0;
+  for (std::size_t k = 0; k < n; ++k) total += r.addrs[pick[k]].weight;
+  auto draw = [&] {
+    auto v = static_cast<std::int64_t>(next_random() % static_cast<std::uint64_t>(total));
+    for (std::size_t k = 0; k < n; ++k)
+      if ((v -= r.addrs[pick[k]].weight) < 0) return pick[k];
+    return pick[n - 1];
+  };
+  std::size_t x = draw(), y = draw();
+  return b.addr_stats[x]->in_flight * r.addrs[y].weight <= b.addr_stats[y]->in_flight * r.addrs[x].weight ? x : y;
+}
+
+void Worker::note_success(AddrState& a) {
+  Health& h = *a.health;
+  if (h.failures.load(std::memory_order_relaxed) != 0) h.failures.store(0, std::memory_order_relaxed);
+  // Healthy for the longest ejection since its last one: the next ejection starts short again.
+  if (h.times_ejected.load(std::memory_order_relaxed) != 0 &&
+      now_ns() > h.ejected_until.load(std::memory_order_relaxed) +
+                     std::chrono::nanoseconds(gw.options.eject_max).count())
+    h.times_ejected.store(0, std::memory_order_relaxed);
+}
+
+// A failure on the exchange's address (connect error, timeout, 5xx, unreadable answer).
+// Enough in a row eject it, unless that would take out more than max_ejected_percent of
+// the service's addresses.
+void Worker::note_failure(Conn* c) {
+  Exchange& x = c->ex;
+  Health& h = *x.addr->health;
+  const int failures = h.failures.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (failures < static_cast<int>(gw.options.eject_after) || gw.options.eject_after == 0) return;
+  const std::int64_t now = Clock::now().time_since_epoch().count();
+  std::int64_t until = h.ejected_until.load(std::memory_order_relaxed);
+  if (until > now) return;  // another worker did it
+  std::size_t ejected = 0;
+  for (const auto& ar : x.route->addrs) {
+    auto it = addr_states.find(ar.name);
+    if (it != addr_states.end() && it->second->health->ejected(now)) ++ejected;
+  }
+  if ((ejected + 1) * 100 > gw.options.max_ejected_percent * x.route->addrs.size()) return;
+  const int times = h.times_ejected.load(std::memory_order_relaxed) + 1;
+  auto length = std::min<std::chrono::milliseconds>(gw.options.eject_base * times, gw.options.eject_max);
+  const std::int64_t end = now + std::chrono::nanoseconds(length).count();
+  if (!h.ejected_until.compare_exchange_strong(until, end, std::memory_order_relaxed)) return;
+  h.times_ejected.store(times, std::memory_order_relaxed);
+  h.failures.store(0, std::memory_order_relaxed);
+  std::int64_t horizon = gw.ejection_horizon.load(std::memory_order_relaxed);
+  while (horizon < end && !gw.ejection_horizon.compare_exchange_weak(horizon, end, std::memory_order_relaxed)) {
+  }
+  ++x.addr_stats->ejections;
+  gw.log(fmt::format("ejected {} of service {} for {} ms after {} failures in a row (last: {})", *x.addr_name,
+                     x.service, length.count(), failures, info(*x.addr_err).code));
+}
+
+// Sends the call again, once, to another address: when it could not be sent (connect
+// error), or when the interface is idempotent; within the call's deadline and the budget.
+bool Worker::try_retry(Conn* c) {
+  Exchange& x = c->ex;
+  if (x.retried || stopping || !x.api || !x.addr_err) return false;
+  if (*x.addr_err != Err::Unreachable && !x.api->idempotent) return false;
+  if (Clock::now() >= x.deadline) return false;
+  refresh_routes();
+  Bound* b = bind(x.service);
+  if (!b) return false;
+  const ApiRoute* api = x.api;
+  if (b->route != x.route) {  // the registry changed meanwhile: the call as it is now
+    api = b->route->find_api(x.iface);
+    if (!b->route->up || !api || !api->up || api->encoding != x.api->encoding || api->path != x.api->path ||
+        api->method != x.api->method)
+      return false;
+  }
+  if (retry_tokens < 1) {
+    ++x.svc_stats->retries_denied;
+    return false;
+  }
+  std::size_t i = choose(*b, x.addr);
+  if (i == npos) return false;
+  retry_tokens -= 1;
+  ++x.svc_stats->retries;
+  // The failed attempt counts on its address; the call goes on.
+  auto us = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - x.start).count());
+  x.addr_stats->counters.record(us, &*x.addr_err);
+  note_failure(c);
+  end_upstream(c);
+  release_upstream(c, false);
+  x.route = b->route;
+  x.api = api;
+  x.iface_stats = b->iface_stats[static_cast<std::size_t>(api - x.route->apis.data())];
+  x.addr_err.reset();
+  x.retried = true;
+  start_call(c, *b, i);
+  return true;
+}
+
+void Worker::start_call(Conn* c, Bound& b, std::size_t i) {
+  Exchange& x = c->ex;
+  x.addr = b.addrs[i];
+  x.addr_stats = b.addr_stats[i];
+  x.addr_name = &x.route->addrs[i].name;
+  ++x.addr->in_flight;
+  ++x.addr_stats->in_flight;
+  ++x.svc_stats->in_flight;
+  x.counted_in_flight = true;
+  if (!c->is_linked_inflight()) inflight.push_back(*c);
+  send_upstream(c);
 }
 
 // ---- client connection: reading and parsing ----------------------------------------
@@ -425,15 +591,13 @@ void Worker::dispatch(Conn* c) {
   if (!prepare_upstream_body(c)) return;
 
   std::size_t i = choose(*b);
-  x.addr = b->addrs[i];
-  x.addr_stats = b->addr_stats[i];
-  x.addr_name = &r.addrs[i].name;
-  ++x.addr_stats->in_flight;
-  ++x.svc_stats->in_flight;
-  x.counted_in_flight = true;
+  if (i == npos)
+    return fail(c, Err::Overloaded,
+                fmt::format("every address of \"{}\" has {} calls in flight", svc, gw.options.max_pending_per_address));
+  // Each call adds to the retry budget, up to a burst.
+  retry_tokens = std::min(k_retry_burst, retry_tokens + gw.options.retry_budget_percent / 100.0);
   x.deadline = x.start + api->timeout;
-  inflight.push_back(*c);
-  send_upstream(c);
+  start_call(c, *b, i);
 }
 
 bool Worker::prepare_upstream_body(Conn* c) {
@@ -698,6 +862,7 @@ void Worker::release_upstream(Conn* c, bool reusable) {
 void Worker::end_upstream(Conn* c) {
   Exchange& x = c->ex;
   if (x.counted_in_flight) {
+    --x.addr->in_flight;
     --x.addr_stats->in_flight;
     --x.svc_stats->in_flight;
     x.counted_in_flight = false;
@@ -707,9 +872,10 @@ void Worker::end_upstream(Conn* c) {
 
 void Worker::upstream_failed(Conn* c, Err e, std::string message) {
   Exchange& x = c->ex;
+  x.addr_err = e;
+  if (try_retry(c)) return;
   end_upstream(c);
   release_upstream(c, false);
-  x.addr_err = e;
   fail(c, e, message);
 }
 
@@ -726,6 +892,10 @@ void Worker::upstream_done(Conn* c) {
   release_upstream(c, reusable);
 
   const ApiRoute& api = *x.api;
+  if (status >= 500) {  // an idempotent call goes to another address
+    x.addr_err = Err::ProviderError;
+    if (x.api->idempotent && try_retry(c)) return;
+  }
   if (api.encoding == model::Encoding::Json) {
     if (status < 200 || status > 299) {
       x.addr_err = status >= 500 ? Err::ProviderError : std::optional<Err>{};
@@ -863,6 +1033,10 @@ void Worker::record(Conn* c) {
     stats.unrouted.record(us, err);
     return;
   }
+  if (x.addr) {  // a provider was called: its health
+    if (x.addr_err) note_failure(c);
+    else note_success(*x.addr);
+  }
   x.svc_stats->counters.record(us, err);
   if (x.iface_stats) x.iface_stats->record(us, err);
   if (x.addr_stats) x.addr_stats->counters.record(us, x.addr_err ? &*x.addr_err : nullptr);
@@ -893,7 +1067,21 @@ void Worker::write_response(Conn* c, int status, std::string_view content_type, 
     h += "\r\nX-Svcctl-Error: ";
     h += *error_code;
   }
-  if (stopping) c->keep_alive = false;
+  if (stopping || draining) c->keep_alive = false;
+  if (Log* log = gw.options.access_log) {
+    CallRecord r;
+    r.request_id = x.request_id;
+    r.service = x.service;
+    r.iface = x.iface;
+    if (x.addr_name) r.upstream = *x.addr_name;
+    r.status = status;
+    if (error_code) r.error = *error_code;
+    r.duration_us = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - x.start).count());
+    r.retried = x.retried;
+    log->format_call(access_buf, r);
+    if (access_buf.size() > 64 * 1024) flush_access_log();
+  }
   if (!c->keep_alive) h += "\r\nConnection: close";
   else if (c->http10) h += "\r\nConnection: keep-alive";
   h += "\r\n\r\n";
@@ -946,6 +1134,7 @@ void Worker::close(Conn* c) {
   c->ex.route.reset();
   if (c->is_linked()) c->unlink();
   --stats.connections;
+  live.fetch_sub(1, std::memory_order_relaxed);
   boost::system::error_code ec;
   c->sock.close(ec);
 }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 
@@ -57,11 +58,16 @@ void StatsView::merge(const StatsView& other) {
     auto& mine = services[name];
     mine.counters.merge(s.counters);
     mine.in_flight += s.in_flight;
+    mine.retries += s.retries;
+    mine.retries_denied += s.retries_denied;
+    mine.panic += s.panic;
     for (const auto& [iface, c] : s.interfaces) mine.interfaces[iface].merge(c);
     for (const auto& [addr, a] : s.addresses) {
       auto& ma = mine.addresses[addr];
       ma.counters.merge(a.counters);
       ma.in_flight += a.in_flight;
+      ma.ejections += a.ejections;
+      ma.ejected_ms = std::max(ma.ejected_ms, a.ejected_ms);
     }
   }
   unrouted.merge(other.unrouted);
@@ -92,12 +98,18 @@ nlohmann::json to_json(const StatsView& v) {
   for (const auto& [name, s] : v.services) {
     nlohmann::json j = to_json(s.counters);
     j["in_flight"] = s.in_flight;
+    j["retries"] = s.retries;
+    j["retries_denied"] = s.retries_denied;
+    j["panic"] = s.panic;
     nlohmann::json ifaces = nlohmann::json::object();
     for (const auto& [iface, c] : s.interfaces) ifaces[iface] = to_json(c);
     nlohmann::json addrs = nlohmann::json::object();
     for (const auto& [addr, a] : s.addresses) {
       auto aj = to_json(a.counters);
       aj["in_flight"] = a.in_flight;
+      aj["ejections"] = a.ejections;
+      aj["ejected"] = a.ejected_ms > 0;
+      if (a.ejected_ms > 0) aj["ejected_for_ms"] = a.ejected_ms;
       addrs[addr] = std::move(aj);
     }
     j["interfaces"] = std::move(ifaces);
@@ -207,15 +219,35 @@ std::string to_prometheus(const StatsView& v) {
   family(uerr, "svcctl_upstream_errors_total", "counter", "Calls to each address that failed, by code.");
   family(uhist, "svcctl_upstream_duration_seconds", "histogram", "Latency of each provider address.");
   family(ufl, "svcctl_upstream_in_flight", "gauge", "Calls waiting for each provider address.");
+  std::string uej, uejn;
+  family(uej, "svcctl_upstream_ejections_total", "counter", "Times each address was taken out of rotation.");
+  family(uejn, "svcctl_upstream_ejected", "gauge", "1 while the address is out of rotation.");
   each_addr([&](const std::string& labels, const StatsView::Address& a) {
     std::string all;
     counters_text(all, "svcctl_upstream", labels, a.counters);
     split_families(all, "svcctl_upstream", out, uerr, uhist);
     fmt::format_to(std::back_inserter(ufl), "svcctl_upstream_in_flight{{{}}} {}\n", labels, a.in_flight);
+    fmt::format_to(std::back_inserter(uej), "svcctl_upstream_ejections_total{{{}}} {}\n", labels, a.ejections);
+    fmt::format_to(std::back_inserter(uejn), "svcctl_upstream_ejected{{{}}} {}\n", labels, a.ejected_ms > 0 ? 1 : 0);
   });
   out += uerr;
   out += uhist;
   out += ufl;
+  out += uej;
+  out += uejn;
+
+  std::string rd, pn;
+  family(out, "svcctl_retries_total", "counter", "Calls sent again to another address, per service.");
+  family(rd, "svcctl_retries_denied_total", "counter", "Retries the retry budget refused, per service.");
+  family(pn, "svcctl_panic_total", "counter", "Calls routed with ejections ignored (too few healthy addresses).");
+  for (const auto& [svc, s] : v.services) {
+    fmt::format_to(std::back_inserter(out), "svcctl_retries_total{{service=\"{}\"}} {}\n", esc(svc), s.retries);
+    fmt::format_to(std::back_inserter(rd), "svcctl_retries_denied_total{{service=\"{}\"}} {}\n", esc(svc),
+                   s.retries_denied);
+    fmt::format_to(std::back_inserter(pn), "svcctl_panic_total{{service=\"{}\"}} {}\n", esc(svc), s.panic);
+  }
+  out += rd;
+  out += pn;
 
   family(out, "svcctl_unrouted_errors_total", "counter", "Requests refused before a service was known.");
   for (std::size_t i = 0; i < k_err_count; ++i)

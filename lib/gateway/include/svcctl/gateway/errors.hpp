@@ -29,6 +29,7 @@ enum class Err : std::uint8_t {
   InterfaceDown,        // 503
   NoUpstream,           // 503 no up address
   Unreachable,          // 503 the provider could not be reached
+  Overloaded,           // 503 every address has its limit of calls in flight
   Timeout,              // 504 no answer within the interface's timeout
   Count
 };

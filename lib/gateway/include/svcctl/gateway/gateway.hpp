@@ -8,6 +8,7 @@
 #pragma once
 
 #include <svcctl/core/expected.hpp>
+#include <svcctl/gateway/log.hpp>
 #include <svcctl/gateway/routes.hpp>
 #include <svcctl/gateway/stats.hpp>
 #include <svcctl/registry/cache.hpp>
@@ -33,8 +34,28 @@ struct Options {
   std::chrono::milliseconds idle_timeout{60'000};     // a client connection between requests
   std::chrono::milliseconds upstream_idle_timeout{30'000};
   std::size_t max_idle_per_address = 1024;            // pooled upstream connections, per worker
+  // Calls in flight to one address, over all workers; past it, other addresses, then 503.
+  std::size_t max_pending_per_address = 1024;
+  // Failure handling (DESIGN §4). A call that could not be sent, or an idempotent
+  // interface's call that failed, goes once to another address while retries stay under
+  // `retry_budget_percent` of calls (plus a small burst).
+  unsigned retry_budget_percent = 20;
+  // Passive outlier ejection: after `eject_after` failures in a row (connect error,
+  // timeout, 5xx, unreadable answer) an address is out of rotation for eject_base × the
+  // times it was ejected (at most eject_max); never more than `max_ejected_percent` of a
+  // service's addresses at once. Below `panic_percent` healthy, ejections are ignored.
+  unsigned eject_after = 5;
+  std::chrono::milliseconds eject_base{30'000};
+  std::chrono::milliseconds eject_max{300'000};
+  unsigned max_ejected_percent = 50;
+  unsigned panic_percent = 50;
+  // /-/healthz answers 503 "stale" once the registry view has not been followed this long
+  // (ZooKeeper unreachable, session lost): routing goes on from the snapshot meanwhile.
+  std::chrono::milliseconds max_stale{300'000};
   // One line per event worth telling an operator (not per request).
   std::function<void(std::string_view)> log;
+  // When set, one line per call (buffered per worker, written every 10 ms).
+  Log* access_log = nullptr;
 };
 
 class Gateway {
@@ -49,6 +70,10 @@ class Gateway {
   Expected<void> start();
   // Stops accepting, closes every connection and joins the threads.
   void stop();
+  // Stops accepting and closes idle connections; calls under way finish (their connections
+  // close after the answer). Returns true when every connection is gone before `deadline`.
+  // stop() then ends what is left.
+  bool drain(std::chrono::steady_clock::time_point deadline);
 
   // This gateway's name (its /gateway/{id}), shown by the admin listener.
   void set_id(std::string id);

@@ -97,7 +97,23 @@ class Routes {
     m_generation.store(g, std::memory_order_release);
   }
 
+  // The mass-change guard's state, for the admin listener.
+  struct Guard {
+    std::uint64_t holds = 0;          // changes held, in all
+    std::vector<std::string> held;    // services held now
+  };
+  Guard guard() const {
+    std::lock_guard lock(m_guard_mu);
+    return m_guard;
+  }
+  void set_guard(Guard g) {
+    std::lock_guard lock(m_guard_mu);
+    m_guard = std::move(g);
+  }
+
  private:
+  mutable std::mutex m_guard_mu;
+  Guard m_guard;
   std::atomic<std::shared_ptr<const RouteTable>> m_table;
   std::atomic<std::uint64_t> m_generation{0};
 };
@@ -106,14 +122,39 @@ class Routes {
 // rebuilds the services they touch and publishes a new table. Problems in node data are
 // reported through `on_problem` (the node is used with safe values, as model's lenient
 // decoding gives them).
+//
+// Mass-change guard: a batch that would take more than half of a service's routable
+// addresses away at once (a broken writer, a half-applied deploy) is held, the service
+// routed as it was, until `guard_delay` has passed and `confirm` (a second read, from
+// ZooKeeper) shows the same addresses as the cache: then it is applied. A later batch
+// that brings the service back under the threshold releases the hold at once.
 class RouteBuilder {
  public:
+  using Clock = std::chrono::steady_clock;
   RouteBuilder(Routes& routes, std::string dc) : m_routes(routes), m_dc(std::move(dc)) {}
 
   void apply(const std::vector<registry::Change>& changes);
+  // Confirms holds that are due; call it often (every 100 ms or so), not on the cache's thread.
+  void tick(Clock::time_point now = Clock::now());
+
   std::function<void(std::string_view path, std::string_view problem)> on_problem;
+  std::function<void(std::string_view message)> on_event;
+  std::chrono::milliseconds guard_delay{2000};  // 0: no guard
+  // The names of a service's up addresses (weight > 0) as ZooKeeper has them now, or
+  // nullopt when it cannot be read (the hold stays).
+  std::function<std::optional<std::vector<std::string>>(const std::string& service)> confirm;
 
  private:
+  struct Hold {
+    Clock::time_point due;
+    std::size_t before = 0;  // routable addresses when it began
+  };
+  std::map<std::string, Hold, std::less<>> m_holds;
+  std::uint64_t m_hold_count = 0;
+  void publish_guard();
+  // The service's route from its nodes now; null when it is not routable.
+  std::shared_ptr<const ServiceRoute> build(const std::string& svc);
+
   struct Nodes {
     std::optional<model::Service> service;
     std::map<std::string, model::Address> addresses;

@@ -59,10 +59,15 @@ struct StatsView {
   struct Address {
     Counters counters;
     std::int64_t in_flight = 0;
+    std::uint64_t ejections = 0;   // times taken out of rotation
+    std::int64_t ejected_ms = 0;   // out of rotation now, for this much longer (not merged: set once)
   };
   struct Service {
     Counters counters;  // all its interfaces
     std::int64_t in_flight = 0;
+    std::uint64_t retries = 0;         // calls sent again to another address
+    std::uint64_t retries_denied = 0;  // retries the budget refused
+    std::uint64_t panic = 0;           // calls routed in panic mode (ejections ignored)
     std::map<std::string, Counters> interfaces;
     std::map<std::string, Address> addresses;
   };
