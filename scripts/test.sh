@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# The whole test suite: installs dependencies, builds twice (release with warnings as
-# errors, and AddressSanitizer + UndefinedBehaviorSanitizer), and runs every test in each
-# build. Each ctest run starts its own ZooKeeper on a free loopback port and stops it.
+# The whole test suite: installs dependencies, builds with warnings as errors, runs every
+# test (unit tests, then the integration tests against a ZooKeeper started on a free
+# loopback port and stopped after), then runs each codec fuzzer for SVCCTL_FUZZ_SECONDS
+# (default 15), seeded from the captured Yar packets; a finding fails the run.
 #
-# Then the codec fuzzers run for SVCCTL_FUZZ_SECONDS each (default 20), seeded from the
-# captured Yar packets; a finding fails the run.
-#
-#   scripts/test.sh            # both builds and the fuzzers
-#   scripts/test.sh --fast     # the release build only
+#   scripts/test.sh              # release build, every test, the fuzzers
+#   scripts/test.sh --fast       # release build and every test, no fuzzers
+#   scripts/test.sh --sanitize   # and then the same tests again in an AddressSanitizer +
+#                                # UndefinedBehaviorSanitizer build (about twice as long)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fast=0
-[ "${1:-}" = "--fast" ] && fast=1
+sanitize=0
+for arg in "$@"; do
+  case "$arg" in
+    --fast) fast=1 ;;
+    --sanitize) sanitize=1 ;;
+    *) echo "usage: scripts/test.sh [--fast] [--sanitize]" >&2; exit 2 ;;
+  esac
+done
 
 scripts/deps.sh
 jobs=$(nproc)
@@ -28,15 +35,17 @@ run() {  # run BUILD_DIR CMAKE_ARGS...
 echo "== release build (warnings are errors)"
 run build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSVCCTL_WERROR=ON
 
-if [ $fast -eq 0 ]; then
+if [ $sanitize -eq 1 ]; then
   echo "== AddressSanitizer + UndefinedBehaviorSanitizer build"
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   run build-asan -DCMAKE_BUILD_TYPE=Debug -DSVCCTL_SANITIZE=ON -DSVCCTL_WERROR=ON
+fi
 
+if [ $fast -eq 0 ]; then
   echo "== libFuzzer targets (clang)"
   cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DSVCCTL_FUZZ=ON -DSVCCTL_TESTS=OFF >/dev/null
   cmake --build build-fuzz -j "$jobs" --target fuzz_yar fuzz_msgpack fuzz_json
-  tests/fuzz/run.sh build-fuzz "${SVCCTL_FUZZ_SECONDS:-20}"
+  tests/fuzz/run.sh build-fuzz "${SVCCTL_FUZZ_SECONDS:-15}"
 fi

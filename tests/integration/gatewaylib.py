@@ -46,25 +46,30 @@ def stop_process(p):
 class Proxy:
     """A running `svcctl proxy` on free ports; its stderr is collected in `log`."""
 
-    def __init__(self, reg, *args, workers=2):
+    def __init__(self, reg, *args, workers=2, started_by_log=None):
+        """`started_by_log`: the --log-file the gateway writes to (its start line is there)."""
         self.reg = reg
         argv = [os.environ["SVCCTL_BIN"], "--zk", reg.connect, "proxy", "--listen", "127.0.0.1:0",
                 "--admin", "127.0.0.1:0", "--workers", str(workers), *args]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.log = []
         deadline = time.time() + 30
-        line = ""
-        while time.time() < deadline:
+        pattern = r"listening on (\S+) \(admin (\S+)\), gateway id ([^\s,]+),"
+        while time.time() < deadline and not started_by_log:
             line = self.proc.stderr.readline()
             if not line:
                 break
             self.log.append(line)
-            m = re.search(r"listening on (\S+) \(admin (\S+)\), gateway id (\S+),", line)
+            m = re.search(pattern, line)
             if m:
                 self.listen, self.admin, self.id = m.group(1), m.group(2), m.group(3)
                 break
-        else:
-            line = ""
+        while started_by_log and time.time() < deadline and self.proc.poll() is None:
+            m = re.search(pattern, started_by_log.read_text()) if started_by_log.exists() else None
+            if m:
+                self.listen, self.admin, self.id = m.group(1), m.group(2), m.group(3)
+                break
+            time.sleep(0.05)
         assert hasattr(self, "listen"), f"proxy did not start: {''.join(self.log)}"
         self.host, self.port = self.listen.rsplit(":", 1)
         self.port = int(self.port)
@@ -177,13 +182,18 @@ def body_of(raw):
 
 class Load:
     """Callers sending requests in a loop on keep-alive connections until stopped; every
-    answer is recorded (status, upstream)."""
+    answer is recorded as (time, status, upstream, error code, seconds, gateway port).
 
-    def __init__(self, proxy, path, body, threads=4):
-        self.proxy = proxy
+    `failover`: more gateways to turn to when a connection cannot be made or is closed
+    before any answer (what an HTTP client does with a gateway that stopped accepting);
+    those are counted in `reconnects`, not recorded as answers."""
+
+    def __init__(self, proxy, path, body, threads=4, failover=()):
+        self.proxies = [proxy, *failover]
         self.path = path
         self.body = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
-        self.results = []  # (time, status, upstream)
+        self.results = []
+        self.reconnects = 0
         self.lock = threading.Lock()
         self.stopping = False
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
@@ -192,16 +202,32 @@ class Load:
 
     def _run(self):
         conn = None
+        which = 0
         while not self.stopping:
+            port = self.proxies[which].port
+            t0 = time.monotonic()
             try:
                 if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.proxy.port, timeout=10)
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                 conn.request("POST", self.path, self.body, {"Content-Type": "application/json"})
                 r = conn.getresponse()
                 r.read()
-                rec = (time.monotonic(), r.status, r.getheader("X-Upstream"))
+                rec = (time.monotonic(), r.status, r.getheader("X-Upstream"), r.getheader("X-Svcctl-Error"),
+                       time.monotonic() - t0, port)
+                if r.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (ConnectionRefusedError, http.client.RemoteDisconnected, BrokenPipeError,
+                    ConnectionResetError) as e:
+                conn = None
+                if len(self.proxies) > 1:
+                    with self.lock:
+                        self.reconnects += 1
+                    which = (which + 1) % len(self.proxies)
+                    continue
+                rec = (time.monotonic(), f"exception: {e!r}", None, None, time.monotonic() - t0, port)
             except Exception as e:  # a failed request is a result too
-                rec = (time.monotonic(), f"exception: {e!r}", None)
+                rec = (time.monotonic(), f"exception: {e!r}", None, None, time.monotonic() - t0, port)
                 conn = None
             with self.lock:
                 self.results.append(rec)
@@ -224,3 +250,12 @@ class Load:
         for t in self.threads:
             t.join(timeout=30)
         return self.results
+
+
+def summary(results, t0=None, t1=None):
+    """Requests, failures and the p99 latency (ms) of the answers between t0 and t1."""
+    rs = [r for r in results if (t0 is None or r[0] >= t0) and (t1 is None or r[0] <= t1)]
+    lat = sorted(r[4] for r in rs)
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else 0.0
+    failed = [r for r in rs if r[1] != 200]
+    return {"sent": len(rs), "failed": len(failed), "p99_ms": round(p99, 2), "failures": failed[:5]}

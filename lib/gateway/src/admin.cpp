@@ -91,6 +91,8 @@ Gateway::Impl::Admin::Reply Gateway::Impl::Admin::handle(std::string_view target
     j["listen"] = gw.listen_address;
     j["uptime_seconds"] = seconds_since(gw.started);
     j["registry"] = registry_state(gw.cache);
+    auto guard = gw.routes.guard();
+    j["guard"] = {{"holds", guard.holds}, {"held", guard.held}};
     r.body = j.dump();
     return r;
   }

@@ -1,0 +1,464 @@
+"""svcctl proxy when things break: providers killed, gone or hanging, ZooKeeper stopped,
+the gateway's session expired, an ensemble's leader killed, SIGTERM, SIGHUP, a writer
+that empties a service. Real processes throughout, with callers sending during each
+fault. Each fault prints one FIGURE line (requests sent, failed, p99 during the fault)."""
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import types
+
+import pytest
+from kazoo.client import KazooClient
+
+from gatewaylib import Load, Proxy, start_provider, stop_process, summary
+from watchlib import Relay
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
+import zkserver  # noqa: E402
+
+
+def figure(name, s):
+    print(f"\nFIGURE {name}: sent {s['sent']}, failed {s['failed']}, p99 {s['p99_ms']} ms", flush=True)
+
+
+def eventually(pred, timeout=20, step=0.05, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def served_by(results):
+    out = {}
+    for r in results:
+        if r[1] == 200:
+            out[r[2]] = out.get(r[2], 0) + 1
+    return out
+
+
+def address_stats(gw, svc, addr):
+    return gw.stats()["services"].get(svc, {}).get("addresses", {}).get(addr, {})
+
+
+def register(reg, svc, addrs, apis=(("whoami", "/whoami"),), idempotent=False):
+    reg.ok("register", "service", svc)
+    for a in addrs:
+        reg.ok("register", "address", svc, a)
+    for name, path in apis:
+        extra = ["--idempotent"] if idempotent else []
+        reg.ok("register", "api", svc, name, "--path", path, *extra)
+
+
+@pytest.mark.parametrize("idempotent", [False, True])
+def test_provider_killed_under_load(reg, idempotent):
+    """One of two providers killed: nothing that could be retried fails (only calls the dead
+    provider had taken, and none when the interface is idempotent); the address is ejected,
+    and back in rotation once it returns and its ejection ends."""
+    (p1, port1), (p2, port2) = start_provider("json"), start_provider("json")
+    a, b = f"127.0.0.1:{port1}", f"127.0.0.1:{port2}"
+    register(reg, "s", [a, b], idempotent=idempotent)
+    gw = Proxy(reg, "--eject-ms", "1500")
+    load = Load(gw, "/s/whoami", {}, threads=4)
+    try:
+        load.wait_for(300)
+        assert set(served_by(load.results)) == {a, b}
+        t_kill = time.monotonic()
+        p2.kill()
+        p2.wait()
+        ejected_at = eventually(lambda: address_stats(gw, "s", b).get("ejected") and time.monotonic(),
+                                what="ejection")
+        print(f"\nFIGURE ejected after {(ejected_at - t_kill) * 1000:.0f} ms (stats polled every 50 ms)")
+        t_ejected = time.monotonic()
+        load.wait_for(load.count() + 300)
+        assert set(served_by(load.since(t_ejected))) == {a}
+        fault = summary(load.results, t_kill, time.monotonic())
+        figure(f"provider killed (idempotent={idempotent})", fault)
+        # Calls the dead provider had taken may fail (not sent again unless idempotent);
+        # a call that could not be sent never does.
+        bad = [r for r in load.since(t_kill) if r[1] != 200]
+        assert all(r[3] == "bad_response" for r in bad), bad[:5]
+        assert len(bad) <= (0 if idempotent else 4), bad[:5]
+        st = gw.stats()["services"]["s"]
+        assert st["addresses"][b]["ejections"] >= 1
+        assert st["retries"] >= 1  # connect errors were sent to a
+        # The provider returns on its port: after the ejection, traffic again.
+        p2 = start_provider_on(port2)
+        eventually(lambda: b in served_by(load.since(time.monotonic() - 0.5)), timeout=30,
+                   what="traffic to the returned provider")
+    finally:
+        results = load.stop()
+        gw.stop()
+        stop_process(p1)
+        stop_process(p2)
+    assert all(r[1] == 200 for r in results if r[0] > t_kill + 5), "failures long after the kill"
+
+
+def start_provider_on(port):
+    import subprocess
+    from gatewaylib import PY, PROVIDER
+    end = time.monotonic() + 10
+    while True:  # the port may linger briefly after the kill
+        p = subprocess.Popen([PY, PROVIDER, "json", str(port)], stdout=subprocess.PIPE, text=True)
+        line = p.stdout.readline().split()
+        if line and line[0] == "ready":
+            return p
+        p.wait()
+        assert time.monotonic() < end, "could not restart the provider"
+        time.sleep(0.2)
+
+
+def test_all_providers_gone(reg):
+    """Every provider dead: 503 at once, never a wait for a timeout."""
+    (p1, port1), (p2, port2) = start_provider("json"), start_provider("json")
+    register(reg, "s", [f"127.0.0.1:{port1}", f"127.0.0.1:{port2}"])
+    reg.ok("register", "api", "s", "whoami", "--path", "/whoami", "--timeout-ms", "5000")
+    gw = Proxy(reg, "--eject-ms", "1500")
+    load = Load(gw, "/s/whoami", {}, threads=4)
+    try:
+        load.wait_for(200)
+        for p in (p1, p2):
+            p.kill()
+            p.wait()
+        time.sleep(0.3)  # calls already taken by the providers when they died end first
+        t = time.monotonic()
+        load.wait_for(load.count() + 1000)
+        after = load.since(t)
+        assert after and all(r[1] == 503 and r[3] == "upstream_unreachable" for r in after), after[:5]
+        s = summary(after)
+        figure("all providers gone (503s, latency of the 503)", s)
+        # Far under the interface's 5 s timeout: nobody waited for it.
+        assert max(r[4] for r in after) < 2.5
+    finally:
+        load.stop()
+        gw.stop()
+        stop_process(p1)
+        stop_process(p2)
+
+
+def test_hanging_provider_gives_504_and_spares_other_interfaces(reg):
+    p, port = start_provider("json")
+    addr = f"127.0.0.1:{port}"
+    register(reg, "s", [addr], apis=(("whoami", "/whoami"),))
+    reg.ok("register", "api", "s", "hang", "--path", "/slow", "--timeout-ms", "400")
+    gw = Proxy(reg)
+    load = Load(gw, "/s/whoami", {}, threads=3)
+    try:
+        load.wait_for(100)
+        t = time.monotonic()
+        for _ in range(3):
+            t0 = time.monotonic()
+            status, h, body = gw.call("s", "hang", {"ms": 3000})
+            took = time.monotonic() - t0
+            assert status == 504 and body["error"]["code"] == "timeout", body
+            assert 0.39 < took < 2.5, took  # at the interface's timeout, not the provider's 3 s
+        s = summary(load.since(t))
+        figure("hanging interface (the other interface's calls)", s)
+        assert s["sent"] > 0 and s["failed"] == 0, s
+    finally:
+        load.stop()
+        gw.stop()
+        stop_process(p)
+
+
+@pytest.fixture
+def own_zk():
+    d = tempfile.mkdtemp(prefix="svcctl-zk-")
+    st = zkserver.start(d)
+    yield d, st
+    zkserver.stop(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def kazoo(connect):
+    kz = KazooClient(hosts=connect, timeout=15)
+    kz.start(timeout=60)
+    return kz
+
+
+def put_service(kz, svc, addrs, api="whoami", path="/whoami"):
+    kz.create(f"/service/{svc}", b'{"status":"up"}', makepath=True)
+    for a in addrs:
+        kz.create(f"/address/{svc}/{a}", b'{"weight":100,"status":"up"}', makepath=True)
+    kz.create(f"/api/{svc}/{api}", json.dumps({"path": path}).encode(), makepath=True)
+
+
+def test_zookeeper_stopped_for_30_seconds(own_zk):
+    d, st = own_zk
+    (p1, port1), (p2, port2) = start_provider("json"), start_provider("json")
+    a, b = f"127.0.0.1:{port1}", f"127.0.0.1:{port2}"
+    kz = kazoo(st["connect"])
+    put_service(kz, "s", [a])
+    kz.stop()
+    gw = Proxy(types.SimpleNamespace(connect=st["connect"]), "--zk-session-timeout", "4000")
+    load = Load(gw, "/s/whoami", {}, threads=4)
+    try:
+        load.wait_for(200)
+        t = time.monotonic()
+        zkserver.stop(d)
+        eventually(lambda: json.loads(gw.admin_get("/-/healthz")[2])["registry"]["session"] != "connected",
+                   what="the gateway to see ZooKeeper gone")
+        health = json.loads(gw.admin_get("/-/healthz")[2])
+        assert health["status"] == "ok" and health["registry"]["stale_seconds"] >= 0, health
+        time.sleep(30)
+        st2 = zkserver.restart(st)
+        s = summary(load.results, t, time.monotonic())
+        figure("ZooKeeper stopped 30 s", s)
+        assert s["failed"] == 0 and s["sent"] > 0, s
+        # Changes made after it returns take effect.
+        kz = kazoo(st2["connect"])
+        kz.create(f"/address/s/{b}", b'{"weight":100,"status":"up"}')
+        eventually(lambda: b in served_by(load.since(time.monotonic() - 0.5)), timeout=60,
+                   what="traffic to the address added after ZooKeeper returned")
+        kz.stop()
+    finally:
+        results = load.stop()
+        gw.stop()
+        stop_process(p1)
+        stop_process(p2)
+    assert all(r[1] == 200 for r in results), [r for r in results if r[1] != 200][:5]
+
+
+def test_session_expiry_under_load(own_zk):
+    d, st = own_zk
+    (p1, port1), (p2, port2), (p3, port3) = (start_provider("json") for _ in range(3))
+    a, b, c = (f"127.0.0.1:{p}" for p in (port1, port2, port3))
+    kz = kazoo(st["connect"])
+    put_service(kz, "s", [a, b])
+    relay = Relay(st["port"])
+    gw = Proxy(types.SimpleNamespace(connect=f"127.0.0.1:{relay.port}"), "--zk-session-timeout", "1500")
+    load = Load(gw, "/s/whoami", {}, threads=4)
+    try:
+        load.wait_for(200)
+        t = time.monotonic()
+        relay.cut()
+        # While the gateway is cut off: c added, b taken out.
+        kz.create(f"/address/s/{c}", b'{"weight":100,"status":"up"}')
+        kz.delete(f"/address/s/{b}")
+        time.sleep(4)  # the session (1.5 s) expires on the server meanwhile
+        assert set(served_by(load.since(time.monotonic() - 1))) == {a, b}  # the snapshot
+        relay.up()
+        eventually(lambda: set(served_by(load.since(time.monotonic() - 0.5))) == {a, c}, timeout=60,
+                   what="the changes made while expired")
+        s = summary(load.results, t, time.monotonic())
+        figure("gateway session expired", s)
+        assert s["failed"] == 0, s
+        assert gw.stats()["registry"]["session"] == "connected"
+    finally:
+        load.stop()
+        gw.stop()
+        relay.close()
+        kz.stop()
+        for p in (p1, p2, p3):
+            stop_process(p)
+
+
+def test_ensemble_leader_killed_under_load(tmp_path):
+    members = zkserver.start_ensemble(str(tmp_path))
+    connect = members[0]["ensemble_connect"]
+    (p1, port1), (p2, port2) = start_provider("json"), start_provider("json")
+    a, b = f"127.0.0.1:{port1}", f"127.0.0.1:{port2}"
+    kz = kazoo(connect)
+    gw = load = None
+    try:
+        put_service(kz, "s", [a])
+        gw = Proxy(types.SimpleNamespace(connect=connect), "--zk-session-timeout", "6000")
+        load = Load(gw, "/s/whoami", {}, threads=4)
+        load.wait_for(200)
+        leader = next(m for m in members if zkserver.mode(m["port"]) == "leader")
+        t = time.monotonic()
+        zkserver.stop(leader["dir"])
+        from kazoo.retry import KazooRetry
+        KazooRetry(max_tries=-1, delay=0.2, max_delay=1, deadline=60)(
+            lambda: kz.create(f"/address/s/{b}", b'{"weight":100,"status":"up"}'))
+        eventually(lambda: b in served_by(load.since(time.monotonic() - 0.5)), timeout=60,
+                   what="a change made after the leader died")
+        s = summary(load.results, t, time.monotonic())
+        figure("ensemble leader killed", s)
+        assert s["failed"] == 0, s
+    finally:
+        if load:
+            load.stop()
+        if gw:
+            gw.stop()
+        kz.stop()
+        stop_process(p1)
+        stop_process(p2)
+        for m in members:
+            zkserver.stop(m["dir"])
+
+
+def test_sigterm_drains(reg):
+    """SIGTERM: calls under way finish, new connections are refused (the callers turn to a
+    second gateway), /gateway/{id} goes, exit 0."""
+    p, port = start_provider("json")
+    register(reg, "s", [f"127.0.0.1:{port}"])
+    reg.ok("register", "api", "s", "slow", "--path", "/slow", "--timeout-ms", "10000")
+    g1, g2 = Proxy(reg), Proxy(reg)
+    load = Load(g1, "/s/whoami", {}, threads=4, failover=[g2])
+    slow = []
+    try:
+        load.wait_for(200)
+        eventually(lambda: reg.kz.exists(f"/gateway/{g1.id}") and reg.kz.exists(f"/gateway/{g2.id}"),
+                   what="both gateways registered")
+        import threading
+        conns = []
+
+        def call_slow():
+            slow.append(g1.call("s", "slow", {"ms": 1500}))
+
+        for _ in range(5):
+            th = threading.Thread(target=call_slow)
+            th.start()
+            conns.append(th)
+        eventually(lambda: g1.stats()["services"]["s"]["in_flight"] >= 5, what="slow calls in flight")
+        t = time.monotonic()
+        g1.proc.send_signal(signal.SIGTERM)
+
+        def refused():
+            try:
+                socket.create_connection(("127.0.0.1", g1.port), timeout=1).close()
+                return False
+            except ConnectionRefusedError:
+                return True
+        eventually(refused, timeout=5, what="the listener to close")
+        assert len(slow) < 5  # refused while calls were still under way
+        for th in conns:
+            th.join(timeout=30)
+        assert g1.proc.wait(timeout=30) == 0
+        assert [s[0] for s in slow] == [200] * 5, slow
+        assert reg.kz.exists(f"/gateway/{g1.id}") is None
+        assert reg.kz.exists(f"/gateway/{g2.id}")
+        load.wait_for(load.count() + 200)
+        s = summary(load.results, t, time.monotonic())
+        figure("SIGTERM drain (callers fail over)", s)
+        assert s["failed"] == 0, s
+        assert any(r[5] == g2.port for r in load.since(t))
+        assert "drained, stopped" in "".join(g1.log)
+    finally:
+        load.stop()
+        g1.stop()
+        g2.stop()
+        stop_process(p)
+
+
+def test_start_with_zookeeper_down(tmp_path, own_zk):
+    d, st = own_zk
+    pr, port = start_provider("json")
+    lkg = tmp_path / "registry.lkg"
+    kz = kazoo(st["connect"])
+    put_service(kz, "s", [f"127.0.0.1:{port}"])
+    kz.stop()
+    zk = types.SimpleNamespace(connect=st["connect"])
+    try:
+        gw = Proxy(zk, "--lkg-file", str(lkg))
+        assert gw.call("s", "whoami", {})[0] == 200
+        eventually(lambda: lkg.exists(), what="the last-known-good file")
+        gw.stop()
+        zkserver.stop(d)
+        # ZooKeeper down, with the file: serves from it.
+        gw = Proxy(zk, "--lkg-file", str(lkg), "--zk-timeout", "1000")
+        status, _, body = gw.call("s", "whoami", {})
+        assert status == 200 and body == {"port": port}
+        health = json.loads(gw.admin_get("/-/healthz")[2])
+        assert health["registry"]["serving_last_known_good"] is True
+        assert any("unreachable" in line for line in gw.log)
+        # ZooKeeper back: reconciled (a change made now takes effect).
+        st2 = zkserver.restart(st)
+        kz = kazoo(st2["connect"])
+        kz.set("/service/s", b'{"status":"down"}')
+        eventually(lambda: gw.call("s", "whoami", {})[0] == 503, timeout=60, what="reconciliation")
+        kz.stop()
+        gw.stop()
+        zkserver.stop(d)
+        # Without a usable file: a clear error, exit 5.
+        import subprocess
+        r = subprocess.run([os.environ["SVCCTL_BIN"], "--zk", st["connect"], "--zk-timeout", "800", "proxy",
+                            "--listen", "127.0.0.1:0", "--admin", "", "--lkg-file", str(tmp_path / "none.lkg")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 5, r
+        assert "no usable last-known-good file" in r.stderr
+    finally:
+        stop_process(pr)
+
+
+def test_mass_change_guard(reg):
+    """A writer takes 3 of 4 addresses away at once: held, the service routed as it was,
+    until a second read confirms it; a change under the limit applies at once."""
+    procs = [start_provider("json") for _ in range(4)]
+    addrs = [f"127.0.0.1:{port}" for _, port in procs]
+    register(reg, "s", addrs)
+    gw = Proxy(reg, "--guard-delay-ms", "1500")
+    load = Load(gw, "/s/whoami", {}, threads=4)
+    try:
+        load.wait_for(400)
+        assert set(served_by(load.results)) == set(addrs)
+        tx = reg.kz.transaction()
+        for a in addrs[1:]:
+            tx.delete(f"/address/s/{a}")
+        tx.commit()
+        eventually(lambda: gw.stats()["guard"]["held"] == ["s"], what="the hold")
+        t = time.monotonic()
+        load.wait_for(load.count() + 200)
+        assert len(served_by(load.since(t))) > 1  # still routed as it was
+        eventually(lambda: set(served_by(load.since(time.monotonic() - 0.5))) == {addrs[0]}, timeout=30,
+                   what="the confirmed change")
+        g = gw.stats()["guard"]
+        assert g["held"] == [] and g["holds"] == 1
+        log = "".join(gw.log)
+        assert "mass-change guard: holding service s" in log and "confirmed by a second read" in log
+        # One of the remaining... put two back, then take one away: under the limit, at once.
+        for a in addrs[1:3]:
+            reg.ok("register", "address", "s", a)
+        eventually(lambda: len(served_by(load.since(time.monotonic() - 0.5))) == 3, what="addresses back")
+        reg.ok("unregister", "address", "s", addrs[2])
+        eventually(lambda: set(served_by(load.since(time.monotonic() - 0.3))) == set(addrs[:2]), timeout=10,
+                   what="a change under the limit")
+        assert gw.stats()["guard"]["holds"] == 1
+    finally:
+        results = load.stop()
+        gw.stop()
+        for p, _ in procs:
+            stop_process(p)
+    assert all(r[1] == 200 for r in results), [r for r in results if r[1] != 200][:5]
+
+
+def test_logs_json_access_log_and_sighup_reopen(reg, tmp_path):
+    p, port = start_provider("json")
+    register(reg, "s", [f"127.0.0.1:{port}"])
+    log = tmp_path / "gw.log"
+    gw = Proxy(reg, "--log-file", str(log), "--log-format", "json", "--access-log", "--id", "g1",
+               started_by_log=log)
+    try:
+        status, h, _ = gw.call("s", "whoami", {}, headers={"X-Request-Id": "req-1"})
+        assert status == 200
+        gw.call("s", "nope", {})
+
+        def lines(f):
+            return [json.loads(x) for x in f.read_text().splitlines()] if f.exists() else []
+        calls = eventually(lambda: [x for x in lines(log) if x.get("msg") == "call"] if len(
+            [x for x in lines(log) if x.get("msg") == "call"]) >= 2 else None, what="access lines")
+        ok = next(x for x in calls if x["request_id"] == "req-1")
+        assert ok["service"] == "s" and ok["interface"] == "whoami" and ok["status"] == 200
+        assert ok["upstream"] == f"127.0.0.1:{port}" and ok["error"] is None and ok["duration_ms"] > 0
+        bad = next(x for x in calls if x["interface"] == "nope")
+        assert bad["status"] == 404 and bad["error"] == "unknown_interface" and bad["upstream"] is None
+        assert any("listening on" in x["msg"] for x in lines(log))
+        # logrotate: the file moved away, SIGHUP, a new file.
+        moved = tmp_path / "gw.log.1"
+        log.rename(moved)
+        gw.proc.send_signal(signal.SIGHUP)
+        eventually(lambda: log.exists(), what="the reopened log")
+        gw.call("s", "whoami", {}, headers={"X-Request-Id": "req-2"})
+        eventually(lambda: any(x.get("request_id") == "req-2" for x in lines(log)), what="a line in the new file")
+        assert not any(x.get("request_id") == "req-2" for x in lines(moved))
+    finally:
+        gw.stop()
+        stop_process(p)
