@@ -4,11 +4,17 @@ chroot, so tests never see each other's nodes. kazoo is the independent client t
 prepares trees and reads back what svcctl wrote."""
 import json
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 import uuid
 
 import pytest
 from kazoo.client import KazooClient
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
+import zkserver  # noqa: E402
 
 SVCCTL = os.environ.get("SVCCTL_BIN", "")
 ZK_DIR = os.environ.get("SVCCTL_TEST_ZK_DIR", "")
@@ -103,3 +109,13 @@ def svcctl_bin():
 @pytest.fixture
 def port():
     return zk_port()
+
+
+@pytest.fixture
+def own_zk():
+    """A ZooKeeper of the test's own, so that it can be stopped and restarted: (dir, state)."""
+    d = tempfile.mkdtemp(prefix="svcctl-zk-")
+    st = zkserver.start(d)
+    yield d, st
+    zkserver.stop(d)
+    shutil.rmtree(d, ignore_errors=True)

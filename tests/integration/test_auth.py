@@ -2,8 +2,6 @@
 
 ZooKeeper shows a digest identity's hash only to clients with ADMIN permission on the node
 (others see "user:x"), so ACLs are read back by a kazoo client holding the same identity."""
-import json
-import os
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError

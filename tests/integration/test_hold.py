@@ -1,23 +1,15 @@
 """register address --hold: an ephemeral address held by a sidecar process."""
 import http.server
 import json
-import os
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 
-import pytest
 from kazoo.client import KazooClient
 
 from conftest import SVCCTL
 from watchlib import Relay
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
-import zkserver  # noqa: E402
 
 
 def wait_for(pred, timeout=30, what="condition"):
@@ -129,16 +121,8 @@ def test_persistent_node_or_missing_service_is_refused(reg):
     assert r.code == 2 and "--check goes with --hold" in r.err
 
 
-@pytest.fixture
-def own_zk():
-    d = tempfile.mkdtemp(prefix="svcctl-zk-")
-    st = zkserver.start(d)
-    yield st
-    zkserver.stop(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
 def test_back_under_a_new_session_after_expiry(own_zk):
+    _, own_zk = own_zk
     kz = KazooClient(hosts=own_zk["connect"], timeout=15)
     kz.start(timeout=30)
     kz.create("/service/s", b'{"status":"up"}', makepath=True)

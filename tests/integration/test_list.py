@@ -1,7 +1,6 @@
 """svcctl list: services, one service, keys; and data written by others that is wrong."""
 import json
 
-from kazoo.client import KazooClient
 
 
 def test_list_services_summary(reg):

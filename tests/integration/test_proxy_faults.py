@@ -4,11 +4,9 @@ that empties a service. Real processes throughout, with callers sending during e
 fault. Each fault prints one FIGURE line (requests sent, failed, p99 during the fault)."""
 import json
 import os
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 import types
 
@@ -166,15 +164,6 @@ def test_hanging_provider_gives_504_and_spares_other_interfaces(reg):
         load.stop()
         gw.stop()
         stop_process(p)
-
-
-@pytest.fixture
-def own_zk():
-    d = tempfile.mkdtemp(prefix="svcctl-zk-")
-    st = zkserver.start(d)
-    yield d, st
-    zkserver.stop(d)
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def kazoo(connect):

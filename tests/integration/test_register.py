@@ -2,8 +2,6 @@
 import json
 import subprocess
 
-import pytest
-from kazoo.client import KazooClient
 
 from conftest import SVCCTL, PROCESS_TIMEOUT
 

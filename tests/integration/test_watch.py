@@ -2,12 +2,9 @@
 import json
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 
-import pytest
 from kazoo.client import KazooClient
 
 from watchlib import Relay, Watch, WatchArgs, leaves
@@ -114,16 +111,6 @@ def test_nodes_deleted_and_created_again_while_being_read(reg):
         w.converge(leaves(reg.kz), timeout=30)
     finally:
         assert w.stop() == 0
-
-
-@pytest.fixture
-def own_zk():
-    """A ZooKeeper of the test's own, so that it can be stopped and restarted."""
-    d = tempfile.mkdtemp(prefix="svcctl-zk-")
-    st = zkserver.start(d)
-    yield d, st
-    zkserver.stop(d)
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def kazoo(port):
