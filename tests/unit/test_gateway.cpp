@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <map>
+#include <optional>
 #include <random>
 
 using namespace svcctl;
@@ -104,6 +105,82 @@ TEST_CASE("RouteBuilder follows changes and keeps untouched services' objects") 
   b.apply({change(K::Modified, "/address/s/10.0.0.1:80", R"({"weight":"lots"})")});
   CHECK(problems.size() == 1);
   CHECK(routes.current()->find("s")->addrs.at(0).weight == model::k_default_weight);
+}
+
+TEST_CASE("mass-change guard: more than half of the addresses away is held until a second read agrees") {
+  Routes routes;
+  RouteBuilder b(routes, "");
+  using K = registry::Change::Kind;
+  using Clock = RouteBuilder::Clock;
+  std::vector<std::string> events;
+  b.on_event = [&](std::string_view m) { events.emplace_back(m); };
+  std::optional<std::vector<std::string>> zk_has;  // what the second read returns
+  int reads = 0;
+  b.confirm = [&](const std::string& svc) {
+    CHECK(svc == "s");
+    ++reads;
+    return zk_has;
+  };
+  std::vector<registry::Change> add{change(K::Added, "/service/s", "{}")};
+  for (int i = 1; i <= 4; ++i) add.push_back(change(K::Added, "/address/s/10.0.0." + std::to_string(i) + ":80", "{}"));
+  b.apply(add);
+  const ServiceRoute* all = routes.current()->find("s");
+  REQUIRE(all->addrs.size() == 4);
+
+  // Two of four away: not more than half, at once.
+  b.apply({change(K::Deleted, "/address/s/10.0.0.4:80", "")});
+  CHECK(routes.current()->find("s")->addrs.size() == 3);
+  b.apply({change(K::Added, "/address/s/10.0.0.4:80", "{}")});
+
+  // Three of four away in one batch: held, routed as it was.
+  b.apply({change(K::Deleted, "/address/s/10.0.0.2:80", ""), change(K::Deleted, "/address/s/10.0.0.3:80", ""),
+           change(K::Modified, "/address/s/10.0.0.4:80", R"({"status":"down"})")});
+  CHECK(routes.current()->find("s")->addrs.size() == 4);
+  CHECK(routes.guard().held == std::vector<std::string>{"s"});
+  CHECK(routes.guard().holds == 1);
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].find("holding service s") != std::string::npos);
+
+  b.tick(Clock::now());  // not due yet: no read
+  CHECK(reads == 0);
+  // Due, but ZooKeeper cannot be read: still held.
+  b.tick(Clock::now() + std::chrono::seconds(3));
+  CHECK(reads == 1);
+  CHECK(routes.current()->find("s")->addrs.size() == 4);
+  // ZooKeeper shows another state than the cache: still held.
+  zk_has = std::vector<std::string>{"10.0.0.1:80", "10.0.0.2:80"};
+  b.tick(Clock::now() + std::chrono::seconds(6));
+  CHECK(routes.current()->find("s")->addrs.size() == 4);
+  // The second read agrees: applied.
+  zk_has = std::vector<std::string>{"10.0.0.1:80"};
+  b.tick(Clock::now() + std::chrono::seconds(9));
+  REQUIRE(routes.current()->find("s")->addrs.size() == 1);
+  CHECK(routes.current()->find("s")->addrs[0].name == "10.0.0.1:80");
+  CHECK(routes.guard().held.empty());
+  CHECK(events.back().find("confirmed by a second read: 1 of 4") != std::string::npos);
+
+  // A hold that a later batch brings back under the limit is released at once.
+  b.apply({change(K::Added, "/address/s/10.0.0.2:80", "{}"), change(K::Added, "/address/s/10.0.0.3:80", "{}")});
+  CHECK(routes.current()->find("s")->addrs.size() == 3);
+  b.apply({change(K::Deleted, "/address/s/10.0.0.2:80", ""), change(K::Deleted, "/address/s/10.0.0.3:80", "")});
+  CHECK(routes.current()->find("s")->addrs.size() == 3);  // 2 of 3: held
+  b.apply({change(K::Added, "/address/s/10.0.0.3:80", "{}")});
+  CHECK(routes.current()->find("s")->addrs.size() == 2);  // 1 of 3 away now: released, applied
+  CHECK(routes.guard().held.empty());
+  CHECK(routes.guard().holds == 2);
+
+  // Service removed on purpose: never held.
+  b.apply({change(K::Deleted, "/service/s", "")});
+  CHECK(!routes.current()->find("s"));
+
+  // guard_delay 0: no guard.
+  Routes r2;
+  RouteBuilder b2(r2, "");
+  b2.guard_delay = std::chrono::milliseconds(0);
+  b2.apply(add);
+  b2.apply({change(K::Deleted, "/address/s/10.0.0.1:80", ""), change(K::Deleted, "/address/s/10.0.0.2:80", ""),
+            change(K::Deleted, "/address/s/10.0.0.3:80", "")});
+  CHECK(r2.current()->find("s")->addrs.size() == 1);
 }
 
 TEST_CASE("smooth weighted round robin: exact shares, spread out") {
