@@ -187,9 +187,9 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   // Drain: stop accepting, leave /gateway, let the calls under way finish.
   say(fmt::format("draining: not accepting, calls under way have {} ms", a.drain_timeout_ms));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(a.drain_timeout_ms);
-  stop_holding = true;
-  holder.join();
+  stop_holding = true;  // the holder leaves /gateway/{id} while the calls finish
   const bool drained = gw.drain(deadline);
+  holder.join();
   gw.stop();
   say(drained ? "drained, stopped" : "drain deadline passed: closed the connections left, stopped");
   return {};

@@ -352,12 +352,17 @@ def test_start_with_zookeeper_down(tmp_path, own_zk):
         eventually(lambda: lkg.exists(), what="the last-known-good file")
         gw.stop()
         zkserver.stop(d)
-        # ZooKeeper down, with the file: serves from it.
-        gw = Proxy(zk, "--lkg-file", str(lkg), "--zk-timeout", "1000")
+        # ZooKeeper down, with the file: serves from it (and /-/healthz says it is stale
+        # once that lasts longer than --max-stale-s).
+        gw = Proxy(zk, "--lkg-file", str(lkg), "--zk-timeout", "1000", "--max-stale-s", "2")
         status, _, body = gw.call("s", "whoami", {})
         assert status == 200 and body == {"port": port}
         health = json.loads(gw.admin_get("/-/healthz")[2])
         assert health["registry"]["serving_last_known_good"] is True
+        eventually(lambda: gw.admin_get("/-/healthz")[0] == 503, what="stale health")
+        health = json.loads(gw.admin_get("/-/healthz")[2])
+        assert health["status"] == "stale" and health["registry"]["stale_seconds"] > 2, health
+        assert gw.call("s", "whoami", {})[0] == 200  # still routing
         assert any("unreachable" in line for line in gw.log)
         # ZooKeeper back: reconciled (a change made now takes effect).
         st2 = zkserver.restart(st)
@@ -448,6 +453,31 @@ def test_logs_json_access_log_and_sighup_reopen(reg, tmp_path):
         gw.call("s", "whoami", {}, headers={"X-Request-Id": "req-2"})
         eventually(lambda: any(x.get("request_id") == "req-2" for x in lines(log)), what="a line in the new file")
         assert not any(x.get("request_id") == "req-2" for x in lines(moved))
+    finally:
+        gw.stop()
+        stop_process(p)
+
+
+def test_pending_limit_answers_503_at_once(reg):
+    p, port = start_provider("json")
+    register(reg, "s", [f"127.0.0.1:{port}"])
+    reg.ok("register", "api", "s", "slow", "--path", "/slow", "--timeout-ms", "10000")
+    gw = Proxy(reg, "--max-pending", "2", workers=1)
+    import threading
+    slow = []
+    threads = [threading.Thread(target=lambda: slow.append(gw.call("s", "slow", {"ms": 2000}))) for _ in range(2)]
+    try:
+        for th in threads:
+            th.start()
+        eventually(lambda: gw.stats()["services"]["s"]["in_flight"] == 2, what="two calls in flight")
+        t0 = time.monotonic()
+        status, h, body = gw.call("s", "whoami", {})
+        assert time.monotonic() - t0 < 1.5  # not queued behind the slow calls
+        assert status == 503 and body["error"]["code"] == "upstream_overloaded", body
+        for th in threads:
+            th.join(timeout=30)
+        assert [s[0] for s in slow] == [200, 200]
+        assert gw.call("s", "whoami", {})[0] == 200  # room again
     finally:
         gw.stop()
         stop_process(p)

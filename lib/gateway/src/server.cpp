@@ -305,7 +305,7 @@ std::size_t Worker::choose_slow(Bound& b, const AddrState* avoid) {
     return a != avoid && a->in_flight < static_cast<std::int64_t>(pending_limit) &&
            (panic || !check_health || !a->health->ejected(now));
   };
-  std::array<std::size_t, 64> pick{};  // a sample of the usable ones: enough to spread load
+  std::array<std::size_t, 64> pick{};  // the first 64 usable ones: enough to spread load
   std::size_t n = 0;
   for (std::size_t i = 0; i < r.candidates && n < pick.size(); ++i)
     if (usable(i)) pick[n++] = i;
