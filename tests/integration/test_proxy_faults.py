@@ -117,7 +117,7 @@ def test_all_providers_gone(reg):
     """Every provider dead: 503 at once, never a wait for a timeout."""
     (p1, port1), (p2, port2) = start_provider("json"), start_provider("json")
     register(reg, "s", [f"127.0.0.1:{port1}", f"127.0.0.1:{port2}"])
-    reg.ok("register", "api", "s", "whoami", "--path", "/whoami", "--timeout-ms", "5000")
+    reg.ok("register", "api", "s", "whoami", "--path", "/whoami", "--timeout-ms", "30000")
     gw = Proxy(reg, "--eject-ms", "1500")
     load = Load(gw, "/s/whoami", {}, threads=4)
     try:
@@ -132,8 +132,8 @@ def test_all_providers_gone(reg):
         assert after and all(r[1] == 503 and r[3] == "upstream_unreachable" for r in after), after[:5]
         s = summary(after)
         figure("all providers gone (503s, latency of the 503)", s)
-        # Far under the interface's 5 s timeout: nobody waited for it.
-        assert max(r[4] for r in after) < 2.5
+        # Far under the interface's 30 s timeout: nobody waited for it.
+        assert max(r[4] for r in after) < 10
     finally:
         load.stop()
         gw.stop()
@@ -153,10 +153,10 @@ def test_hanging_provider_gives_504_and_spares_other_interfaces(reg):
         t = time.monotonic()
         for _ in range(3):
             t0 = time.monotonic()
-            status, h, body = gw.call("s", "hang", {"ms": 3000})
+            status, h, body = gw.call("s", "hang", {"ms": 20000})
             took = time.monotonic() - t0
             assert status == 504 and body["error"]["code"] == "timeout", body
-            assert 0.39 < took < 2.5, took  # at the interface's timeout, not the provider's 3 s
+            assert 0.39 < took < 10, took  # at the interface's timeout, not the provider's 20 s
         s = summary(load.since(t))
         figure("hanging interface (the other interface's calls)", s)
         assert s["sent"] > 0 and s["failed"] == 0, s
@@ -301,7 +301,7 @@ def test_sigterm_drains(reg):
         conns = []
 
         def call_slow():
-            slow.append(g1.call("s", "slow", {"ms": 1500}))
+            slow.append(g1.call("s", "slow", {"ms": 4000}))
 
         for _ in range(5):
             th = threading.Thread(target=call_slow)
@@ -389,7 +389,7 @@ def test_mass_change_guard(reg):
     procs = [start_provider("json") for _ in range(4)]
     addrs = [f"127.0.0.1:{port}" for _, port in procs]
     register(reg, "s", addrs)
-    gw = Proxy(reg, "--guard-delay-ms", "1500")
+    gw = Proxy(reg, "--guard-delay-ms", "3000")
     load = Load(gw, "/s/whoami", {}, threads=4)
     try:
         load.wait_for(400)
@@ -465,14 +465,14 @@ def test_pending_limit_answers_503_at_once(reg):
     gw = Proxy(reg, "--max-pending", "2", workers=1)
     import threading
     slow = []
-    threads = [threading.Thread(target=lambda: slow.append(gw.call("s", "slow", {"ms": 2000}))) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: slow.append(gw.call("s", "slow", {"ms": 8000}))) for _ in range(2)]
     try:
         for th in threads:
             th.start()
         eventually(lambda: gw.stats()["services"]["s"]["in_flight"] == 2, what="two calls in flight")
         t0 = time.monotonic()
         status, h, body = gw.call("s", "whoami", {})
-        assert time.monotonic() - t0 < 1.5  # not queued behind the slow calls
+        assert time.monotonic() - t0 < 6  # not queued behind the slow calls (8 s)
         assert status == 503 and body["error"]["code"] == "upstream_overloaded", body
         for th in threads:
             th.join(timeout=30)
