@@ -1,6 +1,7 @@
 """Helpers for the gateway tests: start `svcctl proxy` and the test providers as real
 processes on 127.0.0.1, and speak Yar as a PHP client does (built here with struct and
 msgpack, sharing no code with svcctl's codec)."""
+import collections
 import http.client
 import json
 import os
@@ -22,11 +23,19 @@ MAGIC = 0x80DFEC60
 HEADER = struct.Struct(">IHII32s32sI")
 
 
-def start_provider(kind):
-    p = subprocess.Popen([PY, PROVIDER, kind, "0"], stdout=subprocess.PIPE, text=True)
-    line = p.stdout.readline().split()
-    assert line and line[0] == "ready", line
-    return p, int(line[1])
+def start_provider(kind, port=0):
+    """A test provider on `port` (0: a free one); a given port that is still held (a
+    provider just killed) is tried again for a few seconds."""
+    end = time.monotonic() + 10
+    while True:
+        p = subprocess.Popen([PY, PROVIDER, kind, str(port)], stdout=subprocess.PIPE, text=True)
+        line = p.stdout.readline().split()
+        if line and line[0] == "ready":
+            return p, int(line[1])
+        p.wait()
+        p.stdout.close()
+        assert port and time.monotonic() < end, f"the {kind} provider did not start: {line}"
+        time.sleep(0.2)
 
 
 def stop_process(p):
@@ -258,3 +267,20 @@ def summary(results, t0=None, t1=None):
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else 0.0
     failed = [r for r in rs if r[1] != 200]
     return {"sent": len(rs), "failed": len(failed), "p99_ms": round(p99, 2), "failures": failed[:5]}
+
+
+def served_by(results):
+    """How many of the answers (Load records) each upstream served with 200."""
+    return collections.Counter(r[2] for r in results if r[1] == 200)
+
+
+def eventually(pred, timeout=20, step=0.05, what="condition"):
+    """Polls until pred() returns a true value, and returns it; fails after `timeout` s."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(step)

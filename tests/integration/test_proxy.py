@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gatewaylib import (Proxy, body_of, raw_exchange, read_until_close, start_provider, status_of,
+from gatewaylib import (Proxy, body_of, eventually, raw_exchange, read_until_close, start_provider, status_of,
                         stop_process, yar_decode, yar_request)
 
 RICH = {"name": "svc-α/β ✓", "port": 8080, "weight": 0.25, "whole": 2.0, "neg": -1,
@@ -283,16 +283,6 @@ def test_only_post_calls(gw):
     raw = raw_exchange(gw.port, b"GET /s/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert status_of(raw) == 405
     assert json.loads(body_of(raw))["error"]["code"] == "method_not_allowed"
-
-
-def eventually(check, timeout=10):
-    """Polls until check() returns a true value (a registry change reaches the gateway)."""
-    deadline = time.time() + timeout
-    while True:
-        v = check()
-        if v or time.time() > deadline:
-            return v
-        time.sleep(0.02)
 
 
 def test_down_and_no_address_fail_fast_with_503(gw, reg, providers):

@@ -6,14 +6,17 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
+import threading
 import time
 import types
 
 import pytest
 from kazoo.client import KazooClient
+from kazoo.retry import KazooRetry
 
-from gatewaylib import Load, Proxy, start_provider, stop_process, summary
+from gatewaylib import Load, Proxy, eventually, served_by, start_provider, stop_process, summary
 from watchlib import Relay
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
@@ -22,24 +25,6 @@ import zkserver  # noqa: E402
 
 def figure(name, s):
     print(f"\nFIGURE {name}: sent {s['sent']}, failed {s['failed']}, p99 {s['p99_ms']} ms", flush=True)
-
-
-def eventually(pred, timeout=20, step=0.05, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
-
-
-def served_by(results):
-    out = {}
-    for r in results:
-        if r[1] == 200:
-            out[r[2]] = out.get(r[2], 0) + 1
-    return out
 
 
 def address_stats(gw, svc, addr):
@@ -88,7 +73,7 @@ def test_provider_killed_under_load(reg, idempotent):
         assert st["addresses"][b]["ejections"] >= 1
         assert st["retries"] >= 1  # connect errors were sent to a
         # The provider returns on its port: after the ejection, traffic again.
-        p2 = start_provider_on(port2)
+        p2, _ = start_provider("json", port2)
         eventually(lambda: b in served_by(load.since(time.monotonic() - 0.5)), timeout=30,
                    what="traffic to the returned provider")
     finally:
@@ -97,20 +82,6 @@ def test_provider_killed_under_load(reg, idempotent):
         stop_process(p1)
         stop_process(p2)
     assert all(r[1] == 200 for r in results if r[0] > t_kill + 5), "failures long after the kill"
-
-
-def start_provider_on(port):
-    import subprocess
-    from gatewaylib import PY, PROVIDER
-    end = time.monotonic() + 10
-    while True:  # the port may linger briefly after the kill
-        p = subprocess.Popen([PY, PROVIDER, "json", str(port)], stdout=subprocess.PIPE, text=True)
-        line = p.stdout.readline().split()
-        if line and line[0] == "ready":
-            return p
-        p.wait()
-        assert time.monotonic() < end, "could not restart the provider"
-        time.sleep(0.2)
 
 
 def test_all_providers_gone(reg):
@@ -264,7 +235,6 @@ def test_ensemble_leader_killed_under_load(tmp_path):
         leader = next(m for m in members if zkserver.mode(m["port"]) == "leader")
         t = time.monotonic()
         zkserver.stop(leader["dir"])
-        from kazoo.retry import KazooRetry
         KazooRetry(max_tries=-1, delay=0.2, max_delay=1, deadline=60)(
             lambda: kz.create(f"/address/s/{b}", b'{"weight":100,"status":"up"}'))
         eventually(lambda: b in served_by(load.since(time.monotonic() - 0.5)), timeout=60,
@@ -297,7 +267,6 @@ def test_sigterm_drains(reg):
         load.wait_for(200)
         eventually(lambda: reg.kz.exists(f"/gateway/{g1.id}") and reg.kz.exists(f"/gateway/{g2.id}"),
                    what="both gateways registered")
-        import threading
         conns = []
 
         def call_slow():
@@ -373,7 +342,6 @@ def test_start_with_zookeeper_down(tmp_path, own_zk):
         gw.stop()
         zkserver.stop(d)
         # Without a usable file: a clear error, exit 5.
-        import subprocess
         r = subprocess.run([os.environ["SVCCTL_BIN"], "--zk", st["connect"], "--zk-timeout", "800", "proxy",
                             "--listen", "127.0.0.1:0", "--admin", "", "--lkg-file", str(tmp_path / "none.lkg")],
                            capture_output=True, text=True, timeout=60)
@@ -408,7 +376,7 @@ def test_mass_change_guard(reg):
         assert g["held"] == [] and g["holds"] == 1
         log = "".join(gw.log)
         assert "mass-change guard: holding service s" in log and "confirmed by a second read" in log
-        # One of the remaining... put two back, then take one away: under the limit, at once.
+        # Two put back, then one of the three taken away: under the limit, applied at once.
         for a in addrs[1:3]:
             reg.ok("register", "address", "s", a)
         eventually(lambda: len(served_by(load.since(time.monotonic() - 0.5))) == 3, what="addresses back")
@@ -463,7 +431,6 @@ def test_pending_limit_answers_503_at_once(reg):
     register(reg, "s", [f"127.0.0.1:{port}"])
     reg.ok("register", "api", "s", "slow", "--path", "/slow", "--timeout-ms", "10000")
     gw = Proxy(reg, "--max-pending", "2", workers=1)
-    import threading
     slow = []
     threads = [threading.Thread(target=lambda: slow.append(gw.call("s", "slow", {"ms": 8000}))) for _ in range(2)]
     try:

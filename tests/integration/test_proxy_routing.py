@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from gatewaylib import Load, Proxy, start_provider, stop_process
+from gatewaylib import Load, Proxy, served_by, start_provider, stop_process
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +22,6 @@ def register_service(reg, addrs, **weights):
     for a in addrs:
         reg.ok("register", "address", "s", a, "--weight", str(weights.get(a, 100)))
     reg.ok("register", "api", "s", "whoami", "--path", "/whoami")
-
-
-def served_by(results):
-    return collections.Counter(r[2] for r in results if r[1] == 200)
 
 
 def failures(results):

@@ -124,6 +124,7 @@ struct Exchange {
   std::optional<Err> addr_err;   // what counts against the address
   bool unrouted = false;
   bool recorded = false;
+  std::uint64_t elapsed_us = 0;  // from start to the answer, set by record()
 
   void reset() {
     request_id.clear();

@@ -70,15 +70,10 @@ void Log::reopen() {
   event("info", "log file reopened");
 }
 
-void Log::event(std::string_view level, std::string_view message, std::string_view fields_json) {
+void Log::event(std::string_view level, std::string_view message) {
   std::string line;
   if (m_json) {
-    line = fmt::format("{{\"ts\":\"{}\",\"level\":\"{}\",\"msg\":{}", log_timestamp(), level, quoted(message));
-    if (!fields_json.empty()) {  // an object's members: {"a":1} → ,"a":1
-      line += ',';
-      line.append(fields_json.substr(1, fields_json.size() - 2));
-    }
-    line += "}\n";
+    line = fmt::format("{{\"ts\":\"{}\",\"level\":\"{}\",\"msg\":{}}}\n", log_timestamp(), level, quoted(message));
   } else {
     line = fmt::format("{} svcctl proxy: {}\n", log_timestamp(), message);
   }

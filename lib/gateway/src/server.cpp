@@ -892,13 +892,12 @@ void Worker::upstream_done(Conn* c) {
   release_upstream(c, reusable);
 
   const ApiRoute& api = *x.api;
-  if (status >= 500) {  // an idempotent call goes to another address
+  if (status >= 500) {  // a failure of the address; an idempotent call goes to another one
     x.addr_err = Err::ProviderError;
-    if (x.api->idempotent && try_retry(c)) return;
+    if (try_retry(c)) return;
   }
   if (api.encoding == model::Encoding::Json) {
     if (status < 200 || status > 299) {
-      x.addr_err = status >= 500 ? Err::ProviderError : std::optional<Err>{};
       codec::Value extra = codec::Value::object();
       extra["provider_status"] = status;
       auto parsed = codec::parse_json(x.resp_body);
@@ -923,7 +922,6 @@ void Worker::upstream_done(Conn* c) {
 
   // A Yar provider.
   if (status != 200) {
-    x.addr_err = status >= 500 ? Err::ProviderError : std::optional<Err>{};
     return fail(c, Err::ProviderError, fmt::format("{} answered HTTP {}", *x.addr_name, status));
   }
   auto frame = codec::decode_frame(x.resp_body);
@@ -1026,7 +1024,7 @@ void Worker::record(Conn* c) {
   Exchange& x = c->ex;
   if (x.recorded) return;
   x.recorded = true;
-  auto us = static_cast<std::uint64_t>(
+  const auto us = x.elapsed_us = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - x.start).count());
   const Err* err = x.final_err ? &*x.final_err : nullptr;
   if (x.unrouted || !x.svc_stats) {
@@ -1076,8 +1074,7 @@ void Worker::write_response(Conn* c, int status, std::string_view content_type, 
     if (x.addr_name) r.upstream = *x.addr_name;
     r.status = status;
     if (error_code) r.error = *error_code;
-    r.duration_us = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - x.start).count());
+    r.duration_us = x.elapsed_us;  // record() ran before every answer
     r.retried = x.retried;
     log->format_call(access_buf, r);
     if (access_buf.size() > 64 * 1024) flush_access_log();

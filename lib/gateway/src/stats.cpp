@@ -67,7 +67,6 @@ void StatsView::merge(const StatsView& other) {
       ma.counters.merge(a.counters);
       ma.in_flight += a.in_flight;
       ma.ejections += a.ejections;
-      ma.ejected_ms = std::max(ma.ejected_ms, a.ejected_ms);
     }
   }
   unrouted.merge(other.unrouted);

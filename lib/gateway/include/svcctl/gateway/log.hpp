@@ -34,11 +34,10 @@ class Log {
   static Expected<std::unique_ptr<Log>> open(std::string path, bool json);
   ~Log();
 
-  bool json() const { return m_json; }
   // Opens the file again (a no-op on standard error); on failure keeps the old one and says so.
   void reopen();
-  // One event line: "svcctl proxy: message" or {"ts":..,"level":..,"msg":..} plus fields.
-  void event(std::string_view level, std::string_view message, std::string_view fields_json = {});
+  // One event line: "TS svcctl proxy: message" or {"ts":..,"level":..,"msg":..}.
+  void event(std::string_view level, std::string_view message);
   // Appends one access line to `out` (the caller's buffer, written with write_lines()).
   void format_call(std::string& out, const CallRecord& r) const;
   void write_lines(std::string_view lines);

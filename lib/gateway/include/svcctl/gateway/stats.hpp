@@ -60,7 +60,7 @@ struct StatsView {
     Counters counters;
     std::int64_t in_flight = 0;
     std::uint64_t ejections = 0;   // times taken out of rotation
-    std::int64_t ejected_ms = 0;   // out of rotation now, for this much longer (not merged: set once)
+    std::int64_t ejected_ms = 0;   // out of rotation now, for this much longer (set by the gateway after merging)
   };
   struct Service {
     Counters counters;  // all its interfaces
