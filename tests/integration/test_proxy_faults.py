@@ -105,6 +105,10 @@ def test_all_providers_gone(reg):
         figure("all providers gone (503s, latency of the 503)", s)
         # Far under the interface's 30 s timeout: nobody waited for it.
         assert max(r[4] for r in after) < 10
+        # Never more than half of the addresses out: one of the two, at most.
+        addrs = gw.stats()["services"]["s"]["addresses"]
+        assert sum(a["ejected"] for a in addrs.values()) <= 1, addrs
+        assert sum(a["ejections"] for a in addrs.values()) >= 1, addrs
     finally:
         load.stop()
         gw.stop()
@@ -445,6 +449,51 @@ def test_pending_limit_answers_503_at_once(reg):
             th.join(timeout=30)
         assert [s[0] for s in slow] == [200, 200]
         assert gw.call("s", "whoami", {})[0] == 200  # room again
+    finally:
+        gw.stop()
+        stop_process(p)
+
+
+def dead_address():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"  # closed: connections are refused
+
+
+def test_retry_budget_caps_retries(reg):
+    """No budget beyond the burst: 20 retries, then calls that hit the dead address fail."""
+    p, port = start_provider("json")
+    dead = dead_address()
+    register(reg, "s", [f"127.0.0.1:{port}", dead])
+    gw = Proxy(reg, "--retry-budget", "0", "--eject-after", "0", workers=1)
+    try:
+        answers = [gw.call("s", "whoami", {})[0] for _ in range(200)]
+        st = gw.stats()["services"]["s"]
+        assert st["retries"] == 20, st  # the burst, and nothing earned
+        assert st["retries_denied"] >= 1, st
+        assert answers.count(503) == st["retries_denied"], (answers.count(503), st)
+        assert st["addresses"][dead]["ejections"] == 0  # --eject-after 0: never
+    finally:
+        gw.stop()
+        stop_process(p)
+
+
+def test_panic_routes_to_ejected_addresses(reg):
+    """The only healthy address marked down, the one left ejected: panic routes to it
+    anyway (and says so) rather than answering no_upstream."""
+    p, port = start_provider("json")
+    alive, dead = f"127.0.0.1:{port}", dead_address()
+    register(reg, "s", [alive, dead])
+    gw = Proxy(reg, "--eject-after", "1", "--eject-ms", "60000", workers=1)
+    try:
+        eventually(lambda: gw.call("s", "whoami", {}) and address_stats(gw, "s", dead).get("ejected"),
+                   what="the dead address ejected")
+        reg.ok("register", "address", "s", alive, "--status", "down", "--force")
+        status, h, body = eventually(lambda: (lambda r: r if r[0] != 200 else None)(gw.call("s", "whoami", {})),
+                                     what="the healthy address out of routing")
+        assert status == 503 and body["error"]["code"] == "upstream_unreachable", body
+        assert h["x-upstream"] == dead  # tried, though ejected
+        assert gw.stats()["services"]["s"]["panic"] >= 1
     finally:
         gw.stop()
         stop_process(p)
