@@ -86,7 +86,9 @@ Gateway::Impl::Admin::Reply Gateway::Impl::Admin::handle(std::string_view target
     return r;
   }
   if (path == "/-/stats") {
-    nlohmann::json j = to_json(gw.gather());
+    // ?histograms=1: each latency's buckets too, for `svcctl stats` to merge gateways exactly.
+    const bool histograms = q != std::string_view::npos && target.substr(q + 1).find("histograms=1") != std::string_view::npos;
+    nlohmann::json j = to_json(gw.gather(), histograms);
     j["id"] = gw.get_id();
     j["listen"] = gw.listen_address;
     j["uptime_seconds"] = seconds_since(gw.started);

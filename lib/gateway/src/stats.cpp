@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <optional>
 
 namespace svcctl::gateway {
 
@@ -67,7 +68,14 @@ void StatsView::merge(const StatsView& other) {
       ma.counters.merge(a.counters);
       ma.in_flight += a.in_flight;
       ma.ejections += a.ejections;
+      ma.ejected_ms = std::max(ma.ejected_ms, a.ejected_ms);
     }
+    for (const auto& [key, k] : s.keys) {
+      auto& mk = mine.keys[key];
+      mk.counters.merge(k.counters);
+      for (std::size_t i = 0; i < k_err_count; ++i) mk.shadow[i] += k.shadow[i];
+    }
+    for (std::size_t i = 0; i < k_err_count; ++i) mine.shadow[i] += s.shadow[i];
   }
   unrouted.merge(other.unrouted);
   connections += other.connections;
@@ -77,34 +85,53 @@ void StatsView::merge(const StatsView& other) {
 
 namespace {
 double ms(std::uint64_t us) { return static_cast<double>(us) / 1000.0; }
+
+nlohmann::json by_code(const std::array<std::uint64_t, k_err_count>& counts) {
+  nlohmann::json j = nlohmann::json::object();
+  for (std::size_t i = 0; i < k_err_count; ++i)
+    if (counts[i]) j[std::string(info(static_cast<Err>(i)).code)] = counts[i];
+  return j;
+}
 }  // namespace
 
-nlohmann::json to_json(const Counters& c) {
-  nlohmann::json errors = nlohmann::json::object();
-  for (std::size_t i = 0; i < k_err_count; ++i)
-    if (c.errors[i]) errors[std::string(info(static_cast<Err>(i)).code)] = c.errors[i];
+nlohmann::json to_json(const Counters& c, bool histograms) {
   nlohmann::json lat = {
       {"p50", ms(c.latency.quantile(0.50))},
       {"p90", ms(c.latency.quantile(0.90))},
       {"p99", ms(c.latency.quantile(0.99))},
       {"mean", c.requests ? ms(c.latency_sum_us / c.requests) : 0.0},
   };
-  return {{"requests", c.requests}, {"errors", std::move(errors)}, {"latency_ms", std::move(lat)}};
+  nlohmann::json j = {{"requests", c.requests}, {"errors", by_code(c.errors)}, {"latency_ms", std::move(lat)}};
+  if (histograms) {
+    nlohmann::json h = nlohmann::json::array();
+    for (std::size_t i = 0; i < Histogram::k_buckets; ++i)
+      if (c.latency.at(i)) h.push_back({i, c.latency.at(i)});
+    j["latency_sum_us"] = c.latency_sum_us;
+    j["histogram"] = std::move(h);
+  }
+  return j;
 }
 
-nlohmann::json to_json(const StatsView& v) {
+nlohmann::json to_json(const StatsView& v, bool histograms) {
   nlohmann::json services = nlohmann::json::object();
   for (const auto& [name, s] : v.services) {
-    nlohmann::json j = to_json(s.counters);
+    nlohmann::json j = to_json(s.counters, histograms);
     j["in_flight"] = s.in_flight;
     j["retries"] = s.retries;
     j["retries_denied"] = s.retries_denied;
     j["panic"] = s.panic;
+    j["shadow"] = by_code(s.shadow);
     nlohmann::json ifaces = nlohmann::json::object();
-    for (const auto& [iface, c] : s.interfaces) ifaces[iface] = to_json(c);
+    for (const auto& [iface, c] : s.interfaces) ifaces[iface] = to_json(c, histograms);
+    nlohmann::json keys = nlohmann::json::object();
+    for (const auto& [key, k] : s.keys) {
+      auto kj = to_json(k.counters, histograms);
+      kj["shadow"] = by_code(k.shadow);
+      keys[key] = std::move(kj);
+    }
     nlohmann::json addrs = nlohmann::json::object();
     for (const auto& [addr, a] : s.addresses) {
-      auto aj = to_json(a.counters);
+      auto aj = to_json(a.counters, histograms);
       aj["in_flight"] = a.in_flight;
       aj["ejections"] = a.ejections;
       aj["ejected"] = a.ejected_ms > 0;
@@ -113,13 +140,98 @@ nlohmann::json to_json(const StatsView& v) {
     }
     j["interfaces"] = std::move(ifaces);
     j["addresses"] = std::move(addrs);
+    j["keys"] = std::move(keys);
     services[name] = std::move(j);
   }
   return {{"connections", v.connections},
           {"accepted", v.accepted},
           {"upstream_connects", v.upstream_connects},
-          {"unrouted", to_json(v.unrouted)},
+          {"unrouted", to_json(v.unrouted, histograms)},
           {"services", std::move(services)}};
+}
+
+namespace {
+
+// The Err whose code this is; nullopt for a code this build does not know.
+std::optional<Err> err_of(std::string_view code) {
+  for (std::size_t i = 0; i < k_err_count; ++i)
+    if (info(static_cast<Err>(i)).code == code) return static_cast<Err>(i);
+  return std::nullopt;
+}
+
+template <typename T>
+T number(const nlohmann::json& j, const char* field) {
+  auto it = j.find(field);
+  return it != j.end() && it->is_number() ? it->get<T>() : T{};
+}
+
+void codes_from(const nlohmann::json& j, const char* field, std::array<std::uint64_t, k_err_count>& out) {
+  auto it = j.find(field);
+  if (it == j.end() || !it->is_object()) return;
+  for (const auto& [code, n] : it->items())
+    if (auto e = err_of(code); e && n.is_number_unsigned()) out[index(*e)] += n.get<std::uint64_t>();
+}
+
+Expected<Counters> counters_from(const nlohmann::json& j, std::string_view where) {
+  if (!j.is_object()) return fail(ErrorKind::Usage, fmt::format("stats: {} is not an object", where));
+  Counters c;
+  c.requests = number<std::uint64_t>(j, "requests");
+  codes_from(j, "errors", c.errors);
+  c.latency_sum_us = number<std::uint64_t>(j, "latency_sum_us");
+  if (auto h = j.find("histogram"); h != j.end()) {
+    if (!h->is_array()) return fail(ErrorKind::Usage, fmt::format("stats: {}: histogram is not a list", where));
+    for (const auto& pair : *h) {
+      if (!pair.is_array() || pair.size() != 2 || !pair[0].is_number_unsigned() || !pair[1].is_number_unsigned())
+        return fail(ErrorKind::Usage, fmt::format("stats: {}: histogram entries are [bucket, count]", where));
+      c.latency.add(pair[0].get<std::size_t>(), pair[1].get<std::uint64_t>());
+    }
+  }
+  return c;
+}
+
+// The members of an object field, or nothing.
+const nlohmann::json& members(const nlohmann::json& j, const char* field) {
+  static const nlohmann::json empty = nlohmann::json::object();
+  auto it = j.find(field);
+  return it != j.end() && it->is_object() ? *it : empty;
+}
+
+}  // namespace
+
+Expected<StatsView> stats_from_json(const nlohmann::json& j) {
+  if (!j.is_object()) return fail(ErrorKind::Usage, "stats: not a JSON object");
+  StatsView v;
+  v.connections = number<std::int64_t>(j, "connections");
+  v.accepted = number<std::uint64_t>(j, "accepted");
+  v.upstream_connects = number<std::uint64_t>(j, "upstream_connects");
+  if (auto u = j.find("unrouted"); u != j.end()) {
+    SVCCTL_TRY(v.unrouted, counters_from(*u, "unrouted"));
+  }
+  for (const auto& [name, sj] : members(j, "services").items()) {
+    auto& s = v.services[name];
+    SVCCTL_TRY(s.counters, counters_from(sj, "service " + name));
+    s.in_flight = number<std::int64_t>(sj, "in_flight");
+    s.retries = number<std::uint64_t>(sj, "retries");
+    s.retries_denied = number<std::uint64_t>(sj, "retries_denied");
+    s.panic = number<std::uint64_t>(sj, "panic");
+    codes_from(sj, "shadow", s.shadow);
+    for (const auto& [iface, ij] : members(sj, "interfaces").items()) {
+      SVCCTL_TRY(s.interfaces[iface], counters_from(ij, "interface " + iface));
+    }
+    for (const auto& [addr, aj] : members(sj, "addresses").items()) {
+      auto& a = s.addresses[addr];
+      SVCCTL_TRY(a.counters, counters_from(aj, "address " + addr));
+      a.in_flight = number<std::int64_t>(aj, "in_flight");
+      a.ejections = number<std::uint64_t>(aj, "ejections");
+      a.ejected_ms = number<std::int64_t>(aj, "ejected_for_ms");
+    }
+    for (const auto& [key, kj] : members(sj, "keys").items()) {
+      auto& k = s.keys[key];
+      SVCCTL_TRY(k.counters, counters_from(kj, "key " + key));
+      codes_from(kj, "shadow", k.shadow);
+    }
+  }
+  return v;
 }
 
 namespace {
@@ -247,6 +359,26 @@ std::string to_prometheus(const StatsView& v) {
   }
   out += rd;
   out += pn;
+
+  std::string krl, sh;
+  family(out, "svcctl_key_requests_total", "counter", "Calls per service and caller key.");
+  family(krl, "svcctl_key_rate_limited_total", "counter", "Calls refused for their key's rate, per service and key.");
+  family(sh, "svcctl_shadow_rejections_total", "counter",
+         "Calls an ACL in shadow mode would have refused, per service and code.");
+  for (const auto& [svc, s] : v.services) {
+    for (const auto& [key, k] : s.keys) {
+      const auto labels = fmt::format("service=\"{}\",key=\"{}\"", esc(svc), esc(key));
+      fmt::format_to(std::back_inserter(out), "svcctl_key_requests_total{{{}}} {}\n", labels, k.counters.requests);
+      fmt::format_to(std::back_inserter(krl), "svcctl_key_rate_limited_total{{{}}} {}\n", labels,
+                     k.counters.errors[index(Err::RateLimited)]);
+    }
+    for (std::size_t i = 0; i < k_err_count; ++i)
+      if (s.shadow[i])
+        fmt::format_to(std::back_inserter(sh), "svcctl_shadow_rejections_total{{service=\"{}\",code=\"{}\"}} {}\n",
+                       esc(svc), info(static_cast<Err>(i)).code, s.shadow[i]);
+  }
+  out += krl;
+  out += sh;
 
   family(out, "svcctl_unrouted_errors_total", "counter", "Requests refused before a service was known.");
   for (std::size_t i = 0; i < k_err_count; ++i)

@@ -3,6 +3,7 @@
 // them into a StatsView, which renders as the /-/stats JSON and the /metrics text. Pure.
 #pragma once
 
+#include <svcctl/core/expected.hpp>
 #include <svcctl/gateway/errors.hpp>
 
 #include <nlohmann/json.hpp>
@@ -28,6 +29,13 @@ class Histogram {
     ++m_count;
   }
   void merge(const Histogram& other);
+  // Adds n values to a bucket (merging a histogram read back from JSON).
+  void add(std::size_t bucket, std::uint64_t n) {
+    if (bucket >= k_buckets) bucket = k_buckets - 1;
+    m_counts[bucket] += n;
+    m_count += n;
+  }
+  std::uint64_t at(std::size_t bucket) const { return m_counts[bucket]; }
   std::uint64_t count() const { return m_count; }
   // The q-quantile (0 < q <= 1) in µs; 0 when empty.
   std::uint64_t quantile(double q) const;
@@ -35,7 +43,7 @@ class Histogram {
   std::uint64_t count_at_most(std::uint64_t us) const;
 
  private:
-  std::array<std::uint32_t, k_buckets> m_counts{};
+  std::array<std::uint64_t, k_buckets> m_counts{};
   std::uint64_t m_count = 0;
 };
 
@@ -62,6 +70,13 @@ struct StatsView {
     std::uint64_t ejections = 0;   // times taken out of rotation
     std::int64_t ejected_ms = 0;   // out of rotation now, for this much longer (set by the gateway after merging)
   };
+  // Would-be rejections of ACLs in shadow mode, by code (unknown_key, forbidden, rate_limited...).
+  using Shadow = std::array<std::uint64_t, k_err_count>;
+  // A caller key's calls to one service (only keys the registry knows are counted apart).
+  struct Key {
+    Counters counters;
+    Shadow shadow{};
+  };
   struct Service {
     Counters counters;  // all its interfaces
     std::int64_t in_flight = 0;
@@ -70,6 +85,8 @@ struct StatsView {
     std::uint64_t panic = 0;           // calls routed in panic mode (ejections ignored)
     std::map<std::string, Counters> interfaces;
     std::map<std::string, Address> addresses;
+    std::map<std::string, Key> keys;
+    Shadow shadow{};  // all its keys, and calls without a known key
   };
   std::map<std::string, Service> services;
   Counters unrouted;  // requests answered before a service was known (bad path, method...)
@@ -80,9 +97,14 @@ struct StatsView {
   void merge(const StatsView& other);
 };
 
-// {"requests", "errors": {code: n}, "latency_ms": {"p50","p90","p99","mean"}}
-nlohmann::json to_json(const Counters& c);
-nlohmann::json to_json(const StatsView& v);
+// {"requests", "errors": {code: n}, "latency_ms": {"p50","p90","p99","mean"}}; with
+// `histograms`, also "latency_sum_us" and "histogram": [[bucket, count], ...] (the
+// non-empty buckets), so that several gateways' figures can be merged exactly.
+nlohmann::json to_json(const Counters& c, bool histograms = false);
+nlohmann::json to_json(const StatsView& v, bool histograms = false);
+// Reads back what to_json(v, true) wrote (unknown fields are ignored, missing ones are 0;
+// without histograms the latencies are lost). Usage error when it is not that shape.
+Expected<StatsView> stats_from_json(const nlohmann::json& j);
 // Prometheus text exposition (version 0.0.4), every family with HELP and TYPE.
 std::string to_prometheus(const StatsView& v);
 
