@@ -43,6 +43,7 @@ struct ProxyArgs {
   std::string log_file;
   std::string log_format = "text";
   bool access_log = false;
+  bool require_keys = false;
 };
 
 std::string default_id(const std::string& listen) {
@@ -100,6 +101,7 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   go.max_ejected_percent = a.max_ejected_percent;
   go.max_pending_per_address = a.max_pending;
   go.max_stale = std::chrono::seconds(a.max_stale_s);
+  go.require_keys = a.require_keys;
   if (a.log_format != "text" && a.log_format != "json")
     return fail(ErrorKind::Usage, fmt::format("--log-format \"{}\": expected text or json", a.log_format));
   SVCCTL_TRY(auto log, gateway::Log::open(a.log_file, a.log_format == "json"));
@@ -238,6 +240,9 @@ void setup_proxy(CLI::App& app, Context& ctx) {
   p->add_option("--log-file", a->log_file, "write the log here instead of standard error (SIGHUP reopens it)");
   p->add_option("--log-format", a->log_format, "text or json (one object per line)")->capture_default_str();
   p->add_flag("--access-log", a->access_log, "one log line per call");
+  p->add_flag("--require-keys", a->require_keys,
+              "every call needs a registered key with an ACL for its service (default: only services "
+              "that have ACLs)");
   p->add_option("--lkg-file", a->lkg_file,
                 "keep the last-known-good registry in this file, and start from it when ZooKeeper is "
                 "unreachable");

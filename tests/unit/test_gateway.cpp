@@ -8,6 +8,8 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <thread>
+#include <atomic>
 
 using namespace svcctl;
 using namespace svcctl::gateway;
@@ -296,4 +298,147 @@ TEST_CASE("the one error shape") {
   CHECK(info(Err::UnknownInterface).yar_status == 4);
   CHECK(yar_error_message(Err::Timeout, "slow") == "timeout: slow");
   for (std::size_t i = 0; i < k_err_count; ++i) CHECK(!info(static_cast<Err>(i)).code.empty());
+}
+
+TEST_CASE("RouteBuilder: keys, ACLs (their buckets kept across changes) and the gateway count") {
+  using K = registry::Change::Kind;
+  Routes routes;
+  RouteBuilder b(routes, "");
+  b.apply({change(K::Added, "/service/s", R"({"status":"up"})"),
+           change(K::Added, "/address/s/10.0.0.1:80", "{}"),
+           change(K::Added, "/api/s/A", R"({"path":"/a"})"),
+           change(K::Added, "/service/open", "{}")});
+  auto t = routes.current();
+  CHECK(t->find("s")->acls.empty());
+  CHECK_FALSE(t->find("s")->enforcing);
+  CHECK(t->find_key("k1") == nullptr);
+  CHECK(t->gateways == 1);
+
+  b.apply({change(K::Added, "/key/k1", "{}"), change(K::Added, "/key/k2", R"({"status":"down"})"),
+           change(K::Added, "/acl/s/k1", R"({"rate":10,"apis":["B","A"]})"),
+           change(K::Added, "/acl/s/k2", R"({"shadow":true})"),
+           change(K::Added, "/gateway/g1", "{}"), change(K::Added, "/gateway/g2", "{}")});
+  t = routes.current();
+  REQUIRE(t->find_key("k1"));
+  CHECK(*t->find_key("k1"));
+  CHECK_FALSE(*t->find_key("k2"));
+  CHECK(t->gateways == 2);
+  const ServiceRoute* s = t->find("s");
+  CHECK(s->enforcing);
+  const AclRoute* a1 = s->find_acl("k1");
+  REQUIRE(a1);
+  CHECK(*a1->rate == 10.0);
+  CHECK(a1->burst == 10);  // the rate, when no burst is given
+  CHECK(a1->allows("A"));
+  CHECK(a1->allows("B"));
+  CHECK_FALSE(a1->allows("C"));
+  const AclRoute* a2 = s->find_acl("k2");
+  REQUIRE(a2);
+  CHECK(a2->shadow);
+  CHECK_FALSE(a2->rate);
+  CHECK(a2->allows("anything"));
+  auto bucket = a1->bucket;
+  bucket->tat = 12345;
+
+  // Changing the rate keeps the bucket; the untouched service keeps its object.
+  auto open_before = t->services.at("open");
+  b.apply({change(K::Modified, "/acl/s/k1", R"({"rate":20,"burst":3})"), change(K::Deleted, "/gateway/g1", "")});
+  t = routes.current();
+  CHECK(t->gateways == 1);
+  CHECK(t->services.at("open") == open_before);
+  a1 = t->find("s")->find_acl("k1");
+  CHECK(a1->bucket == bucket);
+  CHECK(a1->burst == 3);
+  CHECK(a1->bucket->tat.load() == 12345);
+
+  // Every ACL in shadow mode: the service counts, it does not refuse.
+  b.apply({change(K::Deleted, "/acl/s/k1", "")});
+  t = routes.current();
+  CHECK(t->find("s")->find_acl("k1") == nullptr);
+  CHECK_FALSE(t->find("s")->enforcing);
+  b.apply({change(K::Added, "/acl/s/k1", R"({"rate":20})")});
+  CHECK(routes.current()->find("s")->find_acl("k1")->bucket != bucket);  // a new ACL starts full
+  b.apply({change(K::Deleted, "/key/k1", "")});
+  CHECK(routes.current()->find_key("k1") == nullptr);
+}
+
+TEST_CASE("take_token: GCRA, the burst at once, then the rate") {
+  constexpr std::int64_t s = 1'000'000'000;
+  RateBucket bucket;
+  const std::int64_t t0 = 1000 * s;
+  for (int i = 0; i < 5; ++i) {
+    auto d = take_token(bucket, 10.0, 5, 1, t0);
+    CHECK(d.allowed);
+    CHECK(d.limit == 5);
+    CHECK(d.remaining == 4 - i);
+  }
+  auto refused = take_token(bucket, 10.0, 5, 1, t0);
+  CHECK_FALSE(refused.allowed);
+  CHECK(refused.retry_after_ns == s / 10);  // one call's worth of the rate
+  CHECK(refused.reset_ns == s / 2);         // five calls' worth to be full again
+  CHECK_FALSE(take_token(bucket, 10.0, 5, 1, t0 + s / 10 - 1).allowed);
+  CHECK(take_token(bucket, 10.0, 5, 1, t0 + s / 10).allowed);
+
+  // Calls every millisecond from 0 to 10 s at 100/s with a burst of 20: rate × time + burst.
+  RateBucket b2;
+  int allowed = 0;
+  for (std::int64_t ms = 0; ms <= 10'000; ++ms) allowed += take_token(b2, 100.0, 20, 1, t0 + ms * 1'000'000).allowed;
+  CHECK(allowed == 100 * 10 + 20);
+
+  // Three gateways share the limit: each allows a third of the rate and of the burst.
+  RateBucket b3;
+  allowed = 0;
+  for (std::int64_t ms = 0; ms <= 9'000; ++ms) allowed += take_token(b3, 300.0, 30, 3, t0 + ms * 1'000'000).allowed;
+  CHECK(allowed == 100 * 9 + 10);
+  // ...and never less than a burst of one.
+  RateBucket b4;
+  CHECK(take_token(b4, 1.0, 2, 5, t0).limit == 1);
+  CHECK(take_token(b4, 1.0, 2, 5, t0).allowed == false);
+
+  // A fractional rate: one call every 4 s.
+  RateBucket b5;
+  CHECK(take_token(b5, 0.25, 1, 1, t0).allowed);
+  CHECK_FALSE(take_token(b5, 0.25, 1, 1, t0 + 3 * s).allowed);
+  CHECK(take_token(b5, 0.25, 1, 1, t0 + 4 * s).allowed);
+}
+
+TEST_CASE("take_token: threads racing on one bucket get exactly its burst") {
+  RateBucket bucket;
+  std::atomic<int> allowed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10'000; ++i) allowed += take_token(bucket, 1.0, 1000, 1, 5'000'000'000).allowed;
+    });
+  for (auto& t : threads) t.join();
+  CHECK(allowed.load() == 1000);
+}
+
+TEST_CASE("stats: per-key counters and shadow counts merge, and survive a round trip through JSON") {
+  StatsView a, b;
+  Err rl = Err::RateLimited;
+  a.services["s"].keys["k"].counters.record(100, nullptr);
+  a.services["s"].keys["k"].counters.record(300, &rl);
+  a.services["s"].shadow[index(Err::Forbidden)] = 2;
+  b.services["s"].keys["k"].counters.record(5000, nullptr);
+  b.services["s"].keys["k"].shadow[index(Err::RateLimited)] = 7;
+  b.services["s"].counters.record(5000, nullptr);
+  a.merge(b);
+  const auto& k = a.services["s"].keys["k"];
+  CHECK(k.counters.requests == 3);
+  CHECK(k.counters.errors[index(Err::RateLimited)] == 1);
+  CHECK(k.shadow[index(Err::RateLimited)] == 7);
+  auto back = stats_from_json(to_json(a, true));
+  REQUIRE(back);
+  const auto& k2 = back->services["s"].keys["k"];
+  CHECK(k2.counters.requests == 3);
+  CHECK(k2.counters.latency.quantile(1.0) == k.counters.latency.quantile(1.0));
+  CHECK(k2.counters.latency_sum_us == 5400);
+  CHECK(back->services["s"].shadow[index(Err::Forbidden)] == 2);
+  auto prom = to_prometheus(a);
+  CHECK(prom.find("svcctl_key_requests_total{service=\"s\",key=\"k\"} 3") != std::string::npos);
+  CHECK(prom.find("svcctl_key_rate_limited_total{service=\"s\",key=\"k\"} 1") != std::string::npos);
+  CHECK(prom.find("svcctl_shadow_rejections_total{service=\"s\",code=\"forbidden\"} 2") != std::string::npos);
+  CHECK_FALSE(stats_from_json(nlohmann::json::array()));
+  CHECK_FALSE(stats_from_json(nlohmann::json::parse(R"({"services":{"s":{"histogram":"x"}}})")));
 }

@@ -57,7 +57,14 @@ nlohmann::json route_json(const ServiceRoute& r) {
   for (const auto& a : r.apis)
     apis[a.name] = {{"path", a.path}, {"encoding", model::to_string(a.encoding)}, {"up", a.up},
                     {"timeout_ms", a.timeout.count()}, {"method", a.method}, {"idempotent", a.idempotent}};
-  return {{"up", r.up}, {"addresses", std::move(addrs)}, {"interfaces", std::move(apis)}};
+  nlohmann::json acls = nlohmann::json::object();
+  for (const auto& [key, a] : r.acls)
+    acls[key] = {{"rate", a.rate ? nlohmann::json(*a.rate) : nlohmann::json(nullptr)},
+                 {"burst", a.burst},
+                 {"apis", a.all_apis ? nlohmann::json::array({"*"}) : nlohmann::json(a.apis)},
+                 {"shadow", a.shadow}};
+  return {{"up", r.up}, {"addresses", std::move(addrs)}, {"interfaces", std::move(apis)},
+          {"acls", std::move(acls)}, {"enforcing", r.enforcing}};
 }
 
 }  // namespace
@@ -130,6 +137,10 @@ Gateway::Impl::Admin::Reply Gateway::Impl::Admin::handle(std::string_view target
     auto table = gw.routes.current();
     for (const auto& [name, route] : table->services) routes[name] = route_json(*route);
     j["routes"] = std::move(routes);
+    nlohmann::json keys = nlohmann::json::object();
+    for (const auto& [k, up] : *table->keys) keys[k] = up ? "up" : "down";
+    j["keys"] = std::move(keys);
+    j["gateways"] = table->gateways;
     r.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     return r;
   }

@@ -9,7 +9,9 @@ constexpr int yar(YarStatus s) { return static_cast<int>(s); }
 
 constexpr std::array<ErrInfo, k_err_count> k_info{{
     {"bad_request", 400, yar(YarStatus::Packager)},
+    {"missing_key", 401, yar(YarStatus::Forbidden)},
     {"unknown_key", 401, yar(YarStatus::Forbidden)},
+    {"key_disabled", 401, yar(YarStatus::Forbidden)},
     {"forbidden", 403, yar(YarStatus::Forbidden)},
     {"unknown_service", 404, yar(YarStatus::Request)},
     {"unknown_interface", 404, yar(YarStatus::Request)},

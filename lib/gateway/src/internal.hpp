@@ -104,6 +104,10 @@ struct Exchange {
   StatsView::Service* svc_stats = nullptr;
   Counters* iface_stats = nullptr;
   StatsView::Address* addr_stats = nullptr;
+  StatsView::Key* key_stats = nullptr;   // a known, enabled key
+  const AclRoute* acl = nullptr;         // the caller's ACL for the service (in `route`)
+  std::optional<RateDecision> rate;      // when its rate was enforced: for the headers
+  bool shadowed = false;                 // an ACL in shadow mode would have refused it
   bool counted_in_flight = false;
   // The provider's side.
   const char* up_content_type = "application/json";
@@ -145,6 +149,10 @@ struct Exchange {
     svc_stats = nullptr;
     iface_stats = nullptr;
     addr_stats = nullptr;
+    key_stats = nullptr;
+    acl = nullptr;
+    rate.reset();
+    shadowed = false;
     counted_in_flight = false;
     yar_passthrough = false;
     stale_retry = false;
@@ -256,6 +264,10 @@ struct Worker {
   void on_readable(Conn* c, boost::system::error_code ec, std::size_t n);
   void process(Conn* c);
   void dispatch(Conn* c);
+  // Caller keys and ACLs (DESIGN §4): false when the call was answered (refused).
+  bool authorize(Conn* c, const ServiceRoute& r, std::string_view iface);
+  bool within_rate(Conn* c);
+  bool refuse(Conn* c, Err e, std::string_view message, bool shadow);
   bool prepare_upstream_body(Conn* c);
   void send_upstream(Conn* c);
   void write_upstream(Conn* c);

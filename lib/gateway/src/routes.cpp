@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 namespace svcctl::gateway {
@@ -14,10 +15,10 @@ const ApiRoute* ServiceRoute::find_api(std::string_view api) const {
   return it != apis.end() && it->name == api ? &*it : nullptr;
 }
 
-std::shared_ptr<const ServiceRoute> build_service(const model::Service& service,
-                                                  const std::vector<model::Address>& addresses,
-                                                  const std::vector<model::Api>& apis,
-                                                  const std::string& dc) {
+std::shared_ptr<const ServiceRoute> build_service(
+    const model::Service& service, const std::vector<model::Address>& addresses,
+    const std::vector<model::Api>& apis, const std::string& dc, const std::vector<model::Acl>& acls,
+    const std::map<std::string, std::shared_ptr<RateBucket>, std::less<>>& buckets) {
   auto r = std::make_shared<ServiceRoute>();
   r->name = service.name;
   r->up = service.status == model::Status::Up;
@@ -56,7 +57,49 @@ std::shared_ptr<const ServiceRoute> build_service(const model::Service& service,
     r->apis.push_back(std::move(ar));
   }
   std::sort(r->apis.begin(), r->apis.end(), [](const ApiRoute& x, const ApiRoute& y) { return x.name < y.name; });
+  for (const auto& a : acls) {
+    AclRoute ar;
+    ar.rate = a.rate;
+    ar.burst = a.burst ? *a.burst : std::max<std::int64_t>(1, a.rate ? static_cast<std::int64_t>(std::ceil(*a.rate)) : 1);
+    ar.all_apis = std::find(a.apis.begin(), a.apis.end(), "*") != a.apis.end();
+    if (!ar.all_apis) {
+      ar.apis = a.apis;
+      std::sort(ar.apis.begin(), ar.apis.end());
+    }
+    ar.shadow = a.shadow;
+    auto b = buckets.find(a.key);
+    ar.bucket = b != buckets.end() ? b->second : std::make_shared<RateBucket>();
+    r->enforcing |= !a.shadow;
+    r->acls.emplace(a.key, std::move(ar));
+  }
   return r;
+}
+
+RateDecision take_token(RateBucket& bucket, double rate, std::int64_t burst, std::int64_t gateways,
+                        std::int64_t now_ns) {
+  RateDecision d;
+  if (gateways < 1) gateways = 1;
+  d.limit = std::max<std::int64_t>(1, burst / gateways);
+  // Nanoseconds per call at this gateway's share of the rate, and how far ahead of now the
+  // next call's time may run (the bucket's depth), both kept within int64.
+  const double t = std::min(1e15, 1e9 * static_cast<double>(gateways) / std::max(rate, 1e-6));
+  const auto interval = std::max<std::int64_t>(1, static_cast<std::int64_t>(t));
+  const auto depth = static_cast<std::int64_t>(std::min(4e18, t * static_cast<double>(d.limit)));
+  std::int64_t tat = bucket.tat.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::int64_t next = std::max(tat, now_ns) + interval;
+    if (next - now_ns > depth) {
+      d.allowed = false;
+      d.retry_after_ns = next - now_ns - depth;
+      d.reset_ns = std::max<std::int64_t>(0, tat - now_ns);
+      return d;
+    }
+    if (bucket.tat.compare_exchange_weak(tat, next, std::memory_order_relaxed)) {
+      d.remaining = (depth - (next - now_ns)) / interval;
+      d.reset_ns = next - now_ns;
+      return d;
+    }
+  }
 }
 
 void RouteBuilder::apply(const std::vector<registry::Change>& changes) {
@@ -66,12 +109,29 @@ void RouteBuilder::apply(const std::vector<registry::Change>& changes) {
     if (on_problem)
       for (const auto& p : problems) on_problem(path, p);
   };
+  bool keys_changed = false;
+  bool gateways_changed = false;
   for (const auto& c : changes) {
     auto leaf = registry::paths::parse_leaf(c.path);
-    if (!leaf || leaf->service.empty()) continue;  // keys, acls' parents, gateways: not routing
+    if (!leaf) continue;  // containers
     const bool gone = c.kind == registry::Change::Kind::Deleted || !c.after;
     const std::string_view data = c.after ? std::string_view(c.after->data) : std::string_view();
-    if (leaf->kind != "service" && leaf->kind != "address" && leaf->kind != "api") continue;
+    if (leaf->kind == "key") {
+      keys_changed = true;
+      if (gone) {
+        m_keys.erase(leaf->name);
+      } else {
+        auto d = model::decode_key(leaf->name, data);
+        report(c.path, d.problems);
+        m_keys[leaf->name] = d.value.status == model::Status::Up;
+      }
+      continue;
+    }
+    if (leaf->kind == "gateway") {
+      gateways_changed |= gone ? m_gateways.erase(leaf->name) > 0 : m_gateways.insert(leaf->name).second;
+      continue;
+    }
+    if (leaf->kind != "service" && leaf->kind != "address" && leaf->kind != "api" && leaf->kind != "acl") continue;
     auto& n = m_nodes[leaf->service];
     touched.insert(leaf->service);
     // An address or interface: removed, or decoded (problems reported) and kept.
@@ -94,13 +154,23 @@ void RouteBuilder::apply(const std::vector<registry::Change>& changes) {
       }
     } else if (leaf->kind == "address") {
       put(n.addresses, [&] { return model::decode_address(leaf->service, leaf->name, data); });
+    } else if (leaf->kind == "acl") {
+      put(n.acls, [&] { return model::decode_acl(leaf->service, leaf->name, data); });
+      if (gone) n.buckets.erase(leaf->name);
+      else if (!n.buckets.count(leaf->name)) n.buckets.emplace(leaf->name, std::make_shared<RateBucket>());
     } else {
       put(n.apis, [&] { return model::decode_api(leaf->service, leaf->name, data); });
     }
   }
-  if (touched.empty()) return;
+  if (touched.empty() && !keys_changed && !gateways_changed) return;
   auto next = std::make_shared<RouteTable>(*m_table);
   next->generation = m_table->generation + 1;
+  if (keys_changed) {
+    auto keys = std::make_shared<KeyTable>();
+    for (const auto& [k, up] : m_keys) keys->emplace(k, up);
+    next->keys = std::move(keys);
+  }
+  next->gateways = std::max<std::int64_t>(1, static_cast<std::int64_t>(m_gateways.size()));
   bool guard_changed = false;
   for (const auto& svc : touched) {
     auto route = build(svc);
@@ -146,14 +216,16 @@ std::shared_ptr<const ServiceRoute> RouteBuilder::build(const std::string& svc) 
   if (it == m_nodes.end()) return nullptr;
   const Nodes& n = it->second;
   if (!n.service) {
-    if (n.addresses.empty() && n.apis.empty()) m_nodes.erase(it);
+    if (n.empty()) m_nodes.erase(it);
     return nullptr;
   }
   std::vector<model::Address> addrs;
   for (const auto& [_, a] : n.addresses) addrs.push_back(a);
   std::vector<model::Api> apis;
   for (const auto& [_, a] : n.apis) apis.push_back(a);
-  return build_service(*n.service, addrs, apis, m_dc);
+  std::vector<model::Acl> acls;
+  for (const auto& [_, a] : n.acls) acls.push_back(a);
+  return build_service(*n.service, addrs, apis, m_dc, acls, n.buckets);
 }
 
 void RouteBuilder::publish_guard() {

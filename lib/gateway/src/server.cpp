@@ -579,6 +579,11 @@ void Worker::dispatch(Conn* c) {
     x.api = api;
     x.iface_stats = b->iface_stats[static_cast<std::size_t>(api - r.apis.data())];
   }
+  if (!x.key.empty()) {
+    if (const bool* up = table->find_key(x.key); up && *up) x.key_stats = &x.svc_stats->keys[x.key];
+  }
+  const bool keyed = !r.acls.empty() || gw.options.require_keys;
+  if (keyed && !authorize(c, r, iface)) return;
   if (!r.up) return fail(c, Err::ServiceDown, fmt::format("service \"{}\" is down", svc));
   if (!api)
     return fail(c, Err::UnknownInterface,
@@ -586,6 +591,7 @@ void Worker::dispatch(Conn* c) {
   if (!api->up) return fail(c, Err::InterfaceDown, fmt::format("interface \"{}\" of \"{}\" is down", iface, svc));
   if (r.candidates == 0)
     return fail(c, Err::NoUpstream, fmt::format("service \"{}\" has no address up", svc));
+  if (x.acl && x.acl->rate && !x.shadowed && !within_rate(c)) return;
 
   // The body the provider gets.
   if (!prepare_upstream_body(c)) return;
@@ -598,6 +604,64 @@ void Worker::dispatch(Conn* c) {
   retry_tokens = std::min(k_retry_burst, retry_tokens + gw.options.retry_budget_percent / 100.0);
   x.deadline = x.start + api->timeout;
   start_call(c, *b, i);
+}
+
+// ---- caller keys -------------------------------------------------------------------
+
+namespace {
+// A key as a message shows it: keys come from callers, so at most 64 bytes of it.
+std::string_view shown(std::string_view key) { return key.substr(0, 64); }
+}  // namespace
+
+// A refusal of an ACL in shadow mode (or of a service whose ACLs are all in shadow mode)
+// is counted, not answered.
+bool Worker::refuse(Conn* c, Err e, std::string_view message, bool shadow) {
+  Exchange& x = c->ex;
+  if (shadow) {
+    x.shadowed = true;  // one would-be refusal per call: the first
+    ++x.svc_stats->shadow[index(e)];
+    if (x.key_stats) ++x.key_stats->shadow[index(e)];
+    return true;
+  }
+  fail(c, e, message);
+  return false;
+}
+
+bool Worker::authorize(Conn* c, const ServiceRoute& r, std::string_view iface) {
+  Exchange& x = c->ex;
+  const bool enforcing = r.enforcing || gw.options.require_keys;
+  if (x.key.empty())
+    return refuse(c, Err::MissingKey,
+                  fmt::format("service \"{}\" needs a caller key: send it in X-Api-Key, ?key= or the Yar token",
+                              x.service),
+                  !enforcing);
+  const bool* up = table->find_key(x.key);
+  if (!up) return refuse(c, Err::UnknownKey, fmt::format("key \"{}\" is not registered", shown(x.key)), !enforcing);
+  if (!*up) return refuse(c, Err::KeyDisabled, fmt::format("key \"{}\" is disabled", shown(x.key)), !enforcing);
+  const AclRoute* acl = r.find_acl(x.key);
+  if (!acl)
+    return refuse(c, Err::Forbidden, fmt::format("key \"{}\" may not call service \"{}\"", shown(x.key), x.service),
+                  !enforcing);
+  x.acl = acl;
+  if (!acl->allows(iface))
+    return refuse(c, Err::Forbidden,
+                  fmt::format("key \"{}\" may not call interface \"{}\" of \"{}\"", shown(x.key), iface, x.service),
+                  acl->shadow || !enforcing);
+  return true;
+}
+
+bool Worker::within_rate(Conn* c) {
+  Exchange& x = c->ex;
+  const AclRoute& acl = *x.acl;
+  const RateDecision d = take_token(*acl.bucket, *acl.rate, acl.burst, table->gateways,
+                                    x.start.time_since_epoch().count());
+  const bool shadow = acl.shadow || !(x.route->enforcing || gw.options.require_keys);
+  if (!shadow) x.rate = d;  // the X-RateLimit-* headers
+  if (d.allowed) return true;
+  return refuse(c, Err::RateLimited,
+                fmt::format("key \"{}\" is over its rate for \"{}\": {:g}/s, burst {} (this gateway's share: 1/{})",
+                            shown(x.key), x.service, *acl.rate, acl.burst, table->gateways),
+                shadow);
 }
 
 bool Worker::prepare_upstream_body(Conn* c) {
@@ -1037,6 +1101,7 @@ void Worker::record(Conn* c) {
   }
   x.svc_stats->counters.record(us, err);
   if (x.iface_stats) x.iface_stats->record(us, err);
+  if (x.key_stats) x.key_stats->counters.record(us, err);
   if (x.addr_stats) x.addr_stats->counters.record(us, x.addr_err ? &*x.addr_err : nullptr);
 }
 
@@ -1064,6 +1129,20 @@ void Worker::write_response(Conn* c, int status, std::string_view content_type, 
   if (error_code) {
     h += "\r\nX-Svcctl-Error: ";
     h += *error_code;
+  }
+  if (x.rate) {
+    // Seconds, rounded up: a client that waits that long finds what the header says.
+    auto secs = [](std::int64_t ns) { return static_cast<std::uint64_t>((ns + 999'999'999) / 1'000'000'000); };
+    h += "\r\nX-RateLimit-Limit: ";
+    append_uint(h, static_cast<std::uint64_t>(x.rate->limit));
+    h += "\r\nX-RateLimit-Remaining: ";
+    append_uint(h, static_cast<std::uint64_t>(x.rate->remaining));
+    h += "\r\nX-RateLimit-Reset: ";
+    append_uint(h, secs(x.rate->reset_ns));
+    if (!x.rate->allowed) {
+      h += "\r\nRetry-After: ";
+      append_uint(h, std::max<std::uint64_t>(1, secs(x.rate->retry_after_ns)));
+    }
   }
   if (stopping || draining) c->keep_alive = false;
   if (Log* log = gw.options.access_log) {

@@ -13,8 +13,10 @@ namespace svcctl::gateway {
 
 enum class Err : std::uint8_t {
   BadRequest,           // 400 the body is not what the interface takes (bad JSON, bad Yar packet)
-  UnknownKey,           // 401
-  Forbidden,            // 403
+  MissingKey,           // 401 the service needs a caller key and none came
+  UnknownKey,           // 401 the key is not registered
+  KeyDisabled,          // 401 the key's status is down
+  Forbidden,            // 403 the key has no ACL for the service or interface
   UnknownService,       // 404
   UnknownInterface,     // 404
   NotFound,             // 404 not a gateway path

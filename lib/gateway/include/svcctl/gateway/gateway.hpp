@@ -52,6 +52,9 @@ struct Options {
   // /-/healthz answers 503 "stale" once the registry view has not been followed this long
   // (ZooKeeper unreachable, session lost): routing goes on from the snapshot meanwhile.
   std::chrono::milliseconds max_stale{300'000};
+  // Caller keys: a service with ACLs needs a known key with an ACL there; with
+  // require_keys, every service does (a service without ACLs refuses every call).
+  bool require_keys = false;
   // One line per event worth telling an operator (not per request).
   std::function<void(std::string_view)> log;
   // When set, one line per call (buffered per worker, written every 10 ms).

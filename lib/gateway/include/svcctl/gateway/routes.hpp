@@ -16,6 +16,8 @@
 #include <chrono>
 #include <functional>
 #include <optional>
+#include <set>
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -47,6 +49,46 @@ struct AddrRoute {
   bool local = false;  // in the gateway's datacenter
 };
 
+// A caller key's rate for one service, shared by every worker: GCRA, the token bucket
+// kept as one number (the theoretical arrival time of the next call, steady-clock ns),
+// updated by compare-and-swap. Lives as long as its ACL, across route rebuilds.
+struct RateBucket {
+  std::atomic<std::int64_t> tat{0};
+};
+
+struct RateDecision {
+  bool allowed = true;
+  std::int64_t limit = 0;           // this gateway's burst
+  std::int64_t remaining = 0;       // calls that may follow at once
+  std::int64_t retry_after_ns = 0;  // refused: until one call is allowed again
+  std::int64_t reset_ns = 0;        // until the bucket is full again
+};
+
+// Takes one call from the bucket if it holds one. With `gateways` gateways sharing the
+// limit, this one enforces rate / gateways and burst / gateways (at least 1). A refused
+// call takes nothing. Lock-free.
+RateDecision take_token(RateBucket& bucket, double rate, std::int64_t burst, std::int64_t gateways,
+                        std::int64_t now_ns);
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+// What one key may call on a service (DESIGN §2, /acl/{svc}/{key}).
+struct AclRoute {
+  std::optional<double> rate;  // calls per second over all gateways; none: unlimited
+  std::int64_t burst = 1;
+  bool all_apis = true;
+  std::vector<std::string> apis;  // sorted; when not all_apis
+  bool shadow = false;            // count what it would refuse, refuse nothing
+  std::shared_ptr<RateBucket> bucket;
+
+  bool allows(std::string_view api) const {
+    return all_apis || std::binary_search(apis.begin(), apis.end(), api);
+  }
+};
+
 struct ServiceRoute {
   std::string name;
   bool up = true;
@@ -59,30 +101,48 @@ struct ServiceRoute {
   std::vector<std::int64_t> cumulative;
   bool equal_weights = true;  // all candidates weigh the same
   std::vector<ApiRoute> apis;  // sorted by name
+  // Caller keys allowed to call it. None: open to every caller (unless the gateway
+  // requires keys). Some: a call needs a known, enabled key with an ACL here.
+  std::unordered_map<std::string, AclRoute, StringHash, std::equal_to<>> acls;
+  bool enforcing = false;  // some ACL is not in shadow mode
 
+  const AclRoute* find_acl(std::string_view key) const {
+    auto it = acls.find(key);
+    return it == acls.end() ? nullptr : &it->second;
+  }
   const ApiRoute* find_api(std::string_view api) const;
   std::span<const AddrRoute> candidate_addrs() const { return {addrs.data(), candidates}; }
 };
 
+// Caller keys (/key/{key}): whether each is enabled.
+using KeyTable = std::unordered_map<std::string, bool, StringHash, std::equal_to<>>;
+
 struct RouteTable {
   std::uint64_t generation = 0;
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
+  using Hash = StringHash;
   std::unordered_map<std::string, std::shared_ptr<const ServiceRoute>, Hash, std::equal_to<>> services;
+  std::shared_ptr<const KeyTable> keys = std::make_shared<const KeyTable>();
+  // Live gateways (/gateway/*, this one included once registered), at least 1: each
+  // enforces its share of every rate.
+  std::int64_t gateways = 1;
 
   const ServiceRoute* find(std::string_view service) const {
     auto it = services.find(service);
     return it == services.end() ? nullptr : it->second.get();
   }
+  // nullptr: not registered; else whether it is enabled.
+  const bool* find_key(std::string_view key) const {
+    auto it = keys->find(key);
+    return it == keys->end() ? nullptr : &it->second;
+  }
 };
 
 // Builds one service's route from its decoded nodes.
-std::shared_ptr<const ServiceRoute> build_service(const model::Service& service,
-                                                  const std::vector<model::Address>& addresses,
-                                                  const std::vector<model::Api>& apis,
-                                                  const std::string& dc);
+// `buckets`: each ACL's rate bucket by key (an ACL missing from it gets a new one).
+std::shared_ptr<const ServiceRoute> build_service(
+    const model::Service& service, const std::vector<model::Address>& addresses,
+    const std::vector<model::Api>& apis, const std::string& dc, const std::vector<model::Acl>& acls = {},
+    const std::map<std::string, std::shared_ptr<RateBucket>, std::less<>>& buckets = {});
 
 // The published table, read by request threads: current() is a lock-free load when the
 // generation did not move (the caller keeps the pointer it got last time).
@@ -159,11 +219,16 @@ class RouteBuilder {
     std::optional<model::Service> service;
     std::map<std::string, model::Address> addresses;
     std::map<std::string, model::Api> apis;
+    std::map<std::string, model::Acl> acls;
+    std::map<std::string, std::shared_ptr<RateBucket>, std::less<>> buckets;  // by key, one per ACL
+    bool empty() const { return !service && addresses.empty() && apis.empty() && acls.empty(); }
   };
   Routes& m_routes;
   std::string m_dc;
   std::mutex m_mu;
   std::map<std::string, Nodes, std::less<>> m_nodes;
+  std::map<std::string, bool, std::less<>> m_keys;  // enabled, by key
+  std::set<std::string, std::less<>> m_gateways;
   std::shared_ptr<const RouteTable> m_table = std::make_shared<const RouteTable>();
 };
 
