@@ -17,8 +17,22 @@ Expected<zk::Options> Context::zk_options() const {
                                               zk_session_timeout_ms));
   if (!auth.empty() && (auth.find(':') == std::string::npos || auth.front() == ':'))
     return fail(ErrorKind::Usage, "invalid --auth: use USER:PASSWORD");
+  if (!admin_id.empty()) {
+    // ZooKeeper's digest id: the user, then base64 of a 20-byte SHA-1 (28 characters).
+    auto colon = admin_id.find(':');
+    std::string_view hash = colon == std::string::npos ? std::string_view() : std::string_view(admin_id).substr(colon + 1);
+    const bool b64 = hash.size() == 28 && hash.back() == '=' &&
+                     hash.substr(0, 27).find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") ==
+                         std::string_view::npos;
+    if (colon == 0 || !b64)
+      return fail(ErrorKind::Usage,
+                  "invalid --admin-id: use USER:HASH, the digest id ZooKeeper keeps (HASH is "
+                  "base64(sha1(USER:PASSWORD)), e.g. printf %s USER:PASSWORD | openssl dgst -binary -sha1 | base64)");
+    if (auth.empty()) return fail(ErrorKind::Usage, "--admin-id needs --auth: without it, nodes are created open to all");
+  }
   zk::Options options;
   options.connect = zk;
+  options.admin_id = admin_id;
   options.timeout = std::chrono::milliseconds(zk_timeout_ms);
   options.session_timeout = std::chrono::milliseconds(zk_session_timeout_ms);
   options.digest = auth;

@@ -21,6 +21,7 @@ struct Context {
   int zk_timeout_ms = 5000;
   int zk_session_timeout_ms = 10000;
   std::string auth;  // user:password
+  std::string admin_id;  // user:base64(sha1(user:password)), given all permissions too
   std::string output = "auto";
   bool quiet = false;
   bool verbose = false;

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   cmd::Context ctx;
   if (const char* env = std::getenv("SVCCTL_ZK"); env && *env) ctx.zk = env;
   if (const char* env = std::getenv("SVCCTL_AUTH"); env && *env) ctx.auth = env;
+  if (const char* env = std::getenv("SVCCTL_ADMIN_ID"); env && *env) ctx.admin_id = env;
 
   CLI::App app{"svcctl: service registry, gateway and tools on ZooKeeper", "svcctl"};
   app.set_version_flag("--version", std::string("svcctl ") + SVCCTL_VERSION);
@@ -36,6 +37,9 @@ int main(int argc, char** argv) {
   app.add_option("--auth", ctx.auth,
                  "ZooKeeper digest credentials USER:PASSWORD (env SVCCTL_AUTH); nodes created "
                  "carry an ACL: everyone reads, only this identity writes");
+  app.add_option("--admin-id", ctx.admin_id,
+                 "with --auth, a ZooKeeper digest id USER:HASH that may also change and remove the "
+                 "nodes created (env SVCCTL_ADMIN_ID)");
   app.add_option("-o,--output", ctx.output, "output format: table, json, or auto (table on a "
                                             "terminal, json otherwise)")
       ->capture_default_str();

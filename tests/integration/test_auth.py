@@ -60,3 +60,50 @@ def test_auth_from_environment(reg):
     assert ("digest", make_digest_acl_credential("carol", "pw"), 31) in acls_as(reg, "carol:pw", "/service/user")
     r = reg.run("register", "service", "user", "--desc", "x")
     assert r.code == 6
+
+
+def test_admin_identity_may_change_what_another_created(reg):
+    admin_id = make_digest_acl_credential("admin", "root-pw")
+    reg.ok("--auth", "alice:secret", "--admin-id", admin_id, "register", "service", "user")
+    reg.ok("--auth", "alice:secret", "--admin-id", admin_id, "register", "address", "user", "10.0.0.1:80")
+    reg.ok("--auth", "alice:secret", "--admin-id", admin_id, "register", "address", "user", "10.0.0.2:80")
+    got = acls_as(reg, "alice:secret", "/address/user/10.0.0.1:80")
+    assert got == sorted([("world", "anyone", 1), ("digest", make_digest_acl_credential("alice", "secret"), 31),
+                          ("digest", admin_id, 31)]), got
+    # The admin may change and remove alice's nodes; bob still may not.
+    assert reg.run("--auth", "bob:pw", "unregister", "address", "user", "10.0.0.2:80").code == 6
+    reg.ok("--auth", "admin:root-pw", "register", "address", "user", "10.0.0.1:80", "--weight", "7")
+    assert reg.data("/address/user/10.0.0.1:80")["weight"] == 7
+    reg.ok("--auth", "admin:root-pw", "unregister", "address", "user", "10.0.0.2:80")
+    assert reg.kz.exists("/address/user/10.0.0.2:80") is None
+
+
+def test_bad_admin_id_is_a_usage_error(reg):
+    for args in (["--auth", "alice:secret", "--admin-id", "admin:root-pw"],
+                 ["--auth", "alice:secret", "--admin-id", ":" + "A" * 27 + "="],
+                 ["--admin-id", make_digest_acl_credential("admin", "pw")]):
+        r = reg.run(*args, "register", "service", "user")
+        assert r.code == 2 and "--admin-id" in r.err, (args, r)
+    assert reg.kz.exists("/service/user") is None
+
+
+def test_gateway_reads_a_protected_registry_without_credentials(reg):
+    """The gateway needs read access only: routing and key decisions from a registry that
+    only alice may write."""
+    from gatewaylib import Proxy, start_provider, stop_process
+    p, port = start_provider("json")
+    alice = ["--auth", "alice:secret"]
+    reg.ok(*alice, "register", "service", "s")
+    reg.ok(*alice, "register", "address", "s", f"127.0.0.1:{port}")
+    reg.ok(*alice, "register", "api", "s", "echo", "--path", "/echo")
+    reg.ok(*alice, "register", "key", "k1")
+    reg.ok(*alice, "register", "acl", "s", "k1")
+    gw = Proxy(reg)
+    try:
+        assert gw.call("s", "echo", {"x": 1}, {"X-Api-Key": "k1"}) [:1] == (200,)
+        assert gw.call("s", "echo", {"x": 1})[0] == 401
+        with pytest.raises(NoAuthError):
+            reg.kz.delete("/acl/s/k1")
+    finally:
+        gw.stop()
+        stop_process(p)

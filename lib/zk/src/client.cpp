@@ -226,7 +226,8 @@ struct Client::Impl {
   std::mutex mu;
   std::condition_variable cv;
   int state = 0;
-  struct ACL acl_entries[2] = {};
+  struct ACL acl_entries[3] = {};
+  std::string admin_id;  // digest id "user:hash", or empty
   struct ACL_vector acl{0, nullptr};
 
   static void watcher(zhandle_t*, int type, int state, const char* path, void* ctx) {
@@ -279,6 +280,12 @@ struct Client::Impl {
     acl_entries[0] = {ZOO_PERM_READ, ZOO_ANYONE_ID_UNSAFE};
     acl_entries[1] = {ZOO_PERM_ALL, ZOO_AUTH_IDS};
     acl = {2, acl_entries};
+    if (!admin_id.empty()) {
+      // And the admin identity, so that someone other than the creator can repair it.
+      static char scheme[] = "digest";
+      acl_entries[2] = {ZOO_PERM_ALL, {scheme, admin_id.data()}};
+      acl.count = 3;
+    }
     return &acl;
   }
 };
@@ -304,6 +311,7 @@ std::string join(std::string_view parent, std::string_view child) {
 Client::Client(Options options) : m_options(std::move(options)), m_impl(std::make_unique<Impl>()) {
   m_impl->timeout = m_options.timeout;
   m_impl->sink = m_options.on_event;
+  m_impl->admin_id = m_options.admin_id;
   auto slash = m_options.connect.find('/');
   m_hosts = m_options.connect.substr(0, slash);
   if (slash != std::string::npos) {

@@ -73,6 +73,9 @@ struct Options {
   std::chrono::milliseconds timeout{5000};  // connect, and each request
   std::chrono::milliseconds session_timeout{10000};
   std::string digest;  // "user:password" for digest auth; empty for none
+  // With digest: a second identity ("user:base64(sha1(user:password))", ZooKeeper's digest
+  // id) given all permissions on the nodes created, besides the creator.
+  std::string admin_id;
   EventSink on_event;  // set before connecting, so that no notification is missed
 };
 
@@ -122,7 +125,8 @@ class Client {
   Expected<std::vector<std::string>> children(const std::string& path);
   // The node's stat, or nullopt if it does not exist.
   Expected<std::optional<Stat>> exists(const std::string& path);
-  // New nodes carry world-read + creator-all ACLs when authenticated, open ACLs otherwise.
+  // New nodes carry world-read + creator-all (+ admin-all) ACLs when authenticated, open
+  // ACLs otherwise.
   Expected<void> create(const std::string& path, const std::string& data, CreateMode mode);
   Expected<Stat> set(const std::string& path, const std::string& data, int version);
   Expected<void> remove(const std::string& path, int version);
