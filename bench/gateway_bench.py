@@ -5,6 +5,8 @@ test):
   1. CPU per call of JSON passthrough (JSON caller, JSON provider) against JSON -> Yar/msgpack
      conversion (JSON caller, Yar provider: parse, encode, decode, answer), the same wrk load,
      alternating, several rounds; medians and the ratio.
+     And the same passthrough with a caller key, an ACL and a rate limit in force (a rate
+     high enough never to refuse: the cost of checking it), against none.
   2. Memory of the gateway holding N idle keep-alive client connections (RSS growth).
   3. How soon a registry change is in effect: another ZooKeeper client (kazoo) marks the
      address that serves down, and one caller on a keep-alive connection calls until the
@@ -192,7 +194,10 @@ def main():
         for args in (["register", "service", "j"], ["register", "address", "j", f"127.0.0.1:{jp}"],
                      ["register", "api", "j", "ping", "--path", "/echo"],
                      ["register", "service", "y"], ["register", "address", "y", f"127.0.0.1:{yp}"],
-                     ["register", "api", "y", "ping", "--path", "/rpc", "--encoding", "yar-msgpack"]):
+                     ["register", "api", "y", "ping", "--path", "/rpc", "--encoding", "yar-msgpack"],
+                     ["register", "service", "k"], ["register", "address", "k", f"127.0.0.1:{jp}"],
+                     ["register", "api", "k", "ping", "--path", "/echo"], ["register", "key", "bench"],
+                     ["register", "acl", "k", "bench", "--rate", "10000000", "--burst", "1000000"]):
             subprocess.run(s + args, check=True, stdout=subprocess.DEVNULL)
         gw = subprocess.Popen([a.svcctl, "--zk", zk, "proxy", "--listen", f"127.0.0.1:{gp}", "--admin", "",
                                "--workers", str(a.workers)], stderr=subprocess.PIPE, text=True)
@@ -203,18 +208,26 @@ def main():
         with open(os.path.join(os.path.dirname(ROOT), "shared", "bench", "wrk", "post.lua")) as src, \
                 open(script, "w") as dst:
             dst.write(src.read())
-        # check both paths answer as expected before measuring
-        for path, want in (("/j/ping", {"ok": True, "n": 1}), ("/y/ping", {"ok": True, "n": 1})):
-            out = subprocess.run(["curl", "-s", "-XPOST", f"http://127.0.0.1:{gp}{path}", "-d", BODY],
+        keyed = os.path.join(d, "post-key.lua")
+        with open(script) as src, open(keyed, "w") as dst:
+            dst.write(src.read() + '\nwrk.headers["X-Api-Key"] = "bench"\n')
+        # check every path answers as expected before measuring
+        for path, want, headers in (("/j/ping", {"ok": True, "n": 1}, []), ("/y/ping", {"ok": True, "n": 1}, []),
+                                    ("/k/ping", {"ok": True, "n": 1}, ["-H", "X-Api-Key: bench"])):
+            out = subprocess.run(["curl", "-s", "-XPOST", f"http://127.0.0.1:{gp}{path}", "-d", BODY, *headers],
                                  capture_output=True, text=True).stdout
             assert json.loads(out) == want, (path, out)
+        out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-XPOST",
+                              f"http://127.0.0.1:{gp}/k/ping", "-d", BODY], capture_output=True, text=True).stdout
+        assert out == "401", out  # the ACL is in force
 
-        rows = {"passthrough": [], "json->yar": []}
+        rows = {"passthrough": [], "json->yar": [], "acl+rate": []}
         for r in range(a.rounds):
-            for name, path in (("passthrough", "/j/ping"), ("json->yar", "/y/ping")):
-                wrk(gp, path, 1, a.conns, script)  # warm-up
+            for name, path, lua in (("passthrough", "/j/ping", script), ("json->yar", "/y/ping", script),
+                                    ("acl+rate", "/k/ping", keyed)):
+                wrk(gp, path, 1, a.conns, lua)  # warm-up
                 c0 = cpu_seconds(gw.pid)
-                res = wrk(gp, path, a.duration, a.conns, script)
+                res = wrk(gp, path, a.duration, a.conns, lua)
                 c1 = cpu_seconds(gw.pid)
                 n = res["requests"]
                 bad = res["err_status"] + res["err_connect"] + res["err_read"] + res["err_timeout"]
@@ -236,6 +249,11 @@ def main():
             print(f"| {k} | {m['rps']:,.0f} | {m['us']:.1f} | {m['p50']:.2f} | {m['p99']:.2f} |")
         print(f"\nconversion / passthrough CPU per call: median of per-round ratios {statistics.median(ratios):.2f} "
               f"(rounds {min(ratios):.2f}–{max(ratios):.2f})")
+        rps = [k["rps"] / p["rps"] for p, k in zip(rows["passthrough"], rows["acl+rate"])]
+        cpu = [k["us"] / p["us"] for p, k in zip(rows["passthrough"], rows["acl+rate"])]
+        print(f"ACL + rate limit / passthrough: req/s median of per-round ratios {statistics.median(rps):.3f} "
+              f"(rounds {min(rps):.3f}–{max(rps):.3f}), CPU per call {statistics.median(cpu):.3f} "
+              f"(rounds {min(cpu):.3f}–{max(cpu):.3f})")
 
         if a.follow:
             follow(a, zk, jp)

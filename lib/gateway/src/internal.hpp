@@ -265,7 +265,8 @@ struct Worker {
   void process(Conn* c);
   void dispatch(Conn* c);
   // Caller keys and ACLs (DESIGN §4): false when the call was answered (refused).
-  bool authorize(Conn* c, const ServiceRoute& r, std::string_view iface);
+  // `up`: the caller's key in the key table (null: not registered).
+  bool authorize(Conn* c, const ServiceRoute& r, std::string_view iface, const bool* up);
   bool within_rate(Conn* c);
   bool refuse(Conn* c, Err e, std::string_view message, bool shadow);
   bool prepare_upstream_body(Conn* c);

@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
 #include <random>
 
 namespace svcctl::gateway {
@@ -58,12 +59,8 @@ bool request_id_ok(std::string_view s) {
 
 void append_uint(std::string& out, std::uint64_t v) {
   char buf[24];
-  char* p = buf + sizeof buf;
-  do {
-    *--p = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v);
-  out.append(p, static_cast<std::size_t>(buf + sizeof buf - p));
+  auto r = std::to_chars(buf, buf + sizeof buf, v);  // two digits a step
+  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
 }
 
 void append_hex(std::string& out, std::uint64_t v, int digits) {
@@ -579,11 +576,10 @@ void Worker::dispatch(Conn* c) {
     x.api = api;
     x.iface_stats = b->iface_stats[static_cast<std::size_t>(api - r.apis.data())];
   }
-  if (!x.key.empty()) {
-    if (const bool* up = table->find_key(x.key); up && *up) x.key_stats = &x.svc_stats->keys[x.key];
-  }
+  const bool* key_up = x.key.empty() ? nullptr : table->find_key(x.key);  // null: none, or not registered
+  if (key_up && *key_up) x.key_stats = &x.svc_stats->keys[x.key];
   const bool keyed = !r.acls.empty() || gw.options.require_keys;
-  if (keyed && !authorize(c, r, iface)) return;
+  if (keyed && !authorize(c, r, iface, key_up)) return;
   if (!r.up) return fail(c, Err::ServiceDown, fmt::format("service \"{}\" is down", svc));
   if (!api)
     return fail(c, Err::UnknownInterface,
@@ -627,7 +623,7 @@ bool Worker::refuse(Conn* c, Err e, std::string_view message, bool shadow) {
   return false;
 }
 
-bool Worker::authorize(Conn* c, const ServiceRoute& r, std::string_view iface) {
+bool Worker::authorize(Conn* c, const ServiceRoute& r, std::string_view iface, const bool* up) {
   Exchange& x = c->ex;
   const bool enforcing = r.enforcing || gw.options.require_keys;
   if (x.key.empty())
@@ -635,7 +631,6 @@ bool Worker::authorize(Conn* c, const ServiceRoute& r, std::string_view iface) {
                   fmt::format("service \"{}\" needs a caller key: send it in X-Api-Key, ?key= or the Yar token",
                               x.service),
                   !enforcing);
-  const bool* up = table->find_key(x.key);
   if (!up) return refuse(c, Err::UnknownKey, fmt::format("key \"{}\" is not registered", shown(x.key)), !enforcing);
   if (!*up) return refuse(c, Err::KeyDisabled, fmt::format("key \"{}\" is disabled", shown(x.key)), !enforcing);
   const AclRoute* acl = r.find_acl(x.key);
