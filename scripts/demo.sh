@@ -109,11 +109,13 @@ Ready: ZooKeeper on 127.0.0.1:$port, providers on 9101-9103, the gateway on $gat
 
   export SVCCTL_ZK=127.0.0.1:$port PATH=$root/build/cmd:\$PATH
   svcctl list
-  curl -s -XPOST http://$gateway/hello/add -d '{"a": 1, "b": 2}'
+  curl -s -XPOST http://$gateway/hello/add -H 'X-Api-Key: demo-key' -d '{"a": 1, "b": 2}'
+  curl -s -XPOST http://$gateway/hello/add -d '{"a": 1, "b": 2}'   # hello has ACLs: 401 without a key
   curl -s -XPOST http://$gateway/calc/add -d '[40, 2]'          # JSON in, Yar+msgpack to the provider
   curl -s -XPOST http://$gateway/calc/fail -d '[]'              # a PHP exception, as a 502
-  svcctl call hello echo --via http://$gateway --data '{"hi": "there"}'
+  svcctl call hello echo --via http://$gateway --key demo-key --data '{"hi": "there"}'
   svcctl register address hello 127.0.0.1:9102 --status down   # the next call avoids it
+  svcctl stats
   curl -s http://$admin/-/stats
   svcctl watch
 

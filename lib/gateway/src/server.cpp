@@ -654,8 +654,9 @@ bool Worker::within_rate(Conn* c) {
   if (!shadow) x.rate = d;  // the X-RateLimit-* headers
   if (d.allowed) return true;
   return refuse(c, Err::RateLimited,
-                fmt::format("key \"{}\" is over its rate for \"{}\": {:g}/s, burst {} (this gateway's share: 1/{})",
-                            shown(x.key), x.service, *acl.rate, acl.burst, table->gateways),
+                fmt::format("key \"{}\" is over its rate for \"{}\": {:g}/s, burst {}, shared by {} gateway{}",
+                            shown(x.key), x.service, *acl.rate, acl.burst, table->gateways,
+                            table->gateways == 1 ? "" : "s"),
                 shadow);
 }
 
