@@ -21,6 +21,7 @@ void setup_list(CLI::App& app, Context& ctx);
 void setup_call(CLI::App& app, Context& ctx);
 void setup_watch(CLI::App& app, Context& ctx);
 void setup_proxy(CLI::App& app, Context& ctx);
+void setup_stats(CLI::App& app, Context& ctx);
 
 struct Command {
   const char* name;
@@ -34,6 +35,7 @@ inline constexpr Command k_commands[] = {
     {"call", setup_call},
     {"watch", setup_watch},
     {"proxy", setup_proxy},
+    {"stats", setup_stats},
 };
 
 }  // namespace svcctl::cmd

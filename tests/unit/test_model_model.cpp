@@ -103,6 +103,18 @@ TEST_CASE("lenient decoding keeps going and reports each problem") {
 
   auto list = decode_service("s", "[1]");
   CHECK(list.problems == std::vector<std::string>{"data is JSON but not an object"});
+
+  auto gw = decode_gateway("gw-1", R"({"listen":"127.0.0.1:8080","admin":"127.0.0.1:9901","dc":"bj",)"
+                                   R"("started":"2024-05-01T10:00:00Z","version":"0.1.0","pid":42,"later":true})");
+  CHECK(gw.problems.empty());
+  CHECK(gw.value.id == "gw-1");
+  CHECK(gw.value.admin == "127.0.0.1:9901");
+  CHECK(gw.value.pid == 42);
+  CHECK(to_json(gw.value)["listen"] == "127.0.0.1:8080");
+  auto odd = decode_gateway("gw-2", R"({"admin":9901,"pid":-3})");
+  CHECK(odd.value.admin.empty());
+  CHECK(odd.value.pid == 0);
+  CHECK(odd.problems.size() == 2);
 }
 
 TEST_CASE("patches hold only the given fields") {

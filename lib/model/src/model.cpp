@@ -340,6 +340,19 @@ Decoded<Acl> decode_acl(std::string service, std::string key, std::string_view d
   return d;
 }
 
+Decoded<Gateway> decode_gateway(std::string id, std::string_view data) {
+  Decoded<Gateway> d;
+  d.value.id = std::move(id);
+  Reader r(data, d.problems);
+  r.string("listen", d.value.listen);
+  r.string("admin", d.value.admin);
+  r.string("dc", d.value.dc);
+  r.string("started", d.value.started);
+  r.string("version", d.value.version);
+  r.integer("pid", 0, INT32_MAX, d.value.pid, 0);
+  return d;
+}
+
 // ---- listing form ----------------------------------------------------------------------
 
 json to_json(const Service& v) {
@@ -374,6 +387,11 @@ json to_json(const Acl& v) {
           {"burst", v.burst ? json(*v.burst) : json(nullptr)},
           {"apis", v.apis},
           {"shadow", v.shadow}};
+}
+
+json to_json(const Gateway& v) {
+  return {{"id", v.id},           {"listen", v.listen},   {"admin", v.admin}, {"dc", v.dc},
+          {"started", v.started}, {"version", v.version}, {"pid", v.pid}};
 }
 
 // ---- patches -------------------------------------------------------------------------

@@ -92,6 +92,8 @@ json KeyDetail::to_json() const {
   return j;
 }
 
+json GatewayDetail::to_json() const { return model::to_json(gateway); }
+
 // ---- writes ----------------------------------------------------------------------------
 
 Expected<WriteResult> Registry::upsert(const std::string& path, const json& patch,
@@ -659,6 +661,29 @@ Expected<std::vector<KeyDetail>> Registry::list_keys() {
   }
   std::vector<KeyDetail> out;
   for (auto& [k, v] : by_key) out.push_back(std::move(v));
+  return out;
+}
+
+Expected<std::vector<GatewayDetail>> Registry::list_gateways() {
+  SVCCTL_TRY(auto ids, children_or_empty(std::string(paths::k_gateways)));
+  std::sort(ids.begin(), ids.end());
+  std::vector<std::string> node_paths;
+  for (const auto& id : ids) node_paths.push_back(paths::under(paths::k_gateways, id));
+  auto nodes = m_zk.get_many(node_paths);
+  std::vector<GatewayDetail> out;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (!nodes[i]) {
+      if (zk::is(nodes[i].error(), zk::Code::NoNode)) continue;  // it stopped meanwhile
+      return fail(nodes[i].error());
+    }
+    auto d = model::decode_gateway(ids[i], nodes[i]->data);
+    GatewayDetail g;
+    add_problems(g.problems, node_paths[i], d);
+    g.gateway = std::move(d.value);
+    auto obj = model::parse_object(nodes[i]->data);
+    g.data = obj ? std::move(*obj) : json::object();
+    out.push_back(std::move(g));
+  }
   return out;
 }
 

@@ -13,6 +13,8 @@ namespace svcctl::rpc {
 namespace {
 
 constexpr std::size_t k_max_reply = 64u * 1024 * 1024;
+// Transfers under way at once in http_get_many.
+constexpr std::size_t k_parallel_gets = 64;
 
 struct Sink {
   std::string body;
@@ -66,23 +68,37 @@ Expected<Result> json_answer(HttpReply reply, std::string_view from) {
 
 namespace {
 
-// One HTTP exchange: a POST of `body`, or a GET when `body` is null.
-Expected<HttpReply> perform(const std::string& url, const std::string_view* body,
-                            const std::vector<std::string>& headers, const Timeouts& timeouts) {
+void init_curl_once() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
 
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
-  if (!curl) return fail(ErrorKind::Error, "cannot start libcurl");
+using EasyHandle = std::unique_ptr<CURL, decltype(&curl_easy_cleanup)>;
+using HeaderList = std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)>;
+
+// One transfer's handle and what it writes into; kept at one address while curl runs it.
+struct Transfer {
+  EasyHandle curl{nullptr, curl_easy_cleanup};
+  HeaderList headers{nullptr, curl_slist_free_all};
+  Sink sink;
+  char errbuf[CURL_ERROR_SIZE] = {};
+  std::string url;
+};
+
+// Sets up a POST of `body`, or a GET when `body` is null. False when libcurl cannot start.
+bool prepare(Transfer& t, const std::string& url, const std::string_view* body,
+             const std::vector<std::string>& headers, const Timeouts& timeouts) {
+  init_curl_once();
+  t.curl.reset(curl_easy_init());
+  if (!t.curl) return false;
+  t.url = url;
   curl_slist* list = nullptr;
   for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
   list = curl_slist_append(list, "Expect:");  // no 100-continue round trip
-  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> header_list(list, curl_slist_free_all);
+  t.headers.reset(list);
 
-  Sink sink;
-  char errbuf[CURL_ERROR_SIZE] = {};
-  CURL* h = curl.get();
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+  CURL* h = t.curl.get();
+  curl_easy_setopt(h, CURLOPT_URL, t.url.c_str());
   if (body) {
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data());
@@ -94,30 +110,39 @@ Expected<HttpReply> perform(const std::string& url, const std::string_view* body
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeouts.connect.count()));
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(timeouts.total.count()));
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &t.sink);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t.errbuf);
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  return true;
+}
 
-  CURLcode rc = curl_easy_perform(h);
-  std::string where = host_of(url);
+// The reply of a finished transfer, or why there is none.
+Expected<HttpReply> finish(Transfer& t, CURLcode rc, const Timeouts& timeouts) {
+  std::string where = host_of(t.url);
+  const char* why = *t.errbuf ? t.errbuf : curl_easy_strerror(rc);
   if (rc != CURLE_OK) {
-    if (sink.too_large)
+    if (t.sink.too_large)
       return undeliverable(fmt::format("answer from {} is larger than {} MiB", where, k_max_reply >> 20));
     if (rc == CURLE_OPERATION_TIMEDOUT)
       return undeliverable(fmt::format("no answer from {} within {} ms", where, timeouts.total.count()));
-    if (rc == CURLE_COULDNT_CONNECT)
-      return undeliverable(fmt::format("cannot connect to {}: {}", where,
-                                       *errbuf ? errbuf : curl_easy_strerror(rc)));
-    return undeliverable(fmt::format("call to {} failed: {}", where,
-                                     *errbuf ? errbuf : curl_easy_strerror(rc)));
+    if (rc == CURLE_COULDNT_CONNECT) return undeliverable(fmt::format("cannot connect to {}: {}", where, why));
+    return undeliverable(fmt::format("call to {} failed: {}", where, why));
   }
   HttpReply reply;
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &reply.status);
+  curl_easy_getinfo(t.curl.get(), CURLINFO_RESPONSE_CODE, &reply.status);
   curl_off_t us = 0;
-  curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &us);
+  curl_easy_getinfo(t.curl.get(), CURLINFO_TOTAL_TIME_T, &us);
   reply.elapsed = std::chrono::microseconds(us);
-  reply.body = std::move(sink.body);
+  reply.body = std::move(t.sink.body);
   return reply;
+}
+
+// One HTTP exchange: a POST of `body`, or a GET when `body` is null.
+Expected<HttpReply> perform(const std::string& url, const std::string_view* body,
+                            const std::vector<std::string>& headers, const Timeouts& timeouts) {
+  Transfer t;
+  if (!prepare(t, url, body, headers, timeouts)) return fail(ErrorKind::Error, "cannot start libcurl");
+  return finish(t, curl_easy_perform(t.curl.get()), timeouts);
 }
 
 }  // namespace
@@ -129,6 +154,59 @@ Expected<HttpReply> http_post(const std::string& url, std::string_view body,
 
 Expected<HttpReply> http_get(const std::string& url, const Timeouts& timeouts) {
   return perform(url, nullptr, {}, timeouts);
+}
+
+std::vector<Expected<HttpReply>> http_get_many(const std::vector<std::string>& urls, const Timeouts& timeouts) {
+  const Expected<HttpReply> not_started = fail(ErrorKind::Error, "cannot start libcurl");
+  std::vector<Expected<HttpReply>> out(urls.size(), not_started);
+  init_curl_once();
+  std::unique_ptr<CURLM, decltype(&curl_multi_cleanup)> multi(curl_multi_init(), curl_multi_cleanup);
+  if (!multi) return out;
+  std::vector<Transfer> transfers(urls.size());
+  std::size_t next = 0;
+  std::size_t in_flight = 0;
+  // Transfers start only as others end, so each one's timeout runs from its own start.
+  auto start_more = [&] {
+    for (; next < urls.size() && in_flight < k_parallel_gets; ++next) {
+      Transfer& t = transfers[next];
+      if (!prepare(t, urls[next], nullptr, {}, timeouts)) continue;
+      curl_easy_setopt(t.curl.get(), CURLOPT_PRIVATE, static_cast<void*>(&t));
+      if (curl_multi_add_handle(multi.get(), t.curl.get()) != CURLM_OK) {
+        t.curl.reset();
+        continue;
+      }
+      ++in_flight;
+    }
+  };
+  start_more();
+  while (in_flight > 0) {
+    int running = 0;
+    if (CURLMcode mc = curl_multi_perform(multi.get(), &running); mc != CURLM_OK) {
+      for (std::size_t i = 0; i < transfers.size(); ++i) {
+        if (!transfers[i].curl) continue;
+        curl_multi_remove_handle(multi.get(), transfers[i].curl.get());
+        out[i] = fail(ErrorKind::Error, fmt::format("libcurl: {}", curl_multi_strerror(mc)));
+      }
+      return out;
+    }
+    int left = 0;
+    while (CURLMsg* m = curl_multi_info_read(multi.get(), &left)) {
+      if (m->msg != CURLMSG_DONE) continue;
+      CURL* h = m->easy_handle;
+      const CURLcode rc = m->data.result;  // m is not to be read once its handle is removed
+      void* mine = nullptr;
+      curl_easy_getinfo(h, CURLINFO_PRIVATE, &mine);
+      auto* t = static_cast<Transfer*>(mine);
+      curl_multi_remove_handle(multi.get(), h);
+      const auto i = static_cast<std::size_t>(t - transfers.data());
+      out[i] = finish(*t, rc, timeouts);
+      t->curl.reset();
+      --in_flight;
+    }
+    start_more();
+    if (in_flight > 0) curl_multi_poll(multi.get(), nullptr, 0, 100, nullptr);
+  }
+  return out;
 }
 
 Expected<Result> call_json(const std::string& url, std::string_view json_body,

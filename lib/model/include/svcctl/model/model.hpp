@@ -98,6 +98,17 @@ struct Acl {
   bool shadow = false;
 };
 
+// A running gateway, as `svcctl proxy` describes itself in its ephemeral /gateway/{id}.
+struct Gateway {
+  std::string id;       // the node name
+  std::string listen;   // host:port callers reach it on
+  std::string admin;    // host:port of its admin listener; empty when it has none
+  std::string dc;
+  std::string started;  // UTC, ISO 8601
+  std::string version;  // svcctl's version
+  std::int64_t pid = 0;
+};
+
 // A node's data decoded leniently: every field that is missing takes its default, every
 // field that is present but wrong is reported in `problems` and takes a safe value
 // (status: down; weight: the default; others: the default). Data that is not a JSON
@@ -113,6 +124,7 @@ Decoded<Address> decode_address(std::string service, std::string address, std::s
 Decoded<Api> decode_api(std::string service, std::string name, std::string_view data);
 Decoded<Key> decode_key(std::string name, std::string_view data);
 Decoded<Acl> decode_acl(std::string service, std::string key, std::string_view data);
+Decoded<Gateway> decode_gateway(std::string id, std::string_view data);
 
 // Parses node data as a JSON object, for read-modify-write. Empty data is {}.
 Expected<nlohmann::json> parse_object(std::string_view data);
@@ -123,6 +135,7 @@ nlohmann::json to_json(const Address& v);
 nlohmann::json to_json(const Api& v);
 nlohmann::json to_json(const Key& v);
 nlohmann::json to_json(const Acl& v);
+nlohmann::json to_json(const Gateway& v);
 
 // ---- patches: the fields a `register` call sets ------------------------------------
 

@@ -72,6 +72,14 @@ struct KeyDetail {
   nlohmann::json to_json() const;
 };
 
+// A gateway registered under /gateway (see model::Gateway).
+struct GatewayDetail {
+  model::Gateway gateway;
+  nlohmann::json data;  // the node's whole object, fields this build does not know included; {} if not JSON
+  std::vector<std::string> problems;
+  nlohmann::json to_json() const;  // model::to_json(gateway)
+};
+
 class Registry {
  public:
   explicit Registry(zk::Client& client) : m_zk(client) {}
@@ -109,6 +117,9 @@ class Registry {
   Expected<ServiceDetail> describe_service(const std::string& name);
   // Every key with the ACLs that name it.
   Expected<std::vector<KeyDetail>> list_keys();
+  // Every gateway under /gateway, sorted by id; none when /gateway does not exist. One that
+  // left between the listing and its read is left out.
+  Expected<std::vector<GatewayDetail>> list_gateways();
 
  private:
   using Guard = std::function<Expected<std::vector<zk::Op>>(const nlohmann::json* before,

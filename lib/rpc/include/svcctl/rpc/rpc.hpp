@@ -1,5 +1,6 @@
 // One-shot calls for `svcctl call`: to a provider in its interface's encoding, or to a
-// gateway. libcurl underneath; every failure is an Error whose kind is the exit code:
+// gateway; and plain GETs, one or many at once (health checks, `svcctl stats`). libcurl
+// underneath; every failure is an Error whose kind is the exit code:
 // the provider answered with an error → RemoteError; the call could not be made or the
 // answer could not be read (refused, timeout, not HTTP 200 for Yar, bad framing) →
 // DeliveryFailed.
@@ -37,6 +38,10 @@ Expected<HttpReply> http_post(const std::string& url, std::string_view body,
 
 // GETs `url` (health checks). DeliveryFailed when no HTTP answer came.
 Expected<HttpReply> http_get(const std::string& url, const Timeouts& timeouts);
+
+// GETs every URL at once (at most 64 transfers under way; each bounded by `timeouts`
+// from its own start). One result per URL, in order, each as http_get's.
+std::vector<Expected<HttpReply>> http_get_many(const std::vector<std::string>& urls, const Timeouts& timeouts);
 
 struct Result {
   std::string json;    // the result as JSON text
