@@ -1,5 +1,6 @@
 // svcctl call SVC IFACE: invoke an interface, straight to a provider chosen from the
 // registry (in the interface's encoding), or through a gateway with --via.
+#include "cli_tree.hpp"
 #include "commands.hpp"
 
 #include <svcctl/codec/json.hpp>
@@ -179,9 +180,10 @@ void setup_call(CLI::App& app, Context& ctx) {
       "-d,--data", args->data, "parameters: JSON text, @FILE, or - for standard input (an object "
                                "is one Yar parameter; an array, the list of parameters)");
   c->add_option("--via", args->via, "call through the gateway at this URL (http://host:port)");
-  c->add_option("--key", args->key, "caller key (X-Api-Key with --via; the Yar token otherwise)");
+  c->add_option("--key", args->key, "caller key (X-Api-Key with --via; the Yar token otherwise)")->type_name("KEY");
   c->add_option("--dc", args->dc, "prefer providers in this datacenter");
-  c->add_option("--address", args->address, "call this provider HOST:PORT instead of choosing one");
+  c->add_option("--address", args->address, "call this provider HOST:PORT instead of choosing one")
+      ->type_name("HOST:PORT");
   c->add_option("--timeout-ms", args->timeout_ms,
                 "total timeout (default: the interface's timeout_ms, else 5000)");
   c->add_flag("--explain", args->explain,

@@ -6,7 +6,10 @@
 //      that sets ctx.action; the action calls one library facade and prints via lib/output;
 //   2. declare setup_<name> below and add a row to k_commands;
 //   3. add the file to cmd/CMakeLists.txt;
-//   4. document it in README.md (tour, with real output) and cover it in tests/integration.
+//   4. document it in README.md (tour, with real output) and cover it in tests/integration;
+//   5. write its man page's prose, man/svcctl-<name>.mdoc (see man/README.md); --help,
+//      completion and the page's synopsis and options follow from the options themselves
+//      (declare enumerated values with cli::choices, cmd/cli_tree.hpp).
 #pragma once
 
 #include "context.hpp"
@@ -22,6 +25,14 @@ void setup_call(CLI::App& app, Context& ctx);
 void setup_watch(CLI::App& app, Context& ctx);
 void setup_proxy(CLI::App& app, Context& ctx);
 void setup_stats(CLI::App& app, Context& ctx);
+void setup_drain(CLI::App& app, Context& ctx);
+void setup_undrain(CLI::App& app, Context& ctx);
+void setup_doctor(CLI::App& app, Context& ctx);
+void setup_apply(CLI::App& app, Context& ctx);
+void setup_export(CLI::App& app, Context& ctx);
+
+// The hidden ones (group ""): __complete, __man, __cli-json (cmd/cli_tools.cpp).
+void setup_cli_tools(CLI::App& app, Context& ctx);
 
 struct Command {
   const char* name;
@@ -36,6 +47,12 @@ inline constexpr Command k_commands[] = {
     {"watch", setup_watch},
     {"proxy", setup_proxy},
     {"stats", setup_stats},
+    {"drain", setup_drain},
+    {"undrain", setup_undrain},
+    {"doctor", setup_doctor},
+    {"apply", setup_apply},
+    {"export", setup_export},
+    {"__cli", setup_cli_tools},
 };
 
 }  // namespace svcctl::cmd

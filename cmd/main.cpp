@@ -1,5 +1,6 @@
 // svcctl: service governance on ZooKeeper. Parses the command line, runs the chosen
 // subcommand's action, and maps its error to the documented exit code.
+#include "cli_tree.hpp"
 #include "commands.hpp"
 
 #include <fmt/format.h>
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("-q,--quiet", ctx.quiet, "print no warnings or confirmations");
   app.add_flag("-v,--verbose", ctx.verbose, "say on stderr which ZooKeeper session is used");
+  cmd::cli::choices(app.get_option("--output"), {"table", "json", "auto"});
 
   for (const auto& command : cmd::k_commands) command.setup(app, ctx);
 

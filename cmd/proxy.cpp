@@ -1,5 +1,6 @@
 // svcctl proxy: the gateway. Loads the registry into the watch-driven cache, serves calls
 // from it, registers itself as an ephemeral /gateway/{id}, and runs until SIGTERM/SIGINT.
+#include "cli_tree.hpp"
 #include "commands.hpp"
 
 #include <svcctl/gateway/gateway.hpp>
@@ -246,6 +247,10 @@ void setup_proxy(CLI::App& app, Context& ctx) {
   p->add_option("--lkg-file", a->lkg_file,
                 "keep the last-known-good registry in this file, and start from it when ZooKeeper is "
                 "unreachable");
+  cli::choices(p->get_option("--balance"), {"p2c", "round-robin"});
+  cli::choices(p->get_option("--log-format"), {"text", "json"});
+  p->get_option("--log-file")->type_name("FILE");
+  p->get_option("--lkg-file")->type_name("FILE");
   p->callback([&ctx, a] { ctx.action = [&ctx, a] { return run_proxy(ctx, *a); }; });
 }
 

@@ -1,4 +1,5 @@
 // svcctl register service|address|api|key|acl: create a node, or update the given fields.
+#include "cli_tree.hpp"
 #include "commands.hpp"
 
 #include <svcctl/model/model.hpp>
@@ -220,7 +221,7 @@ void setup_register(CLI::App& app, Context& ctx) {
 
   auto* s = reg->add_subcommand("service", "register a service");
   s->add_option("SVC", service->service, "service name")->required();
-  text_option(s, service->status, "--status", "up or down (new: up)");
+  cli::choices(text_option(s, service->status, "--status", "up or down (new: up)").option, {"up", "down"});
   text_option(s, service->desc, "--desc", "description");
   text_option(s, service->owner, "--owner", "owning team or person");
   service->common.add(s, false, false);
@@ -231,7 +232,7 @@ void setup_register(CLI::App& app, Context& ctx) {
   ad->add_option("HOST:PORT", address->name, "provider address")->required();
   text_option(ad, address->dc, "--dc", "datacenter (new: empty)");
   text_option(ad, address->weight, "--weight", "load-balancing weight, 0 to 1000000 (new: 100)");
-  text_option(ad, address->status, "--status", "up or down (new: up)");
+  cli::choices(text_option(ad, address->status, "--status", "up or down (new: up)").option, {"up", "down"});
   text_option(ad, address->version, "--provider-version", "version label of the provider build");
   text_option(ad, address->tags, "--tags", "comma-separated tags (empty string clears)");
   address->common.add(ad, true, true);
@@ -251,8 +252,9 @@ void setup_register(CLI::App& app, Context& ctx) {
   ap->add_option("SVC", api->service, "service name")->required();
   ap->add_option("IFACE", api->name, "interface name")->required();
   text_option(ap, api->path, "--path", "HTTP path on the provider (required for a new interface)");
-  text_option(ap, api->encoding, "--encoding", "json, yar-msgpack or yar-json (new: json)");
-  text_option(ap, api->status, "--status", "up or down (new: up)");
+  cli::choices(text_option(ap, api->encoding, "--encoding", "json, yar-msgpack or yar-json (new: json)").option,
+               {"json", "yar-msgpack", "yar-json"});
+  cli::choices(text_option(ap, api->status, "--status", "up or down (new: up)").option, {"up", "down"});
   text_option(ap, api->timeout, "--timeout-ms", "call timeout in milliseconds");
   text_option(ap, api->method, "--method", "Yar method name (default: the interface name)");
   api->idempotent_option = ap->add_flag("--idempotent,!--no-idempotent", api->idempotent,
@@ -263,7 +265,7 @@ void setup_register(CLI::App& app, Context& ctx) {
   auto* k = reg->add_subcommand("key", "register a caller's access key");
   k->add_option("KEY", key->name, "the key")->required();
   text_option(k, key->owner, "--owner", "who the key belongs to");
-  text_option(k, key->status, "--status", "up or down (new: up)");
+  cli::choices(text_option(k, key->status, "--status", "up or down (new: up)").option, {"up", "down"});
   key->common.add(k, false, false);
   k->callback([&ctx, key] { ctx.action = [&ctx, key] { return run_key(ctx, *key); }; });
 

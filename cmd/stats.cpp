@@ -7,6 +7,7 @@
 // is registered; 8 (could not be delivered) when gateways are registered but none
 // answered; 5 when ZooKeeper is unreachable. --watch shows every round, whatever it found,
 // until SIGINT or SIGTERM, and then exits 0.
+#include "cli_tree.hpp"
 #include "commands.hpp"
 #include "stats_report.hpp"
 
@@ -236,6 +237,7 @@ void setup_stats(CLI::App& app, Context& ctx) {
       ->capture_default_str();
   s->add_option("--timeout-ms", args->timeout_ms, "milliseconds to wait for each gateway's answer")
       ->capture_default_str();
+  cli::choices(s->get_option("--by"), {"service", "interface", "address", "key"});
   s->callback([&ctx, args] { ctx.action = [&ctx, args] { return run_stats(ctx, *args); }; });
 }
 

@@ -1,5 +1,6 @@
 // svcctl watch [SVC...]: the registry's current state (as "added" events), then every
 // change as it happens, through reconnects and session expiries, until interrupted.
+#include "cli_tree.hpp"
 #include "commands.hpp"
 
 #include <svcctl/model/model.hpp>
@@ -106,6 +107,7 @@ void setup_watch(CLI::App& app, Context& ctx) {
   w->add_option("--lkg-file", args->lkg_file,
                 "keep the last-known-good registry in this file, and start from it when "
                 "ZooKeeper is unreachable");
+  w->get_option("--lkg-file")->type_name("FILE");
   w->callback([&ctx, args] { ctx.action = [&ctx, args] { return run_watch(ctx, *args); }; });
 }
 

@@ -9,6 +9,7 @@ packages=(
   libcurl4-openssl-dev libfmt-dev doctest-dev libboost-dev
   zookeeper python3 python3-kazoo python3-pytest python3-msgpack
   clang libclang-rt-14-dev curl
+  mandoc zsh fish  # tests: man page lint; the zsh and fish completions run in them
 )
 
 missing=()

@@ -38,6 +38,16 @@ def start_provider(kind, port=0):
         time.sleep(0.2)
 
 
+def running_providers(kind, n):
+    """n providers of a kind for a fixture: yields their addresses, stops them after."""
+    procs = [start_provider(kind) for _ in range(n)]
+    try:
+        yield [f"127.0.0.1:{port}" for _, port in procs]
+    finally:
+        for p, _ in procs:
+            stop_process(p)
+
+
 def stop_process(p):
     if p.poll() is None:
         p.terminate()

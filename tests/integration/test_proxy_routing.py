@@ -6,15 +6,12 @@ import time
 
 import pytest
 
-from gatewaylib import Load, Proxy, served_by, start_provider, stop_process
+from gatewaylib import Load, Proxy, running_providers, served_by
 
 
 @pytest.fixture(scope="module")
 def three():
-    procs = [start_provider("json") for _ in range(3)]
-    yield [f"127.0.0.1:{port}" for _, port in procs]
-    for p, _ in procs:
-        stop_process(p)
+    yield from running_providers("json", 3)
 
 
 def register_service(reg, addrs, **weights):

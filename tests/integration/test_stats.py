@@ -15,15 +15,12 @@ import threading
 
 import pytest
 
-from gatewaylib import Load, Proxy, eventually, start_provider, stop_process
+from gatewaylib import Load, Proxy, eventually, running_providers
 
 
 @pytest.fixture(scope="module")
 def providers():
-    procs = [start_provider("json") for _ in range(2)]
-    yield [f"127.0.0.1:{port}" for _, port in procs]
-    for p, _ in procs:
-        stop_process(p)
+    yield from running_providers("json", 2)
 
 
 def register(reg, providers):

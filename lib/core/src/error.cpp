@@ -13,6 +13,8 @@ std::string_view kind_name(ErrorKind kind) {
     case ErrorKind::RemoteError: return "remote_error";
     case ErrorKind::DeliveryFailed: return "delivery_failed";
     case ErrorKind::Unsafe: return "unsafe";
+    case ErrorKind::TimedOut: return "timed_out";
+    case ErrorKind::Findings: return "findings";
   }
   return "error";
 }

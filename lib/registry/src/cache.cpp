@@ -353,6 +353,12 @@ struct Cache::Impl {
       return;
     }
     if (r.rc != 0) return;
+    // The listing is as of the parent's pzxid: a removal shows in the zxid seen only there
+    // (and may come after the removal itself was published: publish the zxid alone then).
+    if (r.stat.pzxid > max_zxid) {
+      max_zxid = r.stat.pzxid;
+      meta_changed = true;
+    }
     put(r.path, CacheEntry{{}, r.stat.mzxid, r.stat.version, r.stat.ephemeral_owner, true});
     std::set<std::string> now(std::make_move_iterator(r.names.begin()),
                               std::make_move_iterator(r.names.end()));

@@ -105,6 +105,7 @@ Expected<WriteResult> Registry::upsert(const std::string& path, const json& patc
     if (!node && !zk::is(node.error(), zk::Code::NoNode)) return fail(node.error());
 
     if (!node) {
+      if (options.if_absent == IfAbsent::Refuse) return fail(ErrorKind::NotFound, fmt::format("{} not found", path));
       if (options.if_version)
         return fail(ErrorKind::NotFound,
                     fmt::format("{} does not exist (--if-version needs an existing node)", path));
@@ -138,8 +139,11 @@ Expected<WriteResult> Registry::upsert(const std::string& path, const json& patc
                   static_cast<int>(zk::Code::BadVersion));
     json after = *before;
     after.update(patch);
-    if (after == *before)
-      return WriteResult{path, Action::Unchanged, node->stat.version, std::move(after), {}, {}};
+    if (after == *before) {
+      WriteResult same{path, Action::Unchanged, node->stat.version, std::move(after), {}, {}};
+      same.zxid = node->stat.mzxid;
+      return same;
+    }
     if (validate) SVCCTL_CHECK(validate(after));
     std::vector<zk::Op> ops;
     if (guard) {
@@ -147,12 +151,16 @@ Expected<WriteResult> Registry::upsert(const std::string& path, const json& patc
     }
     Expected<void> r;
     int version = node->stat.version;
+    std::int64_t zxid = 0;
     if (ops.empty()) {
       auto st = m_zk.set(path, dump(after), version);
       r = st ? Expected<void>{} : Expected<void>(fail(st.error()));
+      if (st) zxid = st->mzxid;
     } else {
       ops.push_back(zk::Op::set(path, dump(after), version));
-      r = m_zk.multi(ops);
+      std::vector<zk::Stat> stats;
+      r = m_zk.multi(ops, &stats);
+      if (r && !stats.empty()) zxid = stats.back().mzxid;
     }
     if (!r) {
       bool raced = zk::is(r.error(), zk::Code::BadVersion) || zk::is(r.error(), zk::Code::NoNode);
@@ -164,7 +172,9 @@ Expected<WriteResult> Registry::upsert(const std::string& path, const json& patc
                     static_cast<int>(zk::Code::BadVersion));
       continue;
     }
-    return WriteResult{path, Action::Updated, version + 1, std::move(after), {}, {}};
+    WriteResult updated{path, Action::Updated, version + 1, std::move(after), {}, {}};
+    updated.zxid = zxid;
+    return updated;
   }
   return too_many_writers(path);
 }
@@ -179,6 +189,12 @@ Expected<std::vector<std::string>> Registry::children_or_empty(const std::string
   auto kids = m_zk.children(path);
   if (!kids && zk::is(kids.error(), zk::Code::NoNode)) return std::vector<std::string>{};
   return kids;
+}
+
+Expected<std::vector<std::string>> Registry::names_under(const std::string& path) {
+  SVCCTL_TRY(auto names, children_or_empty(path));
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 Expected<WriteResult> Registry::put_service(const std::string& name,

@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 
@@ -156,7 +157,13 @@ Expected<HttpReply> http_get(const std::string& url, const Timeouts& timeouts) {
   return perform(url, nullptr, {}, timeouts);
 }
 
-std::vector<Expected<HttpReply>> http_get_many(const std::vector<std::string>& urls, const Timeouts& timeouts) {
+namespace {
+
+enum class Exchange { Get, ConnectOnly };
+
+// Runs every transfer at once, at most `parallel` under way.
+std::vector<Expected<HttpReply>> run_many(const std::vector<std::string>& urls, const Timeouts& timeouts,
+                                          Exchange exchange, std::size_t parallel) {
   const Expected<HttpReply> not_started = fail(ErrorKind::Error, "cannot start libcurl");
   std::vector<Expected<HttpReply>> out(urls.size(), not_started);
   init_curl_once();
@@ -167,9 +174,10 @@ std::vector<Expected<HttpReply>> http_get_many(const std::vector<std::string>& u
   std::size_t in_flight = 0;
   // Transfers start only as others end, so each one's timeout runs from its own start.
   auto start_more = [&] {
-    for (; next < urls.size() && in_flight < k_parallel_gets; ++next) {
+    for (; next < urls.size() && in_flight < parallel; ++next) {
       Transfer& t = transfers[next];
       if (!prepare(t, urls[next], nullptr, {}, timeouts)) continue;
+      if (exchange == Exchange::ConnectOnly) curl_easy_setopt(t.curl.get(), CURLOPT_CONNECT_ONLY, 1L);
       curl_easy_setopt(t.curl.get(), CURLOPT_PRIVATE, static_cast<void*>(&t));
       if (curl_multi_add_handle(multi.get(), t.curl.get()) != CURLM_OK) {
         t.curl.reset();
@@ -205,6 +213,39 @@ std::vector<Expected<HttpReply>> http_get_many(const std::vector<std::string>& u
     }
     start_more();
     if (in_flight > 0) curl_multi_poll(multi.get(), nullptr, 0, 100, nullptr);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<Expected<HttpReply>> http_get_many(const std::vector<std::string>& urls, const Timeouts& timeouts) {
+  return run_many(urls, timeouts, Exchange::Get, k_parallel_gets);
+}
+
+std::vector<Expected<void>> connect_many(const std::vector<std::string>& host_ports,
+                                         std::chrono::milliseconds timeout, std::size_t parallel) {
+  std::vector<std::string> urls;
+  urls.reserve(host_ports.size());
+  for (const auto& hp : host_ports) urls.push_back("http://" + hp + "/");
+  // curl counts a connect that did not finish in time as a timeout of the whole transfer.
+  auto replies = run_many(urls, Timeouts{timeout, timeout}, Exchange::ConnectOnly, std::max<std::size_t>(1, parallel));
+  std::vector<Expected<void>> out;
+  out.reserve(replies.size());
+  for (std::size_t i = 0; i < replies.size(); ++i) {
+    if (replies[i]) {
+      out.emplace_back();
+      continue;
+    }
+    // curl's own words last ("...: Couldn't connect to server"), without its repetition of the address.
+    auto e = replies[i].error();
+    const auto colon = e.message.rfind(": ");
+    const auto why = colon == std::string::npos ? std::string() : e.message.substr(colon + 2);
+    if (e.message.starts_with("no answer from"))
+      e.message = fmt::format("cannot connect to {} within {} ms", host_ports[i], timeout.count());
+    else if (!why.empty())
+      e.message = fmt::format("cannot connect to {} ({})", host_ports[i], why);
+    out.emplace_back(fail(std::move(e)));
   }
   return out;
 }

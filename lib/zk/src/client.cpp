@@ -92,6 +92,7 @@ struct Call {
   std::vector<std::string> paths;
   std::vector<std::string> values;
   std::vector<std::vector<char>> path_buffers;
+  std::vector<::Stat> set_stats;  // what each Set op's node became
 };
 
 using CallRef = std::shared_ptr<Call>;
@@ -503,7 +504,7 @@ Expected<void> Client::remove(const std::string& path, int version) {
   });
 }
 
-Expected<void> Client::multi(const std::vector<Op>& ops) {
+Expected<void> Client::multi(const std::vector<Op>& ops, std::vector<Stat>* stats) {
   if (ops.empty()) return {};
   auto call = std::make_shared<Call>();
   Call& c = *call;
@@ -513,6 +514,7 @@ Expected<void> Client::multi(const std::vector<Op>& ops) {
   c.paths.reserve(n);
   c.values.reserve(n);
   c.path_buffers.resize(n);
+  c.set_stats.resize(n);
   const struct ACL_vector* acl = m_impl->create_acl(authenticated());
   for (std::size_t i = 0; i < n; ++i) {
     const Op& op = ops[i];
@@ -527,7 +529,7 @@ Expected<void> Client::multi(const std::vector<Op>& ops) {
         break;
       case Op::Type::Remove: zoo_delete_op_init(&c.ops[i], p, op.version); break;
       case Op::Type::Set:
-        zoo_set_op_init(&c.ops[i], p, v.data(), static_cast<int>(v.size()), op.version, nullptr);
+        zoo_set_op_init(&c.ops[i], p, v.data(), static_cast<int>(v.size()), op.version, &c.set_stats[i]);
         break;
       case Op::Type::Check: zoo_check_op_init(&c.ops[i], p, op.version); break;
     }
@@ -535,7 +537,15 @@ Expected<void> Client::multi(const std::vector<Op>& ops) {
   auto r = m_impl->run(call, "atomic update", [&](const void* ctx) {
     return zoo_amulti(m_impl->zh, static_cast<int>(n), c.ops.data(), c.results.data(), on_void, ctx);
   });
-  if (r) return {};
+  if (r) {
+    if (stats) {
+      std::lock_guard lock(c.mu);
+      stats->clear();
+      for (std::size_t i = 0; i < n; ++i)
+        stats->push_back(ops[i].type == Op::Type::Set ? convert(&c.set_stats[i]) : Stat{});
+    }
+    return {};
+  }
   // Name the op that failed (the others report "rolled back" or ZOK).
   std::lock_guard lock(c.mu);
   if (c.done) {

@@ -18,6 +18,8 @@ enum class ErrorKind : int {
   RemoteError = 7,       // the called service answered with an error
   DeliveryFailed = 8,    // the call could not be delivered (refused, timeout, bad framing)
   Unsafe = 9,            // refused as unsafe without --force (or --recursive)
+  TimedOut = 10,         // gave up waiting for the fleet to follow (drain; undrain --wait)
+  Findings = 11,         // a check found problems (doctor)
 };
 
 struct Error {

@@ -31,17 +31,22 @@ struct WriteResult {
   nlohmann::json data;       // the node's data after the write (null when deleted)
   std::vector<std::string> removed;  // every path removed, deepest first
   std::vector<std::string> notes;    // side effects worth telling (e.g. service created)
+  // The zxid of the write (the node's mzxid after it); for Unchanged, the node's mzxid as
+  // read. 0 when not known (a created node, a deletion). Not in to_json().
+  std::int64_t zxid = 0;
   nlohmann::json to_json() const;
 };
 
 enum class IfMissing { Refuse, CreateService };
 enum class Safety { Guarded, Force };
 enum class Depth { NodeOnly, Recursive };
+enum class IfAbsent { Create, Refuse };  // the node itself: create it, or NotFound
 
 struct WriteOptions {
   std::optional<int> if_version;  // fail with Conflict unless the node is at this version
   IfMissing if_missing = IfMissing::Refuse;
   Safety safety = Safety::Guarded;
+  IfAbsent if_absent = IfAbsent::Create;
 };
 
 struct ServiceSummary {
@@ -79,6 +84,9 @@ struct GatewayDetail {
   std::vector<std::string> problems;
   nlohmann::json to_json() const;  // model::to_json(gateway)
 };
+
+struct Tree;
+struct Plan;
 
 class Registry {
  public:
@@ -120,6 +128,16 @@ class Registry {
   // Every gateway under /gateway, sorted by id; none when /gateway does not exist. One that
   // left between the listing and its read is left out.
   Expected<std::vector<GatewayDetail>> list_gateways();
+  // The names of the nodes under `path` (a folder such as paths::apis(svc)); none when it
+  // does not exist. One read: shell completion cannot wait for whole listings.
+  Expected<std::vector<std::string>> names_under(const std::string& path);
+
+  // Declarative documents (declare.hpp): every registry node and container, read in
+  // pipelined batches; a plan applied as one multi-operation, every write pinned to the
+  // version read (Conflict when the registry changed since: nothing is written). Returns
+  // the zxid of the write (0 for an empty plan).
+  Expected<Tree> read_tree();
+  Expected<std::int64_t> apply(const Plan& plan);
 
  private:
   using Guard = std::function<Expected<std::vector<zk::Op>>(const nlohmann::json* before,
@@ -132,6 +150,7 @@ class Registry {
   // Deletes a node that has no children; NotFound with `not_found` if it is missing.
   Expected<WriteResult> remove_leaf(const std::string& path, std::string not_found);
   Expected<std::vector<std::string>> children_or_empty(const std::string& path);
+  Expected<Tree> read_tree_once();
   // Reads every address of a service, with its node version.
   struct AddressNode {
     model::Address address;

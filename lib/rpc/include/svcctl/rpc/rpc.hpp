@@ -43,6 +43,12 @@ Expected<HttpReply> http_get(const std::string& url, const Timeouts& timeouts);
 // from its own start). One result per URL, in order, each as http_get's.
 std::vector<Expected<HttpReply>> http_get_many(const std::vector<std::string>& urls, const Timeouts& timeouts);
 
+// Opens a TCP connection to every host:port (at most `parallel` at once, each within
+// `timeout`) and closes it again: whether something listens there. One result per
+// address, in order; DeliveryFailed ("cannot connect to ...") when nothing does.
+std::vector<Expected<void>> connect_many(const std::vector<std::string>& host_ports,
+                                         std::chrono::milliseconds timeout, std::size_t parallel);
+
 struct Result {
   std::string json;    // the result as JSON text
   std::string output;  // Yar "o": what the method printed

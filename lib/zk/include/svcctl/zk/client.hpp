@@ -131,8 +131,9 @@ class Client {
   Expected<Stat> set(const std::string& path, const std::string& data, int version);
   Expected<void> remove(const std::string& path, int version);
   // Applies all ops or none. On failure, the Error's code is the first failing op's return
-  // code and its message names that op's path.
-  Expected<void> multi(const std::vector<Op>& ops);
+  // code and its message names that op's path. With `stats`, on success: one per op, the
+  // node's Stat after the write for Set ops (its mzxid is the multi's zxid), zeros for others.
+  Expected<void> multi(const std::vector<Op>& ops, std::vector<Stat>* stats = nullptr);
   // Creates `path` and any missing parents with empty data, including a missing chroot.
   Expected<void> ensure_path(const std::string& path);
 

@@ -1,0 +1,219 @@
+// svcctl export [SVC...] and svcctl apply -f FILE: the registry as a declarative document
+// (lib/registry/declare.hpp). apply shows its plan, refuses an unsafe one without --force,
+// writes it in one ZooKeeper multi-operation with version checks (only with --yes, or
+// after a yes on a terminal), and with --wait returns once every live gateway's registry
+// view has reached the write.
+#include "commands.hpp"
+
+#include <svcctl/model/model.hpp>
+#include <svcctl/registry/declare.hpp>
+#include <svcctl/rpc/rpc.hpp>
+
+#include <fmt/format.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+namespace svcctl::cmd {
+
+namespace {
+
+struct ApplyArgs {
+  std::string file;
+  bool yes = false;
+  bool force = false;
+  bool prune = false;
+  bool dry_run = false;
+  bool wait = false;
+  int wait_timeout_ms = 30'000;
+};
+
+struct ExportArgs {
+  std::vector<std::string> services;
+  std::string file;
+};
+
+Expected<std::string> read_input(const std::string& file) {
+  if (file == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return fail(ErrorKind::Usage, fmt::format("cannot read {}", file));
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+Expected<nlohmann::json> parse_document(const std::string& file, const std::string& text) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    return fail(ErrorKind::Usage, fmt::format("{} is not JSON: {}", file == "-" ? "standard input" : file, e.what()));
+  }
+}
+
+// Asks on the terminal; anything but y/yes is a no.
+bool confirm(std::size_t changes) {
+  fmt::print("apply these {} change{}? [y/N] ", changes, changes == 1 ? "" : "s");
+  std::fflush(stdout);
+  std::string answer;
+  if (!std::getline(std::cin, answer)) return false;
+  return answer == "y" || answer == "Y" || answer == "yes";
+}
+
+std::string hex(std::int64_t zxid) { return fmt::format("0x{:x}", zxid); }
+
+// Where a gateway's registry view is: the zxid its /-/healthz reports, or why it cannot say.
+Expected<std::int64_t> gateway_zxid(const Expected<rpc::HttpReply>& reply) {
+  if (!reply) return fail(reply.error());
+  auto j = nlohmann::json::parse(reply->body, nullptr, false);
+  const auto* z = j.is_object() && j.contains("registry") ? &j["registry"] : nullptr;
+  if (!z || !z->contains("zxid") || !(*z)["zxid"].is_string())
+    return fail(ErrorKind::DeliveryFailed, fmt::format("/-/healthz answered HTTP {} without a zxid", reply->status));
+  return static_cast<std::int64_t>(std::stoull((*z)["zxid"].get<std::string>(), nullptr, 16));
+}
+
+// Polls every live gateway until each one's registry view is at or past `zxid`.
+Expected<nlohmann::json> wait_for_gateways(Context& ctx, registry::Registry& reg, std::int64_t zxid,
+                                           std::chrono::milliseconds timeout) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + timeout;
+  for (;;) {
+    SVCCTL_TRY(auto gateways, reg.list_gateways());
+    std::vector<std::string> urls;
+    for (const auto& g : gateways) urls.push_back(fmt::format("http://{}/-/healthz", g.gateway.admin));
+    auto replies = rpc::http_get_many(urls, rpc::Timeouts{std::chrono::milliseconds(1000), std::chrono::milliseconds(1000)});
+    std::vector<std::string> behind;
+    for (std::size_t i = 0; i < gateways.size(); ++i) {
+      auto at = gateway_zxid(replies[i]);
+      if (!at) behind.push_back(fmt::format("{} ({})", gateways[i].gateway.id, at.error().message));
+      else if (*at < zxid) behind.push_back(fmt::format("{} (at {})", gateways[i].gateway.id, hex(*at)));
+    }
+    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    if (behind.empty()) {
+      if (gateways.empty()) ctx.note("no gateway is registered under /gateway: nothing to wait for");
+      return nlohmann::json{{"gateways", gateways.size()}, {"waited_ms", waited.count()}};
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::string list;
+      for (const auto& b : behind) list += (list.empty() ? "" : ", ") + b;
+      return fail(ErrorKind::TimedOut, fmt::format("written at zxid {}, but after {} ms these gateways have not "
+                                                   "seen it: {}",
+                                                   hex(zxid), waited.count(), list));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+void print_plan(Context& ctx, const registry::Plan& plan) {
+  for (const auto& n : plan.notes) ctx.note(n);
+  if (ctx.format == output::Format::Json) return;
+  for (const auto& c : plan.create_containers) fmt::print("+ {}\n", c);
+  for (const auto& line : plan.lines()) fmt::print("{}\n", line);
+  for (const auto& c : plan.delete_containers) fmt::print("- {}\n", c);
+  fmt::print("plan: {} to create, {} to change, {} to delete\n", plan.count(registry::PlanStep::Kind::Create),
+             plan.count(registry::PlanStep::Kind::Update), plan.count(registry::PlanStep::Kind::Delete));
+}
+
+Expected<void> run_apply(Context& ctx, const ApplyArgs& a) {
+  if (a.wait_timeout_ms < 1) return fail(ErrorKind::Usage, "--wait-timeout-ms must be at least 1");
+  SVCCTL_TRY(auto text, read_input(a.file));
+  SVCCTL_TRY(auto doc, parse_document(a.file, text));
+  SVCCTL_TRY(auto* reg, ctx.registry());
+  SVCCTL_TRY(auto tree, reg->read_tree());
+  SVCCTL_TRY(auto plan, registry::make_plan(tree, doc, {a.prune}));
+  nlohmann::json out = plan.to_json();
+  out["applied"] = false;
+  print_plan(ctx, plan);
+  auto finish = [&]() -> Expected<void> {
+    if (ctx.format == output::Format::Json) output::print_json(out);
+    return {};
+  };
+  if (plan.empty()) {
+    if (ctx.format != output::Format::Json && !ctx.quiet) fmt::print("nothing to change\n");
+    return finish();
+  }
+  if (!plan.unsafe.empty() && !a.force) {
+    std::string why;
+    for (const auto& u : plan.unsafe) why += "\n  " + u;
+    if (ctx.format == output::Format::Json) output::print_json(out);
+    return fail(ErrorKind::Unsafe, fmt::format("refused, the plan is unsafe (--force applies it anyway):{}", why));
+  }
+  for (const auto& u : plan.unsafe) ctx.warn(fmt::format("applied with --force: {}", u));
+  bool go = a.yes && !a.dry_run;
+  if (!a.yes && !a.dry_run) {
+    if (::isatty(STDIN_FILENO) && output::stdout_is_tty()) {
+      go = confirm(plan.steps.size() + plan.create_containers.size() + plan.delete_containers.size());
+    } else {
+      ctx.note("not applied: give --yes to apply it");
+    }
+  }
+  if (!go) return finish();
+  SVCCTL_TRY(auto zxid, reg->apply(plan));
+  out["applied"] = true;
+  out["zxid"] = hex(zxid);
+  if (ctx.format != output::Format::Json && !ctx.quiet) fmt::print("applied at zxid {}\n", hex(zxid));
+  if (a.wait) {
+    auto waited = wait_for_gateways(ctx, *reg, zxid, std::chrono::milliseconds(a.wait_timeout_ms));
+    if (!waited) {
+      if (ctx.format == output::Format::Json) output::print_json(out);
+      return fail(waited.error());
+    }
+    out["wait"] = *waited;
+    if (ctx.format != output::Format::Json && !ctx.quiet)
+      fmt::print("every gateway ({}) has it, after {} ms\n", (*waited)["gateways"].get<std::size_t>(),
+                 (*waited)["waited_ms"].get<std::int64_t>());
+  }
+  return finish();
+}
+
+Expected<void> run_export(Context& ctx, const ExportArgs& a) {
+  for (const auto& s : a.services) SVCCTL_CHECK(model::validate_name("service", s));
+  SVCCTL_TRY(auto* reg, ctx.registry());
+  SVCCTL_TRY(auto tree, reg->read_tree());
+  auto doc = registry::export_document(tree, a.services);
+  for (const auto& s : a.services)
+    if (!doc["services"].contains(s)) return fail(ErrorKind::NotFound, fmt::format("service {} is not registered", s));
+  const std::string text = doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  if (a.file.empty() || a.file == "-") {
+    fmt::print("{}", text);
+    return {};
+  }
+  std::ofstream out(a.file, std::ios::binary | std::ios::trunc);
+  if (!out || !(out << text) || !out.flush()) return fail(ErrorKind::Error, fmt::format("cannot write {}", a.file));
+  ctx.note(fmt::format("wrote {} services and {} keys to {}", doc["services"].size(), doc["keys"].size(), a.file));
+  return {};
+}
+
+}  // namespace
+
+void setup_apply(CLI::App& app, Context& ctx) {
+  auto a = std::make_shared<ApplyArgs>();
+  auto* c = app.add_subcommand("apply", "bring the registry to what a document (from export) says, atomically");
+  c->add_option("-f,--file", a->file, "the document (JSON; - for standard input)")->required()->type_name("FILE");
+  c->add_flag("--yes", a->yes, "apply without asking (needed when not on a terminal)");
+  c->add_flag("--dry-run", a->dry_run, "show the plan only");
+  c->add_flag("--force", a->force,
+              "apply a plan that removes more than half of a service's addresses or leaves none up");
+  c->add_flag("--prune", a->prune, "also remove the services and keys the document does not name");
+  c->add_flag("--wait", a->wait, "return once every live gateway's registry view has the change");
+  c->add_option("--wait-timeout-ms", a->wait_timeout_ms, "how long --wait waits (then exit 10)")
+      ->capture_default_str();
+  c->callback([&ctx, a] { ctx.action = [&ctx, a] { return run_apply(ctx, *a); }; });
+}
+
+void setup_export(CLI::App& app, Context& ctx) {
+  auto a = std::make_shared<ExportArgs>();
+  auto* c = app.add_subcommand("export", "print the registry (or some services) as a document for apply");
+  c->add_option("SVC", a->services, "only these services (and the keys their ACLs name)")->type_name("SVC");
+  c->add_option("-f,--file", a->file, "write it to this file instead of standard output")->type_name("FILE");
+  c->callback([&ctx, a] { ctx.action = [&ctx, a] { return run_export(ctx, *a); }; });
+}
+
+}  // namespace svcctl::cmd
