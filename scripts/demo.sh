@@ -108,6 +108,7 @@ Ready: ZooKeeper on 127.0.0.1:$port, providers on 9101-9103, the gateway on $gat
 (admin $admin, log .run/gateway.log). Try:
 
   export SVCCTL_ZK=127.0.0.1:$port PATH=$root/build/cmd:\$PATH
+  source $root/completions/svcctl.bash    # Tab completion (bash; zsh and fish: see the README)
   svcctl list
   curl -s -XPOST http://$gateway/hello/add -H 'X-Api-Key: demo-key' -d '{"a": 1, "b": 2}'
   curl -s -XPOST http://$gateway/hello/add -d '{"a": 1, "b": 2}'   # hello has ACLs: 401 without a key
