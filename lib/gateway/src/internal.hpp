@@ -233,7 +233,7 @@ struct Worker {
   };
   std::uint64_t route_gen = ~std::uint64_t{0};
   std::shared_ptr<const RouteTable> table;
-  std::unordered_map<std::string, Bound, RouteTable::Hash, std::equal_to<>> bound;
+  std::unordered_map<std::string, Bound, StringHash, std::equal_to<>> bound;
   std::unordered_map<std::string, std::unique_ptr<AddrState>> addr_states;  // by host:port
 
   StatsView stats;  // this worker's counts (std::map: pointers into it stay valid)
@@ -265,10 +265,12 @@ struct Worker {
   void process(Conn* c);
   void dispatch(Conn* c);
   // Caller keys and ACLs (DESIGN §4): false when the call was answered (refused).
-  // `up`: the caller's key in the key table (null: not registered).
-  bool authorize(Conn* c, const ServiceRoute& r, std::string_view iface, const bool* up);
-  bool within_rate(Conn* c);
-  bool refuse(Conn* c, Err e, std::string_view message, bool shadow);
+  // `up`: the caller's key in the key table (null: not registered); `enforcing`: refusals
+  // are answered, not only counted.
+  bool authorize(Conn* c, const ServiceRoute& r, std::string_view iface, const bool* up, bool enforcing);
+  bool within_rate(Conn* c, bool enforcing);
+  template <typename Message>
+  bool refuse(Conn* c, Err e, bool shadow, Message&& message);
   bool prepare_upstream_body(Conn* c);
   void send_upstream(Conn* c);
   void write_upstream(Conn* c);

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
 #include <set>
 
 namespace svcctl::gateway {
@@ -60,7 +59,7 @@ std::shared_ptr<const ServiceRoute> build_service(
   for (const auto& a : acls) {
     AclRoute ar;
     ar.rate = a.rate;
-    ar.burst = a.burst ? *a.burst : std::max<std::int64_t>(1, a.rate ? static_cast<std::int64_t>(std::ceil(*a.rate)) : 1);
+    ar.burst = a.effective_burst();
     ar.all_apis = std::find(a.apis.begin(), a.apis.end(), "*") != a.apis.end();
     if (!ar.all_apis) {
       ar.apis = a.apis;
@@ -166,9 +165,7 @@ void RouteBuilder::apply(const std::vector<registry::Change>& changes) {
   auto next = std::make_shared<RouteTable>(*m_table);
   next->generation = m_table->generation + 1;
   if (keys_changed) {
-    auto keys = std::make_shared<KeyTable>();
-    for (const auto& [k, up] : m_keys) keys->emplace(k, up);
-    next->keys = std::move(keys);
+    next->keys = std::make_shared<const KeyTable>(m_keys);
   }
   next->gateways = std::max<std::int64_t>(1, static_cast<std::int64_t>(m_gateways.size()));
   bool guard_changed = false;

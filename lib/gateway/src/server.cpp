@@ -310,17 +310,12 @@ std::size_t Worker::choose_slow(Bound& b, const AddrState* avoid) {
     if (usable(i)) pick[n++] = i;
   if (n == 0) return npos;
   if (panic) ++b.svc_stats->panic;
-  if (n == 1) return pick[0];
-  std::int64_t total = 0;
-  for (std::size_t k = 0; k < n; ++k) total += r.addrs[pick[k]].weight;
-  auto draw = [&] {
-    auto v = static_cast<std::int64_t>(next_random() % static_cast<std::uint64_t>(total));
-    for (std::size_t k = 0; k < n; ++k)
-      if ((v -= r.addrs[pick[k]].weight) < 0) return pick[k];
-    return pick[n - 1];
-  };
-  std::size_t x = draw(), y = draw();
-  return b.addr_stats[x]->in_flight * r.addrs[y].weight <= b.addr_stats[y]->in_flight * r.addrs[x].weight ? x : y;
+  std::array<std::int64_t, 64> cumulative{};
+  std::int64_t sum = 0;
+  for (std::size_t k = 0; k < n; ++k) cumulative[k] = sum += r.addrs[pick[k]].weight;
+  return pick[pick_p2c_by(
+      n, std::span<const std::int64_t>(cumulative.data(), n), [&](std::size_t k) { return r.addrs[pick[k]].weight; },
+      [&](std::size_t k) { return b.addr_stats[pick[k]]->in_flight; }, [&] { return next_random(); })];
 }
 
 void Worker::note_success(AddrState& a) {
@@ -579,7 +574,8 @@ void Worker::dispatch(Conn* c) {
   const bool* key_up = x.key.empty() ? nullptr : table->find_key(x.key);  // null: none, or not registered
   if (key_up && *key_up) x.key_stats = &x.svc_stats->keys[x.key];
   const bool keyed = !r.acls.empty() || gw.options.require_keys;
-  if (keyed && !authorize(c, r, iface, key_up)) return;
+  const bool enforcing = r.enforcing || gw.options.require_keys;  // else every refusal is only counted
+  if (keyed && !authorize(c, r, iface, key_up, enforcing)) return;
   if (!r.up) return fail(c, Err::ServiceDown, fmt::format("service \"{}\" is down", svc));
   if (!api)
     return fail(c, Err::UnknownInterface,
@@ -587,7 +583,7 @@ void Worker::dispatch(Conn* c) {
   if (!api->up) return fail(c, Err::InterfaceDown, fmt::format("interface \"{}\" of \"{}\" is down", iface, svc));
   if (r.candidates == 0)
     return fail(c, Err::NoUpstream, fmt::format("service \"{}\" has no address up", svc));
-  if (x.acl && x.acl->rate && !x.shadowed && !within_rate(c)) return;
+  if (x.acl && x.acl->rate && !x.shadowed && !within_rate(c, enforcing)) return;
 
   // The body the provider gets.
   if (!prepare_upstream_body(c)) return;
@@ -610,8 +606,9 @@ std::string_view shown(std::string_view key) { return key.substr(0, 64); }
 }  // namespace
 
 // A refusal of an ACL in shadow mode (or of a service whose ACLs are all in shadow mode)
-// is counted, not answered.
-bool Worker::refuse(Conn* c, Err e, std::string_view message, bool shadow) {
+// is counted, not answered; `message` is only written for a refusal that is answered.
+template <typename Message>
+bool Worker::refuse(Conn* c, Err e, bool shadow, Message&& message) {
   Exchange& x = c->ex;
   if (shadow) {
     x.shadowed = true;  // one would-be refusal per call: the first
@@ -619,45 +616,48 @@ bool Worker::refuse(Conn* c, Err e, std::string_view message, bool shadow) {
     if (x.key_stats) ++x.key_stats->shadow[index(e)];
     return true;
   }
-  fail(c, e, message);
+  fail(c, e, message());
   return false;
 }
 
-bool Worker::authorize(Conn* c, const ServiceRoute& r, std::string_view iface, const bool* up) {
+bool Worker::authorize(Conn* c, const ServiceRoute& r, std::string_view iface, const bool* up, bool enforcing) {
   Exchange& x = c->ex;
-  const bool enforcing = r.enforcing || gw.options.require_keys;
   if (x.key.empty())
-    return refuse(c, Err::MissingKey,
-                  fmt::format("service \"{}\" needs a caller key: send it in X-Api-Key, ?key= or the Yar token",
-                              x.service),
-                  !enforcing);
-  if (!up) return refuse(c, Err::UnknownKey, fmt::format("key \"{}\" is not registered", shown(x.key)), !enforcing);
-  if (!*up) return refuse(c, Err::KeyDisabled, fmt::format("key \"{}\" is disabled", shown(x.key)), !enforcing);
+    return refuse(c, Err::MissingKey, !enforcing, [&] {
+      return fmt::format("service \"{}\" needs a caller key: send it in X-Api-Key, ?key= or the Yar token",
+                         x.service);
+    });
+  if (!up)
+    return refuse(c, Err::UnknownKey, !enforcing,
+                  [&] { return fmt::format("key \"{}\" is not registered", shown(x.key)); });
+  if (!*up)
+    return refuse(c, Err::KeyDisabled, !enforcing, [&] { return fmt::format("key \"{}\" is disabled", shown(x.key)); });
   const AclRoute* acl = r.find_acl(x.key);
   if (!acl)
-    return refuse(c, Err::Forbidden, fmt::format("key \"{}\" may not call service \"{}\"", shown(x.key), x.service),
-                  !enforcing);
+    return refuse(c, Err::Forbidden, !enforcing, [&] {
+      return fmt::format("key \"{}\" may not call service \"{}\"", shown(x.key), x.service);
+    });
   x.acl = acl;
   if (!acl->allows(iface))
-    return refuse(c, Err::Forbidden,
-                  fmt::format("key \"{}\" may not call interface \"{}\" of \"{}\"", shown(x.key), iface, x.service),
-                  acl->shadow || !enforcing);
+    return refuse(c, Err::Forbidden, acl->shadow || !enforcing, [&] {
+      return fmt::format("key \"{}\" may not call interface \"{}\" of \"{}\"", shown(x.key), iface, x.service);
+    });
   return true;
 }
 
-bool Worker::within_rate(Conn* c) {
+bool Worker::within_rate(Conn* c, bool enforcing) {
   Exchange& x = c->ex;
   const AclRoute& acl = *x.acl;
   const RateDecision d = take_token(*acl.bucket, *acl.rate, acl.burst, table->gateways,
                                     x.start.time_since_epoch().count());
-  const bool shadow = acl.shadow || !(x.route->enforcing || gw.options.require_keys);
+  const bool shadow = acl.shadow || !enforcing;
   if (!shadow) x.rate = d;  // the X-RateLimit-* headers
   if (d.allowed) return true;
-  return refuse(c, Err::RateLimited,
-                fmt::format("key \"{}\" is over its rate for \"{}\": {:g}/s, burst {}, shared by {} gateway{}",
-                            shown(x.key), x.service, *acl.rate, acl.burst, table->gateways,
-                            table->gateways == 1 ? "" : "s"),
-                shadow);
+  return refuse(c, Err::RateLimited, shadow, [&] {
+    return fmt::format("key \"{}\" is over its rate for \"{}\": {:g}/s, burst {}, shared by {} gateway{}",
+                       shown(x.key), x.service, *acl.rate, acl.burst, table->gateways,
+                       table->gateways == 1 ? "" : "s");
+  });
 }
 
 bool Worker::prepare_upstream_body(Conn* c) {

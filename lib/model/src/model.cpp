@@ -353,6 +353,11 @@ Decoded<Gateway> decode_gateway(std::string id, std::string_view data) {
   return d;
 }
 
+std::int64_t Acl::effective_burst() const {
+  if (burst) return *burst;
+  return rate ? std::max<std::int64_t>(1, static_cast<std::int64_t>(std::ceil(*rate))) : 1;
+}
+
 // ---- listing form ----------------------------------------------------------------------
 
 json to_json(const Service& v) {

@@ -119,8 +119,7 @@ using KeyTable = std::unordered_map<std::string, bool, StringHash, std::equal_to
 
 struct RouteTable {
   std::uint64_t generation = 0;
-  using Hash = StringHash;
-  std::unordered_map<std::string, std::shared_ptr<const ServiceRoute>, Hash, std::equal_to<>> services;
+  std::unordered_map<std::string, std::shared_ptr<const ServiceRoute>, StringHash, std::equal_to<>> services;
   std::shared_ptr<const KeyTable> keys = std::make_shared<const KeyTable>();
   // Live gateways (/gateway/*, this one included once registered), at least 1: each
   // enforces its share of every rate.
@@ -227,7 +226,7 @@ class RouteBuilder {
   std::string m_dc;
   std::mutex m_mu;
   std::map<std::string, Nodes, std::less<>> m_nodes;
-  std::map<std::string, bool, std::less<>> m_keys;  // enabled, by key
+  KeyTable m_keys;  // what the table's `keys` is copied from
   std::set<std::string, std::less<>> m_gateways;
   std::shared_ptr<const RouteTable> m_table = std::make_shared<const RouteTable>();
 };
@@ -240,17 +239,16 @@ class RouteBuilder {
 std::size_t pick_swrr(std::span<const AddrRoute> candidates, std::span<std::int64_t> current);
 
 // Power of two choices: two draws at random by weight, then the one with fewer requests in
-// flight per unit of weight; the first draw wins ties, so with nothing in flight the choice
+// flight per unit of weight (pick_p2c_by: over n candidates given by accessors); the first draw wins ties, so with nothing in flight the choice
 // follows the weights. `random` returns uniform 64-bit values.
 //
 // `distinct`: the second draw is among the other candidates, so two are always compared
 // (with two addresses, draws that may coincide compare nothing half the time, and the
 // queues drift apart). Only for equal weights: with unequal ones and a few calls in flight,
 // always comparing lets integer in-flight counts override the weights (1:3 served 1:1).
-template <typename InFlight, typename Random>
-std::size_t pick_p2c(std::span<const AddrRoute> candidates, std::span<const std::int64_t> cumulative,
-                     InFlight&& in_flight, Random&& random, bool distinct = false) {
-  const std::size_t n = candidates.size();
+template <typename Weight, typename InFlight, typename Random>
+std::size_t pick_p2c_by(std::size_t n, std::span<const std::int64_t> cumulative, Weight&& weight,
+                        InFlight&& in_flight, Random&& random, bool distinct = false) {
   if (n <= 1) return 0;
   // The candidate whose running-sum interval holds r.
   auto find = [&](std::int64_t r) -> std::size_t {
@@ -264,7 +262,7 @@ std::size_t pick_p2c(std::span<const AddrRoute> candidates, std::span<const std:
   };
   const std::int64_t total = cumulative[n - 1];
   const std::size_t a = find(static_cast<std::int64_t>(random() % static_cast<std::uint64_t>(total)));
-  const std::int64_t wa = candidates[a].weight;
+  const std::int64_t wa = weight(a);
   std::size_t b;
   if (distinct && total > wa) {
     // A number over the other weights, shifted past a's interval.
@@ -278,9 +276,18 @@ std::size_t pick_p2c(std::span<const AddrRoute> candidates, std::span<const std:
   // fa / wa <= fb / wb, without division (weights are at most 10^6). Not (f + 1) / w:
   // with nothing in flight that would always favour the heavier address, and the choice
   // would no longer follow the weights.
-  std::int64_t la = static_cast<std::int64_t>(in_flight(a)) * candidates[b].weight;
+  std::int64_t la = static_cast<std::int64_t>(in_flight(a)) * weight(b);
   std::int64_t lb = static_cast<std::int64_t>(in_flight(b)) * wa;
   return la <= lb ? a : b;
+}
+
+// The same over a service's candidates (their weights, `cumulative` their running sums).
+template <typename InFlight, typename Random>
+std::size_t pick_p2c(std::span<const AddrRoute> candidates, std::span<const std::int64_t> cumulative,
+                     InFlight&& in_flight, Random&& random, bool distinct = false) {
+  return pick_p2c_by(
+      candidates.size(), cumulative, [&](std::size_t i) { return candidates[i].weight; },
+      std::forward<InFlight>(in_flight), std::forward<Random>(random), distinct);
 }
 
 }  // namespace svcctl::gateway

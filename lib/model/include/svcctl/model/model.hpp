@@ -96,6 +96,8 @@ struct Acl {
   std::optional<std::int64_t> burst;  // none = max(1, ceil(rate))
   std::vector<std::string> apis{"*"};
   bool shadow = false;
+  // The bucket size in force: burst, or the rate (at least 1) when none is given.
+  std::int64_t effective_burst() const;
 };
 
 // A running gateway, as `svcctl proxy` describes itself in its ephemeral /gateway/{id}.
