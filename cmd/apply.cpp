@@ -4,12 +4,15 @@
 // after a yes on a terminal), and with --wait returns once every live gateway's registry
 // view has reached the write.
 #include "commands.hpp"
+#include "drain_report.hpp"
+#include "fleet.hpp"
 
 #include <svcctl/model/model.hpp>
 #include <svcctl/registry/declare.hpp>
-#include <svcctl/rpc/rpc.hpp>
+#include <svcctl/registry/paths.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <unistd.h>
 
@@ -19,8 +22,8 @@
 #include <iostream>
 #include <iterator>
 #include <memory>
+#include <set>
 #include <sstream>
-#include <thread>
 
 namespace svcctl::cmd {
 
@@ -67,48 +70,13 @@ bool confirm(std::size_t changes) {
   return answer == "y" || answer == "Y" || answer == "yes";
 }
 
-std::string hex(std::int64_t zxid) { return fmt::format("0x{:x}", zxid); }
-
-// Where a gateway's registry view is: the zxid its /-/healthz reports, or why it cannot say.
-Expected<std::int64_t> gateway_zxid(const Expected<rpc::HttpReply>& reply) {
-  if (!reply) return fail(reply.error());
-  auto j = nlohmann::json::parse(reply->body, nullptr, false);
-  const auto* z = j.is_object() && j.contains("registry") ? &j["registry"] : nullptr;
-  if (!z || !z->contains("zxid") || !(*z)["zxid"].is_string())
-    return fail(ErrorKind::DeliveryFailed, fmt::format("/-/healthz answered HTTP {} without a zxid", reply->status));
-  return static_cast<std::int64_t>(std::stoull((*z)["zxid"].get<std::string>(), nullptr, 16));
-}
-
-// Polls every live gateway until each one's registry view is at or past `zxid`.
-Expected<nlohmann::json> wait_for_gateways(Context& ctx, registry::Registry& reg, std::int64_t zxid,
-                                           std::chrono::milliseconds timeout) {
-  const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + timeout;
-  for (;;) {
-    SVCCTL_TRY(auto gateways, reg.list_gateways());
-    std::vector<std::string> urls;
-    for (const auto& g : gateways) urls.push_back(fmt::format("http://{}/-/healthz", g.gateway.admin));
-    auto replies = rpc::http_get_many(urls, rpc::Timeouts{std::chrono::milliseconds(1000), std::chrono::milliseconds(1000)});
-    std::vector<std::string> behind;
-    for (std::size_t i = 0; i < gateways.size(); ++i) {
-      auto at = gateway_zxid(replies[i]);
-      if (!at) behind.push_back(fmt::format("{} ({})", gateways[i].gateway.id, at.error().message));
-      else if (*at < zxid) behind.push_back(fmt::format("{} (at {})", gateways[i].gateway.id, hex(*at)));
-    }
-    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
-    if (behind.empty()) {
-      if (gateways.empty()) ctx.note("no gateway is registered under /gateway: nothing to wait for");
-      return nlohmann::json{{"gateways", gateways.size()}, {"waited_ms", waited.count()}};
-    }
-    if (std::chrono::steady_clock::now() >= deadline) {
-      std::string list;
-      for (const auto& b : behind) list += (list.empty() ? "" : ", ") + b;
-      return fail(ErrorKind::TimedOut, fmt::format("written at zxid {}, but after {} ms these gateways have not "
-                                                   "seen it: {}",
-                                                   hex(zxid), waited.count(), list));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+// The services a plan touches: a gateway whose mass-change guard holds one of them has not
+// taken the write yet.
+std::vector<std::string> services_of(const registry::Plan& plan) {
+  std::set<std::string> out;
+  for (const auto& s : plan.steps)
+    if (auto leaf = registry::paths::parse_leaf(s.path); leaf && !leaf->service.empty()) out.insert(leaf->service);
+  return {out.begin(), out.end()};
 }
 
 void print_plan(Context& ctx, const registry::Plan& plan) {
@@ -157,19 +125,25 @@ Expected<void> run_apply(Context& ctx, const ApplyArgs& a) {
   if (!go) return finish();
   SVCCTL_TRY(auto zxid, reg->apply(plan));
   out["applied"] = true;
-  out["zxid"] = hex(zxid);
-  if (ctx.format != output::Format::Json && !ctx.quiet) fmt::print("applied at zxid {}\n", hex(zxid));
-  if (a.wait) {
-    auto waited = wait_for_gateways(ctx, *reg, zxid, std::chrono::milliseconds(a.wait_timeout_ms));
-    if (!waited) {
-      if (ctx.format == output::Format::Json) output::print_json(out);
-      return fail(waited.error());
-    }
-    out["wait"] = *waited;
-    if (ctx.format != output::Format::Json && !ctx.quiet)
-      fmt::print("every gateway ({}) has it, after {} ms\n", (*waited)["gateways"].get<std::size_t>(),
-                 (*waited)["waited_ms"].get<std::int64_t>());
+  out["zxid"] = drain::hex(zxid);
+  if (ctx.format != output::Format::Json && !ctx.quiet) fmt::print("applied at zxid {}\n", drain::hex(zxid));
+  if (!a.wait) return finish();
+  drain::Progress progress(zxid, drain::Need::Seen, drain::Unreachable::Wait);
+  auto o = fleet::follow(ctx, *reg, {services_of(plan), {}}, std::chrono::milliseconds(a.wait_timeout_ms),
+                         std::move(progress));
+  if (!o) {
+    if (ctx.format == output::Format::Json) output::print_json(out);
+    return fail(o.error());
   }
+  if (o->no_gateway) ctx.note("no gateway is registered under /gateway: nothing to wait for");
+  out["wait"] = {{"gateways", o->progress.gateways().size()}, {"waited_ms", o->waited_ms}};
+  if (o->timed_out) {
+    if (ctx.format == output::Format::Json) output::print_json(out);
+    return fail(ErrorKind::TimedOut, fmt::format("written at zxid {}, but after {} ms not every gateway has it: {}",
+                                                 drain::hex(zxid), o->waited_ms, fmt::join(o->progress.waiting(), "; ")));
+  }
+  if (ctx.format != output::Format::Json && !ctx.quiet)
+    fmt::print("every gateway ({}) has it, after {} ms\n", o->progress.gateways().size(), o->waited_ms);
   return finish();
 }
 

@@ -9,17 +9,15 @@
 // change, or did not answer; the address stays down); 5 ZooKeeper unreachable.
 #include "commands.hpp"
 #include "drain_report.hpp"
+#include "fleet.hpp"
 
 #include <svcctl/model/model.hpp>
-#include <svcctl/rpc/rpc.hpp>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <algorithm>
 #include <chrono>
 #include <memory>
-#include <thread>
 
 namespace svcctl::cmd {
 
@@ -28,9 +26,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr milliseconds k_poll{100};
-// Each gateway's answer is awaited at most this long per round (less near the deadline).
-constexpr milliseconds k_ask_timeout{1000};
 
 struct DrainArgs {
   std::string service;
@@ -41,97 +36,7 @@ struct DrainArgs {
   bool wait = false;  // undrain
 };
 
-// One round: every gateway registered now and what its /-/stats says about the address.
-Expected<std::vector<drain::Answer>> ask_gateways(registry::Registry& reg, const std::string& service,
-                                                  const std::string& address, milliseconds timeout) {
-  SVCCTL_TRY(auto gateways, reg.list_gateways());
-  std::vector<drain::Answer> answers;
-  std::vector<std::string> urls;
-  std::vector<std::size_t> asked;  // the answer each URL is for
-  for (auto& g : gateways) {
-    drain::Answer a{std::move(g.gateway), std::nullopt, {}};
-    if (a.gateway.admin.empty()) {
-      a.error = "registered without an admin address";
-    } else {
-      urls.push_back(fmt::format("http://{}/-/stats", a.gateway.admin));
-      asked.push_back(answers.size());
-    }
-    answers.push_back(std::move(a));
-  }
-  auto replies = rpc::http_get_many(urls, rpc::Timeouts{timeout, timeout});
-  for (std::size_t i = 0; i < replies.size(); ++i) {
-    auto& a = answers[asked[i]];
-    if (!replies[i]) {
-      a.error = replies[i].error().message;
-    } else if (replies[i]->status != 200) {
-      a.error = fmt::format("/-/stats answered HTTP {}", replies[i]->status);
-    } else {
-      auto j = nlohmann::json::parse(replies[i]->body, nullptr, false);
-      auto seen = drain::read_stats(j, service, address);
-      if (seen) a.seen = *seen;
-      else a.error = seen.error().message;
-    }
-  }
-  return answers;
-}
-
-// Tells progress on stderr when what is waited for changes, and at most once a second.
-class Reporter {
- public:
-  explicit Reporter(const Context& ctx) : m_ctx(ctx) {}
-  void report(const drain::Progress& p) {
-    auto w = p.waiting();
-    if (w.empty()) return;
-    auto line = fmt::format("waiting: {}", fmt::join(w, "; "));
-    const auto now = Clock::now();
-    if (line == m_last || now - m_at < std::chrono::seconds(1)) return;
-    m_ctx.note(line);
-    m_last = std::move(line);
-    m_at = now;
-  }
-
- private:
-  const Context& m_ctx;
-  std::string m_last;
-  Clock::time_point m_at{};
-};
-
-struct Outcome {
-  drain::Progress progress;
-  std::int64_t waited_ms = 0;
-  bool timed_out = false;
-  bool no_gateway = false;
-};
-
-// Polls every gateway until `progress` is done or the deadline passes.
-Expected<Outcome> follow(Context& ctx, registry::Registry& reg, const DrainArgs& a, drain::Progress progress) {
-  const auto start = Clock::now();
-  const auto deadline = start + milliseconds(a.timeout_ms);
-  Reporter reporter(ctx);
-  bool first = true;
-  for (;;) {
-    const auto round_start = Clock::now();
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - round_start);
-    auto answers = ask_gateways(reg, a.service, a.address, std::clamp(left, milliseconds(50), k_ask_timeout));
-    if (!answers) {
-      // ZooKeeper away for a moment: the gateways are still there; ask again next round.
-      if (first) return fail(answers.error());
-      ctx.warn(answers.error().message);
-    } else {
-      if (first && answers->empty())
-        return Outcome{std::move(progress), 0, false, true};
-      progress.update(std::move(*answers));
-    }
-    first = false;
-    const auto waited = std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
-    if (progress.done()) return Outcome{std::move(progress), waited, false, false};
-    if (Clock::now() >= deadline) return Outcome{std::move(progress), waited, true, false};
-    reporter.report(progress);
-    std::this_thread::sleep_until(std::min(round_start + k_poll, deadline));
-  }
-}
-
-void print_outcome(Context& ctx, const DrainArgs& a, const Outcome& o, std::string_view done_field,
+void print_outcome(Context& ctx, const DrainArgs& a, const fleet::Outcome& o, std::string_view done_field,
                    const registry::WriteResult& w) {
   for (const auto& g : o.progress.gateways())
     if (g.ignored)
@@ -157,7 +62,7 @@ void print_outcome(Context& ctx, const DrainArgs& a, const Outcome& o, std::stri
   }
 }
 
-Unexpected timed_out(const DrainArgs& a, const Outcome& o, std::string_view doing) {
+Unexpected timed_out(const DrainArgs& a, const fleet::Outcome& o, std::string_view doing) {
   return fail(ErrorKind::TimedOut, fmt::format("{} {} of service {} timed out after {} ms: {}", doing, a.address,
                                                a.service, a.timeout_ms, fmt::join(o.progress.waiting(), "; ")));
 }
@@ -195,7 +100,8 @@ Expected<void> wait_for_fleet(Context& ctx, const DrainArgs& a, const registry::
                        need == drain::Need::Idle ? "" : " to see it"));
   SVCCTL_TRY(auto* reg, ctx.registry());
   drain::Progress p(w.zxid, need, a.ignore_unreachable ? drain::Unreachable::Ignore : drain::Unreachable::Wait);
-  SVCCTL_TRY(auto o, follow(ctx, *reg, a, std::move(p)));
+  SVCCTL_TRY(auto o, fleet::follow(ctx, *reg, {{a.service}, need == drain::Need::Idle ? a.address : std::string()},
+                                    milliseconds(a.timeout_ms), std::move(p)));
   if (o.no_gateway) ctx.note("no gateway registered under /gateway: nothing to wait for");
   print_outcome(ctx, a, o, state, w);
   if (o.timed_out) return timed_out(a, o, verb);

@@ -21,17 +21,25 @@ std::optional<std::int64_t> parse_zxid(std::string_view text) {
 }
 
 Expected<Seen> read_stats(const nlohmann::json& stats, const std::string& service, const std::string& address) {
-  if (!stats.is_object()) return fail(ErrorKind::Usage, "/-/stats answered something that is not a JSON object");
+  return read_stats(stats, std::vector<std::string>{service}, address);
+}
+
+Expected<Seen> read_stats(const nlohmann::json& stats, const std::vector<std::string>& watched,
+                          const std::string& address) {
+  if (!stats.is_object())
+    return fail(ErrorKind::DeliveryFailed, "/-/stats answered something that is not a JSON object");
   const auto reg = stats.find("registry");
   if (reg == stats.end() || !reg->is_object() || !reg->contains("zxid") || !(*reg)["zxid"].is_string())
-    return fail(ErrorKind::Usage, "/-/stats has no registry.zxid (a gateway older than drain?)");
+    return fail(ErrorKind::DeliveryFailed, "/-/stats has no registry.zxid (a gateway older than drain?)");
   auto zxid = parse_zxid((*reg)["zxid"].get<std::string>());
-  if (!zxid) return fail(ErrorKind::Usage, fmt::format("/-/stats has a bad registry.zxid {}", (*reg)["zxid"].dump()));
+  if (!zxid)
+    return fail(ErrorKind::DeliveryFailed, fmt::format("/-/stats has a bad registry.zxid {}", (*reg)["zxid"].dump()));
   Seen s;
   s.zxid = *zxid;
   // A gateway lists an address only once it has sent it a call.
   const auto services = stats.find("services");
-  if (services != stats.end() && services->is_object() && services->contains(service)) {
+  const std::string service = watched.empty() ? std::string() : watched.front();
+  if (!address.empty() && services != stats.end() && services->is_object() && services->contains(service)) {
     const auto& svc = (*services)[service];
     if (svc.is_object() && svc.contains("addresses") && svc["addresses"].is_object() &&
         svc["addresses"].contains(address)) {
@@ -43,7 +51,8 @@ Expected<Seen> read_stats(const nlohmann::json& stats, const std::string& servic
   const auto guard = stats.find("guard");
   if (guard != stats.end() && guard->is_object() && guard->contains("held") && (*guard)["held"].is_array())
     for (const auto& h : (*guard)["held"])
-      if (h.is_string() && h.get<std::string>() == service) s.held = true;
+      if (h.is_string() && std::find(watched.begin(), watched.end(), h.get<std::string>()) != watched.end())
+        s.held = true;
   return s;
 }
 

@@ -25,7 +25,11 @@ struct Seen {
 
 // "0x1a2b" (or decimal) → the number; nullopt when it is neither.
 std::optional<std::int64_t> parse_zxid(std::string_view text);
-// Reads Seen from a /-/stats answer; Usage when it lacks registry.zxid.
+// Reads Seen from a /-/stats answer (DeliveryFailed when it lacks registry.zxid): calls in
+// flight to `address` of the first of `services` (none when address is empty), and
+// whether the mass-change guard holds any of them.
+Expected<Seen> read_stats(const nlohmann::json& stats, const std::vector<std::string>& services,
+                          const std::string& address);
 Expected<Seen> read_stats(const nlohmann::json& stats, const std::string& service, const std::string& address);
 
 // One gateway's answer in one round: `seen`, or `error` saying why there is none.
@@ -64,7 +68,6 @@ class Progress {
   bool done() const;
   const std::vector<Tracked>& gateways() const { return m_gateways; }
   std::int64_t zxid() const { return m_zxid; }
-  int rounds() const { return m_round; }
 
   // Why it is not done: one clause per gateway that is not ("gw-a still has 3 calls in
   // flight", "gw-b has not seen the change (at zxid 0x10, the write is 0x12)", "gw-c did

@@ -191,3 +191,13 @@ def test_wait_returns_once_every_gateway_has_the_change(reg, tmp_path):
         for g in gws:
             g.stop()
         stop_process(p)
+
+
+def test_apply_to_a_registry_that_does_not_exist_yet(reg):
+    """A new environment: the chroot and the roots are created, as `register` creates them."""
+    fresh = reg.connect + "/fresh"
+    doc = {"services": {"s": {"addresses": {"10.0.0.1:80": {}}}}, "keys": {"k": {"owner": "o"}}}
+    r = reg.run("apply", "-f", "-", "--yes", zk=fresh, input=json.dumps(doc))
+    assert r.code == 0, r
+    assert reg.data("/fresh/address/s/10.0.0.1:80")["weight"] == 100
+    assert reg.data("/fresh/key/k")["owner"] == "o"

@@ -485,13 +485,15 @@ Expected<Tree> Registry::read_tree_once() {
 
 Expected<std::int64_t> Registry::apply(const Plan& plan) {
   if (plan.empty()) return std::int64_t{0};
-  // The chroot may not exist yet on a fresh registry: the roots' parents first.
+  // The roots (/service, /key...) are made first, as `register` makes them, chroot
+  // included: empty containers any writer may create, not part of the atomic step.
+  auto ops = plan.ops();
   for (const auto& c : plan.create_containers)
     if (std::count(c.begin(), c.end(), '/') == 1) {
-      SVCCTL_CHECK(m_zk.ensure_path("/"));
-      break;
+      SVCCTL_CHECK(m_zk.ensure_path(c));
+      std::erase_if(ops, [&](const zk::Op& op) { return op.type == zk::Op::Type::Create && op.path == c; });
     }
-  auto done = m_zk.multi(plan.ops());
+  auto done = m_zk.multi(ops);
   if (!done) {
     Error e = done.error();
     if (e.kind == ErrorKind::Conflict || e.kind == ErrorKind::NotFound)
