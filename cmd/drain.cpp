@@ -23,9 +23,7 @@ namespace svcctl::cmd {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
 
 struct DrainArgs {
   std::string service;

@@ -320,6 +320,5 @@ TEST_CASE("zk: four-letter words as ZooKeeper 3.8 answers them") {
   auto d = zk::parse_dump(dump);
   CHECK(d.has_sessions);
   CHECK(d.sessions == std::set<std::int64_t>{0x10001695f220000, 0x10001695f220001});
-  CHECK(d.ephemerals.at(0x10001695f220000) == std::vector<std::string>{"/x/e", "/x/f"});
   CHECK_FALSE(zk::parse_dump("dump is not executed because it is not in the whitelist.\n").has_sessions);
 }

@@ -92,8 +92,6 @@ json KeyDetail::to_json() const {
   return j;
 }
 
-json GatewayDetail::to_json() const { return model::to_json(gateway); }
-
 // ---- writes ----------------------------------------------------------------------------
 
 Expected<WriteResult> Registry::upsert(const std::string& path, const json& patch,

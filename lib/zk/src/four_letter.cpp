@@ -193,8 +193,7 @@ Dump parse_dump(std::string_view dump) {
   // ephemeral nodes dump:           "0x..:" then one "\t/path" line per node
   // Connections dump:               (not read)
   Dump d;
-  enum class Section { None, Sessions, Ephemerals, Other } section = Section::None;
-  std::int64_t owner = 0;
+  enum class Section { None, Sessions, Other } section = Section::None;
   each_line(dump, [&](std::string_view raw) {
     auto line = trim(raw);
     if (line.empty()) return;
@@ -203,24 +202,13 @@ Dump parse_dump(std::string_view dump) {
       d.has_sessions = true;
       return;
     }
-    if (line.starts_with("ephemeral nodes dump")) {
-      section = Section::Ephemerals;
-      return;
-    }
-    if (line.starts_with("Connections dump")) {
+    if (line.starts_with("ephemeral nodes dump") || line.starts_with("Connections dump")) {
       section = Section::Other;
       return;
     }
     const bool indented = !raw.empty() && (raw.front() == '\t' || raw.front() == ' ');
-    if (section == Section::Sessions && indented && line.starts_with("0x")) {
+    if (section == Section::Sessions && indented && line.starts_with("0x"))
       if (auto id = parse_session(line)) d.sessions.insert(id);
-    } else if (section == Section::Ephemerals) {
-      if (!indented && line.starts_with("0x") && line.back() == ':') {
-        owner = parse_session(line.substr(0, line.size() - 1));
-      } else if (indented && line.starts_with("/") && owner) {
-        d.ephemerals[owner].emplace_back(line);
-      }
-    }
   });
   return d;
 }

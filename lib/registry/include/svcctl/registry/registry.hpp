@@ -82,7 +82,6 @@ struct GatewayDetail {
   model::Gateway gateway;
   nlohmann::json data;  // the node's whole object, fields this build does not know included; {} if not JSON
   std::vector<std::string> problems;
-  nlohmann::json to_json() const;  // model::to_json(gateway)
 };
 
 struct Tree;

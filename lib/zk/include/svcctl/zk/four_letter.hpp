@@ -7,7 +7,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -33,11 +32,10 @@ std::string parse_mode(std::string_view srvr);
 std::set<std::int64_t> parse_cons(std::string_view cons);
 
 // "dump" (meaningful on the leader or a standalone server): the sessions its session
-// tracker holds, and the ephemeral nodes of each session.
+// tracker holds.
 struct Dump {
   bool has_sessions = false;  // the "SessionTracker dump" section was there
   std::set<std::int64_t> sessions;
-  std::map<std::int64_t, std::vector<std::string>> ephemerals;
 };
 Dump parse_dump(std::string_view dump);
 
