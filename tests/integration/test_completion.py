@@ -37,8 +37,7 @@ def path_env():
 
 
 def need(shell):
-    if not shutil.which(shell):
-        pytest.skip(f"{shell} is not installed (scripts/deps.sh installs it)")
+    assert shutil.which(shell), f"{shell} is not installed (scripts/deps.sh installs it)"
 
 
 def bash_words(line):
@@ -96,13 +95,14 @@ def complete_fish(lines, env):
 
 def complete(shell, lines, env):
     need(shell)
-    return {"bash": complete_bash, "zsh": complete_zsh, "fish": complete_fish}[shell](lines, env)
+    got = {"bash": complete_bash, "zsh": complete_zsh, "fish": complete_fish}[shell](lines, env)
+    assert len(got) == len(lines), (shell, lines, got)  # one answer per line typed, none lost
+    return got
 
 
 def test_scripts_parse():
     for shell, argv in (("bash", ["bash", "-n"]), ("zsh", ["zsh", "-n"]), ("fish", ["fish", "-n"])):
-        if not shutil.which(shell):
-            continue
+        need(shell)
         p = subprocess.run([*argv, SCRIPTS[shell]], capture_output=True, text=True, timeout=60)
         assert p.returncode == 0 and not p.stderr, (shell, p)
 

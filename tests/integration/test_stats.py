@@ -378,6 +378,8 @@ def test_watch_json_prints_a_frame_per_round_until_sigint(reg, two):
         assert len(seen["gateways"]) == 2
         for row in seen["rows"]:
             assert row["requests_per_second"] >= 0
+        # The call made between the two rounds shows as a rate in t's row.
+        assert [r["requests_per_second"] > 0 for r in seen["rows"] if r["service"] == "t"] == [True], seen["rows"]
         p.send_signal(signal.SIGINT)
         assert p.wait(timeout=30) == 0
         assert p.stderr.read() == ""
