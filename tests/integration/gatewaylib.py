@@ -48,6 +48,28 @@ def running_providers(kind, n):
             stop_process(p)
 
 
+def closed_port():
+    """A loopback port nothing listens on (just bound and released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fake_gateway(reg, gid, admin="closed"):
+    """A /gateway/{gid} node with no gateway behind it: its admin address a closed port by
+    default, the one given, or none (None)."""
+    node = {"listen": "127.0.0.1:1", "dc": "", "started": "2024-01-01T00:00:00Z", "version": "0.1.0"}
+    if admin is not None:
+        node["admin"] = f"127.0.0.1:{closed_port()}" if admin == "closed" else admin
+    reg.kz.create(f"/gateway/{gid}", json.dumps(node).encode(), makepath=True)
+
+
+def registered(reg, *gateways):
+    """Waits until every gateway holds its /gateway/{id}."""
+    for g in gateways:
+        eventually(lambda: reg.kz.exists(f"/gateway/{g.id}"), what=f"/gateway/{g.id}")
+
+
 def stop_process(p):
     if p.poll() is None:
         p.terminate()

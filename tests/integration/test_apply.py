@@ -4,7 +4,7 @@ nothing), unsafe plans refused, --prune, bad documents, --wait on live gateways.
 import concurrent.futures
 import json
 
-from gatewaylib import Proxy, eventually, start_provider, stop_process
+from gatewaylib import Proxy, fake_gateway, registered, start_provider, stop_process
 
 
 def seed(reg):
@@ -163,8 +163,7 @@ def test_wait_returns_once_every_gateway_has_the_change(reg, tmp_path):
     reg.ok("register", "address", "s", addr)
     gws = [Proxy(reg), Proxy(reg)]
     try:
-        for g in gws:
-            eventually(lambda: reg.kz.exists(f"/gateway/{g.id}"), what="the gateway registered")
+        registered(reg, *gws)
         doc = json.loads(reg.run("export").out)
         doc["services"]["s"]["addresses"][addr]["weight"] = 7
         r = reg.run("-o", "json", "apply", "-f", "-", "--yes", "--wait", input=json.dumps(doc))
@@ -181,8 +180,7 @@ def test_wait_returns_once_every_gateway_has_the_change(reg, tmp_path):
             nodes = json.loads(g.admin_get("/-/registry")[2])["nodes"]
             assert "/address/s/10.0.0.2:80" not in nodes
         # A gateway that cannot answer: exit 10, named.
-        reg.kz.create("/gateway/ghost", json.dumps({"listen": "127.0.0.1:1", "admin": "127.0.0.1:1"}).encode(),
-                      ephemeral=True)
+        fake_gateway(reg, "ghost")
         doc["services"]["s"]["desc"] = "again"
         r = reg.run("apply", "-f", "-", "--yes", "--wait", "--wait-timeout-ms", "500", input=json.dumps(doc))
         assert r.code == 10 and "ghost" in r.err, r

@@ -7,23 +7,16 @@ exits 0."""
 import json
 import os
 import signal
-import socket
 import subprocess
 
 import pytest
 
-from gatewaylib import Load, Proxy, eventually, running_providers, stop_process
+from gatewaylib import Load, Proxy, closed_port, eventually, running_providers, stop_process
 
 
 @pytest.fixture(scope="module")
 def providers():
     yield from running_providers("json", 4)
-
-
-def closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def doctor(reg, *args):

@@ -4,14 +4,12 @@ it, with no call failing and no call sent to it afterwards; a timeout names the 
 still busy (exit 10); the last up address is refused without --force (exit 9); a gateway
 that does not answer blocks drain unless --ignore-unreachable; undrain brings traffic
 back; with no gateway, drain just marks the address down."""
-import json
-import socket
 import threading
 import time
 
 import pytest
 
-from gatewaylib import Load, Proxy, eventually, running_providers, served_by
+from gatewaylib import Load, Proxy, eventually, fake_gateway, registered, running_providers, served_by
 
 SLOW_MS = 2000  # long enough that calls are surely in flight while drain starts
 
@@ -31,8 +29,7 @@ def register(reg, addresses):
 
 def start_gateways(reg, n):
     gws = [Proxy(reg) for _ in range(n)]
-    for g in gws:
-        eventually(lambda: reg.kz.exists(f"/gateway/{g.id}"), what=f"/gateway/{g.id}")
+    registered(reg, *gws)
     return gws
 
 
@@ -42,18 +39,6 @@ def address_stats(gw, addr):
 
 def in_flight(gw, addr):
     return address_stats(gw, addr).get("in_flight", 0)
-
-
-def closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fake_gateway(reg, gid):
-    node = {"listen": "127.0.0.1:1", "admin": f"127.0.0.1:{closed_port()}", "dc": "",
-            "started": "2024-01-01T00:00:00Z", "version": "0.1.0"}
-    reg.kz.create(f"/gateway/{gid}", json.dumps(node).encode(), makepath=True)
 
 
 def test_drain_waits_for_calls_in_flight_and_no_call_fails(reg, providers):

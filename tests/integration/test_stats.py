@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from gatewaylib import Load, Proxy, eventually, running_providers
+from gatewaylib import Load, Proxy, closed_port, eventually, fake_gateway, registered, running_providers
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +30,6 @@ def register(reg, providers):
             reg.ok("register", "address", svc, a)
         for iface in ("echo", "add", "fail"):
             reg.ok("register", "api", svc, iface, "--path", f"/{iface}")
-
-
-def registered(reg, *gateways):
-    """Waits until every gateway holds its /gateway/{id}."""
-    for g in gateways:
-        eventually(lambda: reg.kz.exists(f"/gateway/{g.id}"), what=f"/gateway/{g.id}")
 
 
 def drive(gw, calls):
@@ -269,19 +263,6 @@ def test_an_ejected_address_says_by_how_many_gateways(reg, providers):
 
 
 # ---- gateways that do not answer ---------------------------------------------------------
-
-def closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fake_gateway(reg, gid, admin):
-    node = {"listen": "127.0.0.1:1", "dc": "", "started": "2024-01-01T00:00:00Z", "version": "0.1.0"}
-    if admin is not None:
-        node["admin"] = admin
-    reg.kz.create(f"/gateway/{gid}", json.dumps(node).encode(), makepath=True)
-
 
 def test_unreachable_gateways_are_reported_and_the_others_merged(reg, two):
     a, b = two
