@@ -199,3 +199,38 @@ def test_apply_to_a_registry_that_does_not_exist_yet(reg):
     assert r.code == 0, r
     assert reg.data("/fresh/address/s/10.0.0.1:80")["weight"] == 100
     assert reg.data("/fresh/key/k")["owner"] == "o"
+
+
+def test_dry_run_never_writes_and_a_terminal_is_asked(reg, tmp_path):
+    import os
+    import pty
+    import subprocess
+    seed(reg)
+    doc = json.loads(reg.run("export").out)
+    doc["services"]["s"]["desc"] = "changed"
+    f = tmp_path / "doc.json"
+    f.write_text(json.dumps(doc))
+    before = reg.tree()
+    r = reg.run("-o", "table", "apply", "-f", str(f), "--yes", "--dry-run")
+    assert r.code == 0 and '~ /service/s desc: "first" → "changed"' in r.out, r
+    assert reg.tree() == before
+
+    def on_terminal(answer):
+        """apply with stdin and stdout on a terminal, answering the question."""
+        leader, follower = pty.openpty()
+        p = subprocess.Popen([os.environ["SVCCTL_BIN"], "--zk", reg.connect, "apply", "-f", str(f)],
+                             stdin=follower, stdout=follower, stderr=subprocess.PIPE)
+        os.close(follower)
+        seen = b""
+        while b"[y/N]" not in seen:
+            seen += os.read(leader, 4096)
+        os.write(leader, answer + b"\n")
+        assert p.wait(timeout=30) == 0
+        p.stderr.close()
+        os.close(leader)
+        return seen.decode()
+
+    assert "apply these 1 change? [y/N]" in on_terminal(b"n")
+    assert reg.tree() == before
+    on_terminal(b"y")
+    assert reg.data("/service/s")["desc"] == "changed"

@@ -180,6 +180,16 @@ def test_undrain_brings_traffic_back(reg, providers):
         a.stop()
 
 
+def test_undrain_wait_times_out_naming_the_gateway(reg, providers):
+    register(reg, providers)
+    reg.ok("register", "address", "s", providers[0], "--status", "down")
+    fake_gateway(reg, "ghost")
+    r = reg.run("-o", "json", "undrain", "s", providers[0], "--wait", "--timeout-ms", "500")
+    assert r.code == 10 and "ghost" in r.err, r
+    assert r.json["seen"] is False and r.json["gateways"][0]["id"] == "ghost"
+    assert reg.data(f"/address/s/{providers[0]}")["status"] == "up"  # written; only the wait timed out
+
+
 def test_usage_errors(reg):
     for args in (["drain", "s"], ["drain", "s", "nohost"], ["drain", "bad name", "127.0.0.1:1"],
                  ["drain", "s", "127.0.0.1:1", "--timeout-ms", "0"]):
