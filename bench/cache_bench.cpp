@@ -1,7 +1,7 @@
 // Benchmark (not a test) of the watch-driven cache on a populated registry:
 //   full-load time, memory held, and the latency from a write by another client to the
 //   change being visible in the published snapshot (median and p99).
-// Usage: cache_bench --zk HOST:PORT[/chroot] [--changes N] [--window N]
+// Usage: cache_bench --zk HOST:PORT[/chroot] [--changes N] [--window N] [--sessions N]
 #include <svcctl/registry/cache.hpp>
 #include <svcctl/zk/client.hpp>
 
@@ -32,10 +32,12 @@ int main(int argc, char** argv) {
   std::string connect = "127.0.0.1:2181";
   int changes = 1000;
   std::size_t window = 32;
+  std::size_t sessions = registry::Cache::Options{}.sessions;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--zk")) connect = argv[i + 1];
     else if (!std::strcmp(argv[i], "--changes")) changes = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--window")) window = static_cast<std::size_t>(std::atoi(argv[i + 1]));
+    else if (!std::strcmp(argv[i], "--sessions")) sessions = static_cast<std::size_t>(std::atoi(argv[i + 1]));
   }
 
   std::mutex mu;
@@ -47,6 +49,7 @@ int main(int argc, char** argv) {
   o.zk.timeout = std::chrono::milliseconds(10000);
   o.zk.session_timeout = std::chrono::milliseconds(30000);
   o.max_outstanding = window;
+  o.sessions = sessions;
   o.on_change = [&](const std::vector<registry::Change>& cs, const registry::Snapshot&) {
     auto now = Clock::now();
     {
@@ -107,10 +110,10 @@ int main(int argc, char** argv) {
   }
   std::sort(lat_ms.begin(), lat_ms.end());
   auto pct = [&](double p) { return lat_ms[static_cast<std::size_t>(p * static_cast<double>(lat_ms.size() - 1))]; };
-  fmt::print(R"({{"nodes":{},"leaves":{},"load_s":{:.3f},"rss_mb":{:.1f},"window":{},"changes":{},)"
+  fmt::print(R"({{"nodes":{},"leaves":{},"load_s":{:.3f},"rss_mb":{:.1f},"window":{},"sessions":{},"changes":{},)"
              R"("latency_ms":{{"p50":{:.3f},"p90":{:.3f},"p99":{:.3f},"max":{:.3f}}}}})"
              "\n",
-             snap->size(), leaves.size(), load_s, rss1 - rss0, window, changes, pct(0.5), pct(0.9),
+             snap->size(), leaves.size(), load_s, rss1 - rss0, window, sessions, changes, pct(0.5), pct(0.9),
              pct(0.99), lat_ms.back());
   return 0;
 }

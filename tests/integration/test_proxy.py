@@ -481,6 +481,8 @@ def test_admin_endpoints(gw, reg):
     status, _, body = gw.admin_get("/-/registry")
     r = json.loads(body)
     assert r["loaded"] and r["session"] == "connected" and int(r["zxid"], 16) > 0
+    # The registry is read through two sessions; the first is also named alone.
+    assert len(set(r["session_ids"])) == 2 and r["session_id"] == r["session_ids"][0]
     assert r["nodes"]["/api/s/echo"]["data"]["path"] == "/echo"
     assert r["routes"]["s"]["interfaces"]["echo"]["path"] == "/echo"
     assert gw.admin_get("/nope")[0] == 404

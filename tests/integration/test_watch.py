@@ -179,6 +179,47 @@ def test_session_expiry_reconciles(own_zk):
         kz.stop()
 
 
+def test_one_of_two_sessions_expiring_reconciles_its_share(own_zk):
+    """The view is read through two sessions. Cut one off for longer than its timeout
+    while another client changes every service: what the other session reads keeps
+    coming; once the lost one is replaced and its round is over, the view is the tree."""
+    d, st = own_zk
+    kz = kazoo(st["port"])
+    names = [f"svc{i}" for i in range(20)]
+    for n in names:
+        kz.create(f"/service/{n}", b'{"status":"up"}', makepath=True)
+        for j in range(3):
+            kz.create(f"/address/{n}/10.0.0.{j}:80", b'{"weight":1}', makepath=True)
+    relay = Relay(st["port"])
+    w = Watch(f"127.0.0.1:{relay.port}", "--zk-session-timeout", "1500")
+    try:
+        w.converge(leaves(kz))
+        assert len(relay.sessions) == 2
+        victim = relay.sessions[1]
+        relay.block(victim)
+        for n in names:
+            kz.delete(f"/address/{n}/10.0.0.0:80")
+            kz.set(f"/address/{n}/10.0.0.1:80", b'{"weight":2}')
+            kz.create(f"/address/{n}/10.9.9.9:80", b'{"weight":3}')
+        kz.delete("/service/svc0")
+        kz.create("/service/new", b'{"status":"up"}')
+        # Seen while the victim is cut off: the other session's share.
+        w.until(lambda e: e["event"] == "added" and e["path"].endswith("/10.9.9.9:80"), timeout=30)
+        assert not w.in_resync
+        time.sleep(4)  # the victim's session (1.5 s) expires on the server
+        relay.unblock(victim)
+        e = w.until(lambda e: e["event"] == "resync", timeout=60)
+        assert e["reason"] == "session expired"
+        w.settled()
+        w.converge(leaves(kz))
+        assert "/address/svc3/10.0.0.0:80" not in w.state and "/service/svc0" not in w.state
+        assert len(relay.sessions) == 3 and relay.sessions[0] != victim  # only the victim was replaced
+    finally:
+        assert w.stop() == 0
+        relay.close()
+        kz.stop()
+
+
 def test_unreachable_zookeeper_is_exit_5(svcctl_bin):
     import socket
     import subprocess

@@ -2,6 +2,7 @@
 import json
 import queue
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -116,7 +117,8 @@ def leaves(kz, roots=(("/service", 1), ("/address", 2), ("/api", 2), ("/key", 1)
 
 class Relay:
     """A TCP relay on loopback that can cut every connection and refuse new ones for a
-    while, so that a client's ZooKeeper session expires."""
+    while, so that a client's ZooKeeper session expires; or do that to one session only
+    (block), telling sessions apart by the ids in ZooKeeper's connect handshake."""
 
     def __init__(self, target_port):
         self.target = target_port
@@ -125,6 +127,9 @@ class Relay:
         self.port = probe.getsockname()[1]
         probe.close()
         self.conns = []
+        self.sessions = []  # session ids, in the order the server first gave them
+        self.by_session = {}
+        self.blocked = set()
         self.lock = threading.Lock()
         self.listener = None
         self.stopped = False
@@ -149,10 +154,64 @@ class Relay:
             except OSError:
                 c.close()
                 continue
+            threading.Thread(target=self._handshake, args=(c, u), daemon=True).start()
+
+    @staticmethod
+    def _packet(sock):
+        """One length-prefixed packet of ZooKeeper's protocol, prefix included."""
+        def exactly(n):
+            b = b""
+            while len(b) < n:
+                d = sock.recv(n - len(b))
+                if not d:
+                    raise OSError("closed")
+                b += d
+            return b
+        head = exactly(4)
+        return head + exactly(struct.unpack(">i", head)[0])
+
+    def _handshake(self, c, u):
+        # ConnectRequest: length, protocol version, last zxid, timeout, session id (0: new).
+        # ConnectResponse: length, protocol version, timeout, session id (0: expired).
+        try:
+            req = self._packet(c)
+            asked = struct.unpack(">q", req[20:28])[0] if len(req) >= 28 else 0
             with self.lock:
+                refused = asked in self.blocked
+            if refused:
+                raise OSError("blocked")
+            u.sendall(req)
+            resp = self._packet(u)
+            sid = struct.unpack(">q", resp[12:20])[0] if len(resp) >= 20 else 0
+            with self.lock:
+                if sid in self.blocked:
+                    raise OSError("blocked")
                 self.conns += [c, u]
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                if sid:
+                    self.by_session.setdefault(sid, []).extend([c, u])
+                    if sid not in self.sessions:
+                        self.sessions.append(sid)
+            c.sendall(resp)
+        except OSError:
+            for x in (c, u):
+                x.close()
+            return
+        for a, b in ((c, u), (u, c)):
+            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def block(self, sid):
+        """Cuts session `sid`'s connection and refuses its reconnects until unblock()."""
+        with self.lock:
+            self.blocked.add(sid)
+            for x in self.by_session.pop(sid, []):
+                try:
+                    x.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def unblock(self, sid):
+        with self.lock:
+            self.blocked.discard(sid)
 
     @staticmethod
     def _pump(a, b):

@@ -32,6 +32,9 @@ nlohmann::json registry_state(const registry::Cache& cache) {
   if (!snap) return j;
   j["session"] = zk::to_string(snap->session);
   j["session_id"] = fmt::format("0x{:x}", snap->session_id);
+  nlohmann::json ids = nlohmann::json::array();
+  for (auto id : snap->session_ids) ids.push_back(fmt::format("0x{:x}", id));
+  j["session_ids"] = std::move(ids);
   j["zxid"] = fmt::format("0x{:x}", snap->max_zxid);
   j["generation"] = snap->generation;
   j["nodes"] = snap->size();

@@ -15,7 +15,6 @@
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
-#include <variant>
 
 namespace svcctl::registry {
 
@@ -91,66 +90,69 @@ std::map<std::string, CacheEntry> Snapshot::entries() const {
 }
 
 struct Cache::Impl {
-  struct DataResult {
-    std::uint64_t epoch;
-    std::string path;
-    int rc;
-    zk::Node node;
+  enum class ReadKind : char { Data = 'd', Children = 'c', Exists = 'e' };
+
+  // One ZooKeeper session and the reads it carries.
+  struct Session {
+    std::unique_ptr<zk::Client> client;
+    std::uint64_t epoch = 0;  // one per ZooKeeper session; replies of older ones are dropped
+    bool connecting = false;  // the control thread is opening it (client not installed yet)
+    zk::SessionState state = zk::SessionState::Connecting;
+    zk::SessionState last_event = zk::SessionState::Connecting;  // also while connecting
+    std::int64_t id = 0;
+    std::deque<std::pair<std::string, ReadKind>> pending;
+    std::unordered_set<std::string> queued;  // kind + path of what `pending` holds
+    std::size_t outstanding = 0;
+    bool resyncing = false;  // a round of reading everything of this session is under way
+    bool loaded = false;     // a round has completed
+    bool lkg_round = false;  // a round must complete before a last-known-good file is reconciled
+    std::unordered_set<std::string> seen;  // during a round: the nodes read again
+    // Every change up to `zxid` has reached this session: the highest zxid its replies
+    // carried, or what a sync it finished while idle vouched for.
+    std::int64_t zxid = 0;
+    std::int64_t sync_sent = 0;  // a sync in flight, for this zxid
+    std::int64_t sync_done = 0;  // a finished sync's zxid, credited once the session is idle
+    bool blocked = false;        // a call failed at once (the handle is unusable): wait for an event
+    std::optional<SteadyClock::time_point> reconnect_at;
+    std::chrono::milliseconds backoff{200};
+    std::string reason = "start";  // why it is (re)opened
   };
-  struct ChildrenResult {
-    std::uint64_t epoch;
-    std::string path;
-    int rc;
-    std::vector<std::string> names;
-    zk::Stat stat;
+
+  // What the last listing of a container said.
+  struct Kids {
+    std::set<std::string> names;
+    std::int64_t pzxid = 0;
   };
-  struct ExistsResult {
-    std::uint64_t epoch;
-    std::string path;
-    int rc;
-  };
-  struct Notification {
-    std::uint64_t epoch;
-    zk::Event event;
-  };
-  struct AdoptLkg {};
-  using Item = std::variant<DataResult, ChildrenResult, ExistsResult, Notification, AdoptLkg>;
-  enum class ReadKind { Data, Children, Exists };
 
   Cache& owner;
   Options options;
+  std::size_t window;  // reads in flight per session
   std::mt19937_64 rng{std::random_device{}()};
 
-  // Filled by ZooKeeper's threads, drained by the control thread.
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<Item> inbox;
+  // Taken by the completion threads of every session and by the control thread. Recursive:
+  // a call that cannot be sent completes at once, on the thread that made it.
+  std::recursive_mutex mu;
+  std::condition_variable_any cv;
   bool stopping = false;
+  bool adopt_lkg = false;
+  bool rearm = false;    // a time the control thread waits for has changed
+  bool sending = false;  // pump() is inside a call: a reply now is the call failing at once
 
-  // Owned by the control thread.
-  std::unique_ptr<zk::Client> client;
-  std::uint64_t epoch = 0;  // one per session; results of older sessions are dropped
+  std::vector<Session> sessions;
   // The mirror, shard by shard. A published snapshot shares these maps; a shard is copied
   // only on its first change after a publish (owned[i] is false until then), so memory
   // holds one copy of the registry and a change costs a copy of one small shard.
   std::array<std::shared_ptr<Snapshot::Shard>, Snapshot::k_shards> shards;
   std::array<bool, Snapshot::k_shards> owned{};
-  std::unordered_map<std::string, std::set<std::string>> children;
-  std::unordered_set<std::string> seen;  // during a resync: nodes read again this round
-  std::deque<std::pair<std::string, ReadKind>> pending;
-  std::set<std::pair<std::string, ReadKind>> queued;
-  std::size_t outstanding = 0;
+  std::unordered_map<std::string, Kids> children;
   std::vector<Change> changes;
   bool loaded = false;
-  bool resyncing = false;
+  bool announced_resync = false;  // a Resync change went out and its Synced has not
   bool meta_changed = false;
-  zk::SessionState session = zk::SessionState::Connecting;
-  std::int64_t session_id = 0;
   std::optional<Snapshot::Clock::time_point> stale_since;
   Snapshot::Clock::time_point last_change{};
-  std::int64_t max_zxid = 0;
-  std::optional<SteadyClock::time_point> reconnect_at;
-  std::chrono::milliseconds backoff{200};
+  std::int64_t published_zxid = 0;
+  std::optional<SteadyClock::time_point> publish_due;  // changes wait for reads in flight
   std::uint64_t generation = 0;
   std::thread thread;
   std::optional<SteadyClock::time_point> lkg_due;  // a write of the LKG file is pending
@@ -161,11 +163,25 @@ struct Cache::Impl {
   bool load_done = false;
 
   Impl(Cache& c, Options o) : owner(c), options(std::move(o)) {
+    options.sessions = std::max<std::size_t>(1, options.sessions);
+    window = std::max<std::size_t>(1, options.max_outstanding / options.sessions);
+    sessions.resize(options.sessions);
     for (auto& s : shards) s = std::make_shared<Snapshot::Shard>();
     owned.fill(true);
   }
 
-  // The shard of `path`, made private to the control thread first if a snapshot shares it.
+  // The session that reads `path`: a root's listing goes through the first; below a root,
+  // the one the next name (service, key, gateway) hashes to.
+  std::size_t session_of(std::string_view path) const {
+    if (sessions.size() == 1) return 0;
+    auto slash = path.find('/', 1);
+    if (slash == std::string_view::npos) return 0;
+    auto name = path.substr(slash + 1);
+    name = name.substr(0, name.find('/'));
+    return std::hash<std::string_view>{}(name) % sessions.size();
+  }
+
+  // The shard of `path`, made private to this cache first if a snapshot shares it.
   Snapshot::Shard& writable(std::size_t i) {
     if (!owned[i]) {
       shards[i] = std::make_shared<Snapshot::Shard>(*shards[i]);
@@ -174,128 +190,233 @@ struct Cache::Impl {
     return *shards[i];
   }
 
-  void push(Item item) {
-    {
-      std::lock_guard lock(mu);
-      inbox.push_back(std::move(item));
-    }
-    cv.notify_one();
-  }
-
   // ---- sessions ----------------------------------------------------------------------
 
-  void open_session(const std::string& reason) {
-    ++epoch;
-    outstanding = 0;  // replies of the old session are dropped, not counted
-    pending.clear();
-    queued.clear();
-    client.reset();
+  // On the control thread, without the lock: closing a client waits for its completion
+  // thread, which may be waiting for the lock.
+  void open_session(std::size_t i, std::unique_lock<std::recursive_mutex>& lock) {
+    Session& s = sessions[i];
+    const std::uint64_t e = ++s.epoch;
+    s.connecting = true;
+    s.last_event = zk::SessionState::Connecting;
+    s.outstanding = 0;  // replies of the old session are not counted (reads they lose are queued again)
+    s.sync_sent = 0;
+    s.blocked = false;
+    std::unique_ptr<zk::Client> old = std::move(s.client);
     zk::Options o = options.zk;
-    const std::uint64_t e = epoch;
-    o.on_event = [this, e](zk::Event ev) { push(Notification{e, std::move(ev)}); };
+    o.on_event = [this, i, e](zk::Event ev) {
+      std::lock_guard guard(mu);
+      if (sessions[i].epoch == e) on_event(i, ev);
+    };
+    lock.unlock();
+    old.reset();
     auto c = zk::Client::connect(o);
-    if (!c) {
-      set_session(zk::SessionState::Connecting);
-      std::uniform_int_distribution<long> d(0, backoff.count());
-      reconnect_at = SteadyClock::now() + backoff + std::chrono::milliseconds(d(rng));
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(10000));
+    lock.lock();
+    s.connecting = false;
+    if (stopping || s.epoch != e) {  // the cache is closing
+      lock.unlock();
+      if (c) c->reset();
+      lock.lock();
       return;
     }
-    backoff = std::chrono::milliseconds(200);
-    client = std::move(*c);
-    session_id = client->session_id();
-    set_session(zk::SessionState::Connected);
-    begin_resync(reason);
+    if (!c) {
+      set_state(i, zk::SessionState::Connecting);
+      std::uniform_int_distribution<long> d(0, s.backoff.count());
+      s.reconnect_at = SteadyClock::now() + s.backoff + std::chrono::milliseconds(d(rng));
+      s.backoff = std::min(s.backoff * 2, std::chrono::milliseconds(10000));
+      rearm = true;
+      return;
+    }
+    s.backoff = std::chrono::milliseconds(200);
+    s.client = std::move(*c);
+    s.id = s.client->session_id();
+    meta_changed = true;
+    // What happened while connecting decides where the session stands now.
+    if (s.last_event == zk::SessionState::Connected || s.last_event == zk::SessionState::Connecting) {
+      set_state(i, zk::SessionState::Connected);
+      begin_resync(i, s.reason);
+      if (s.last_event == zk::SessionState::Connecting) set_state(i, zk::SessionState::Connecting);
+    } else {
+      expire(i, s.last_event);
+    }
+    after();
   }
 
-  void set_session(zk::SessionState s) {
-    if (s != zk::SessionState::Connected && !stale_since) stale_since = Snapshot::Clock::now();
-    if (s != session) meta_changed = true;
-    session = s;
+  void set_state(std::size_t i, zk::SessionState st) {
+    Session& s = sessions[i];
+    if (st != zk::SessionState::Connected && !stale_since) stale_since = Snapshot::Clock::now();
+    if (st != s.state) meta_changed = true;
+    s.state = st;
+    s.blocked = false;
   }
 
-  // Reads everything again: the roots, every container and every leaf known. What is not
-  // seen again by the end of the round is swept away.
-  void begin_resync(const std::string& reason) {
-    resyncing = true;
-    seen.clear();
-    if (loaded) changes.push_back(Change{Change::Kind::Resync, {}, {}, {}, reason});
-    for (const auto& r : k_roots) enqueue(std::string(r.path), ReadKind::Children);
+  zk::SessionState worst_state() const {
+    for (const auto& s : sessions)
+      if (s.state != zk::SessionState::Connected) return s.state;
+    return zk::SessionState::Connected;
+  }
+
+  // The session is gone for good: a new one after a random delay.
+  void expire(std::size_t i, zk::SessionState st) {
+    set_state(i, st);
+    std::uniform_int_distribution<long> d(0, options.resync_jitter.count());
+    sessions[i].reconnect_at = SteadyClock::now() + std::chrono::milliseconds(d(rng));
+    sessions[i].reason = "session expired";
+    rearm = true;
+    cv.notify_all();
+  }
+
+  void on_event(std::size_t i, const zk::Event& ev) {
+    Session& s = sessions[i];
+    using T = zk::Event::Type;
+    if (ev.type == T::Session) s.last_event = ev.state;
+    if (s.connecting) return;  // open_session() decides from last_event
+    switch (ev.type) {
+      case T::Session:
+        if (ev.state == zk::SessionState::Connected) {
+          if (s.state != zk::SessionState::Connected) {
+            set_state(i, zk::SessionState::Connected);
+            begin_resync(i, "reconnected");  // watches may not have survived a server restart
+          }
+        } else if (ev.state == zk::SessionState::Connecting) {
+          set_state(i, zk::SessionState::Connecting);
+        } else {
+          expire(i, ev.state);
+        }
+        break;
+      // The watch is this session's: the path is one it reads.
+      case T::Children: enqueue(session_of(ev.path), ev.path, ReadKind::Children); break;
+      case T::Created:
+      case T::Deleted:
+      case T::Changed:
+        enqueue(session_of(ev.path), ev.path, is_container(ev.path) ? ReadKind::Children : ReadKind::Data);
+        break;
+    }
+    after();
+  }
+
+  // Reads again everything this session reads: the roots (the first session), every
+  // container and leaf known. What is not seen again by the end of the round is swept away.
+  void begin_resync(std::size_t i, const std::string& reason) {
+    Session& s = sessions[i];
+    s.resyncing = true;
+    s.seen.clear();
+    s.sync_sent = 0;  // a sync lost with the connection is sent again
+    if (loaded && !announced_resync) {
+      changes.push_back(Change{Change::Kind::Resync, {}, {}, {}, reason});
+      announced_resync = true;
+    }
+    if (i == 0)
+      for (const auto& r : k_roots) enqueue(0, std::string(r.path), ReadKind::Children);
     for (const auto& shard : shards)
       for (const auto& [path, entry] : *shard)
-        enqueue(path, entry.container ? ReadKind::Children : ReadKind::Data);
+        if (session_of(path) == i) enqueue(i, path, entry.container ? ReadKind::Children : ReadKind::Data);
   }
 
-  void finish_round() {
+  void finish_round(std::size_t i) {
+    Session& s = sessions[i];
     std::vector<std::string> gone;
     for (const auto& shard : shards)
       for (const auto& [path, entry] : *shard)
-        if (!seen.count(path)) gone.push_back(path);
+        if (session_of(path) == i && !s.seen.count(path)) gone.push_back(path);
     for (const auto& p : gone) remove_subtree(p);
-    seen = {};  // free it
-    resyncing = false;
-    if (loaded) changes.push_back(Change{Change::Kind::Synced, {}, {}, {}, {}});  // not the first load
-    if (session == zk::SessionState::Connected && stale_since) {
-      stale_since.reset();
-      meta_changed = true;
-    }
-    if (!loaded) {
-      loaded = true;
-      meta_changed = true;
-    }
-    from_lkg = false;
+    s.seen = {};  // free it
+    s.resyncing = false;
+    s.loaded = true;
+    s.lkg_round = false;
   }
 
   // ---- reads -------------------------------------------------------------------------
 
-  void enqueue(std::string path, ReadKind kind) {
-    if (queued.emplace(path, kind).second) pending.emplace_back(std::move(path), kind);
+  void enqueue(std::size_t i, std::string path, ReadKind kind) {
+    Session& s = sessions[i];
+    std::string key = static_cast<char>(kind) + path;
+    if (s.queued.insert(std::move(key)).second) s.pending.emplace_back(std::move(path), kind);
   }
 
-  void pump() {
-    if (!client) return;
-    while (outstanding < options.max_outstanding && !pending.empty()) {
-      auto [path, kind] = std::move(pending.front());
-      pending.pop_front();
-      queued.erase({path, kind});
-      ++outstanding;
-      const std::uint64_t e = epoch;
+  void pump(std::size_t i) {
+    Session& s = sessions[i];
+    // The window is refilled when half of it is free, in one burst: the client's I/O thread
+    // then wakes, and the server reads, once per burst instead of once per request.
+    if (s.outstanding > window / 2) return;
+    while (s.client && s.state == zk::SessionState::Connected && !s.blocked && s.outstanding < window &&
+           !s.pending.empty()) {
+      auto [path, kind] = std::move(s.pending.front());
+      s.pending.pop_front();
+      s.queued.erase(static_cast<char>(kind) + path);
+      ++s.outstanding;
+      const std::uint64_t e = s.epoch;
+      // A reply: counted off if of this session's epoch, applied, then what follows from it.
+      // A read lost with the connection (or with an old session) is queued again.
+      auto reply = [this, i, e, path, kind](int rc, auto&& apply) {
+        std::lock_guard guard(mu);
+        Session& r = sessions[i];
+        if (r.epoch == e && r.outstanding > 0) --r.outstanding;
+        if (connection_trouble(rc)) {
+          enqueue(i, path, kind);
+          if (sending && r.epoch == e) {  // not sent at all: stop sending until the session's next event
+            r.blocked = true;
+            return;
+          }
+        } else if (r.epoch == e) {
+          apply();
+        }
+        after();
+      };
+      sending = true;
       switch (kind) {
         case ReadKind::Data:
-          client->get_async(path, zk::Watch::Yes, [this, e, path](int rc, zk::Node n) {
-            push(DataResult{e, path, rc, std::move(n)});
+          s.client->get_async(path, zk::Watch::Yes, [reply, this, i, path](int rc, zk::Node n) {
+            reply(rc, [&] { on_data(i, path, rc, n); });
           });
           break;
         case ReadKind::Children:
-          client->children_async(path, zk::Watch::Yes,
-                                 [this, e, path](int rc, std::vector<std::string> names, zk::Stat st) {
-                                   push(ChildrenResult{e, path, rc, std::move(names), st});
-                                 });
+          s.client->children_async(
+              path, zk::Watch::Yes, [reply, this, i, path](int rc, std::vector<std::string> names, zk::Stat st) {
+                reply(rc, [&] { on_children(i, path, rc, names, st); });
+              });
           break;
         case ReadKind::Exists:
-          client->exists_async(path, zk::Watch::Yes,
-                               [this, e, path](int rc, zk::Stat) { push(ExistsResult{e, path, rc}); });
+          s.client->exists_async(path, zk::Watch::Yes, [reply, this, i, path](int rc, zk::Stat) {
+            reply(rc, [&] {
+              if (rc == 0) enqueue(i, path, is_container(path) ? ReadKind::Children : ReadKind::Data);
+            });
+          });
           break;
       }
+      sending = false;
     }
   }
 
+  // The connection, or the session, is lost: nothing was read. Other errors (no read
+  // permission, say) are the node's answer and are not asked again.
+  static bool connection_trouble(int rc) {
+    return rc == static_cast<int>(zk::Code::ConnectionLoss) ||
+           rc == static_cast<int>(zk::Code::OperationTimeout) ||
+           rc == static_cast<int>(zk::Code::SessionExpired) || rc == -9 /* ZINVALIDSTATE */ ||
+           rc == -116 /* ZCLOSING */ || rc == -118 /* ZSESSIONMOVED */;
+  }
+
+  // Has the session's own reply told it this zxid?
+  static void saw(Session& s, std::int64_t zxid) { s.zxid = std::max(s.zxid, zxid); }
+
   // ---- applying what was read ------------------------------------------------------------
 
-  void put(const std::string& path, CacheEntry e) {
-    if (resyncing) seen.insert(path);
-    max_zxid = std::max(max_zxid, e.mzxid);
-    std::size_t s = shard_of(path);
-    const auto& current = *shards[s];
+  void put(std::size_t i, const std::string& path, CacheEntry e) {
+    Session& s = sessions[i];
+    if (s.resyncing) s.seen.insert(path);
+    std::size_t sh = shard_of(path);
+    const auto& current = *shards[sh];
     auto it = current.find(path);
     if (it == current.end()) {
-      writable(s).emplace(path, e);
+      writable(sh).emplace(path, e);
       changes.push_back(Change{Change::Kind::Added, path, std::nullopt, std::move(e), {}});
     } else if (e.mzxid < it->second.mzxid || it->second == e) {
+      if (it->second.czxid == 0 && e.mzxid == it->second.mzxid) writable(sh)[path].czxid = e.czxid;
       return;  // an older state than the one held (never go back in time), or no change
     } else {
       Change c{Change::Kind::Modified, path, it->second, e, {}};
-      writable(s)[path] = std::move(e);
+      writable(sh)[path] = std::move(e);
       changes.push_back(std::move(c));
     }
     last_change = Snapshot::Clock::now();
@@ -307,104 +428,167 @@ struct Cache::Impl {
     auto slash = path.rfind('/');
     if (slash > 0)
       if (auto p = children.find(path.substr(0, slash)); p != children.end())
-        p->second.erase(path.substr(slash + 1));
+        p->second.names.erase(path.substr(slash + 1));
     if (auto it = children.find(path); it != children.end()) {
-      auto kids = std::move(it->second);
+      auto kids = std::move(it->second.names);
       children.erase(it);
       for (const auto& k : kids) remove_subtree(path + "/" + k);
     }
-    std::size_t s = shard_of(path);
-    if (!shards[s]->count(path)) return;
-    auto& shard = writable(s);
+    std::size_t sh = shard_of(path);
+    if (!shards[sh]->count(path)) return;
+    auto& shard = writable(sh);
     auto it = shard.find(path);
     changes.push_back(Change{Change::Kind::Deleted, path, std::move(it->second), std::nullopt, {}});
     shard.erase(it);
     last_change = Snapshot::Clock::now();
   }
 
-  bool current(std::uint64_t e) {
-    if (e != epoch) return false;
-    if (outstanding > 0) --outstanding;
-    return true;
+  // The node does not exist for session i. If its parent's listing (read by another
+  // session, maybe from a server further ahead) says it does, wait for it with a watch.
+  void absent(std::size_t i, const std::string& path) {
+    auto slash = path.rfind('/');
+    auto p = slash > 0 ? children.find(path.substr(0, slash)) : children.end();
+    bool listed = p != children.end() && p->second.names.count(path.substr(slash + 1));
+    remove_subtree(path);
+    const Root* root = nullptr;
+    if (depth_of(path, &root) == 0 || (listed && session_of(path.substr(0, slash)) != i))
+      enqueue(i, path, ReadKind::Exists);
   }
 
-  void handle(DataResult& r) {
-    if (!current(r.epoch)) return;
-    if (r.rc == 0) {
-      // A node read is a child of its parent, even if a listing served before it was
-      // created again said otherwise: the next listing without it removes it.
-      auto slash = r.path.rfind('/');
-      if (auto p = children.find(r.path.substr(0, slash)); p != children.end())
-        p->second.insert(r.path.substr(slash + 1));
-      put(r.path, CacheEntry{std::move(r.node.data), r.node.stat.mzxid, r.node.stat.version,
-                             r.node.stat.ephemeral_owner, false});
-    } else if (r.rc == static_cast<int>(zk::Code::NoNode)) {
-      remove_subtree(r.path);
+  void on_data(std::size_t i, const std::string& path, int rc, zk::Node& n) {
+    Session& s = sessions[i];
+    if (rc == 0) {
+      saw(s, n.stat.mzxid);
+      auto slash = path.rfind('/');
+      std::string name = path.substr(slash + 1);
+      if (auto p = children.find(path.substr(0, slash)); p != children.end()) {
+        // A listing of the parent made after this node was created, and without it: this
+        // node has been deleted since (its watch brings that here too). Not taken back.
+        if (!p->second.names.count(name) && p->second.pzxid >= n.stat.czxid) {
+          if (s.resyncing) s.seen.insert(path);  // not swept for it: it is not held
+          return;
+        }
+        p->second.names.insert(name);
+      }
+      put(i, path, CacheEntry{std::move(n.data), n.stat.mzxid, n.stat.version, n.stat.ephemeral_owner,
+                              false, n.stat.czxid});
+    } else if (rc == static_cast<int>(zk::Code::NoNode)) {
+      absent(i, path);
     }
-    // Connection trouble: the reconnect (or the new session) reads everything again.
   }
 
-  void handle(ChildrenResult& r) {
-    if (!current(r.epoch)) return;
-    if (r.rc == static_cast<int>(zk::Code::NoNode)) {
-      remove_subtree(r.path);
-      const Root* root = nullptr;
-      if (depth_of(r.path, &root) == 0) enqueue(r.path, ReadKind::Exists);  // wait for it
+  void on_children(std::size_t i, const std::string& path, int rc, std::vector<std::string>& names,
+                   const zk::Stat& st) {
+    Session& s = sessions[i];
+    if (rc == static_cast<int>(zk::Code::NoNode)) {
+      absent(i, path);
       return;
     }
-    if (r.rc != 0) return;
-    // The listing is as of the parent's pzxid: a removal shows in the zxid seen only there
-    // (and may come after the removal itself was published: publish the zxid alone then).
-    if (r.stat.pzxid > max_zxid) {
-      max_zxid = r.stat.pzxid;
-      meta_changed = true;
-    }
-    put(r.path, CacheEntry{{}, r.stat.mzxid, r.stat.version, r.stat.ephemeral_owner, true});
-    std::set<std::string> now(std::make_move_iterator(r.names.begin()),
-                              std::make_move_iterator(r.names.end()));
-    auto& known = children[r.path];
+    if (rc != 0) return;
+    // The listing is as of the parent's pzxid: a removal shows in the zxid seen only there.
+    saw(s, std::max(st.mzxid, st.pzxid));
+    put(i, path, CacheEntry{{}, st.mzxid, st.version, st.ephemeral_owner, true, st.czxid});
+    std::set<std::string> now(std::make_move_iterator(names.begin()), std::make_move_iterator(names.end()));
+    Kids& known = children[path];
     for (const auto& name : now)
-      if (!known.count(name)) {
-        std::string child = r.path + "/" + name;
-        enqueue(child, is_container(child) ? ReadKind::Children : ReadKind::Data);
+      if (!known.names.count(name)) {
+        std::string child = path + "/" + name;
+        enqueue(session_of(child), child, is_container(child) ? ReadKind::Children : ReadKind::Data);
       }
     std::vector<std::string> gone;
-    for (const auto& name : known)
-      if (!now.count(name)) gone.push_back(name);
-    known = std::move(now);
-    for (const auto& name : gone) remove_subtree(r.path + "/" + name);
+    for (const auto& name : known.names) {
+      if (now.count(name)) continue;
+      // Created after this listing was made (read through a session whose server is
+      // further ahead): the listing is too old to say it is gone. The next one will.
+      const CacheEntry* e = find(path + "/" + name);
+      if (e && e->czxid > st.pzxid) now.insert(name);
+      else gone.push_back(name);
+    }
+    known.names = std::move(now);
+    known.pzxid = st.pzxid;
+    for (const auto& name : gone) remove_subtree(path + "/" + name);
   }
 
-  void handle(ExistsResult& r) {
-    if (!current(r.epoch)) return;
-    if (r.rc == 0) enqueue(r.path, ReadKind::Children);  // it exists now: read it
+  const CacheEntry* find(const std::string& path) const {
+    const auto& shard = *shards[shard_of(path)];
+    auto it = shard.find(path);
+    return it == shard.end() ? nullptr : &it->second;
   }
 
-  void handle(Notification& n) {
-    if (n.epoch != epoch) return;
-    const zk::Event& ev = n.event;
-    using T = zk::Event::Type;
-    switch (ev.type) {
-      case T::Session:
-        if (ev.state == zk::SessionState::Connected) {
-          if (session != zk::SessionState::Connected) {
-            set_session(zk::SessionState::Connected);
-            begin_resync("reconnected");  // watches may not have survived a server restart
-          }
-        } else if (ev.state == zk::SessionState::Connecting) {
-          set_session(zk::SessionState::Connecting);
-        } else {
-          set_session(ev.state);
-          std::uniform_int_distribution<long> d(0, options.resync_jitter.count());
-          reconnect_at = SteadyClock::now() + std::chrono::milliseconds(d(rng));
-        }
-        break;
-      case T::Children: enqueue(ev.path, ReadKind::Children); break;
-      case T::Created:
-      case T::Deleted:
-      case T::Changed:
-        enqueue(ev.path, is_container(ev.path) ? ReadKind::Children : ReadKind::Data);
-        break;
+  // ---- after every event and reply -----------------------------------------------------
+
+  // Sends what is queued, closes finished rounds, keeps the zxid vouched for, and publishes
+  // when nothing in flight could still belong with the changes made.
+  void after() {
+    for (std::size_t i = 0; i < sessions.size(); ++i) pump(i);
+    bool idle = true;
+    std::int64_t top = 0;
+    for (std::size_t i = 0; i < sessions.size(); ++i) {
+      Session& s = sessions[i];
+      const bool quiet = s.pending.empty() && s.outstanding == 0;
+      if (quiet && s.sync_done > 0) {
+        s.zxid = std::max(s.zxid, s.sync_done);
+        s.sync_done = 0;
+      }
+      if (quiet && s.resyncing && s.state == zk::SessionState::Connected) finish_round(i);
+      idle = idle && quiet;
+      top = std::max(top, s.zxid);
+    }
+    if (!loaded && idle && std::all_of(sessions.begin(), sessions.end(), [](const Session& s) { return s.loaded; })) {
+      loaded = true;
+      meta_changed = true;
+    }
+    if (from_lkg && settled() &&
+        std::none_of(sessions.begin(), sessions.end(), [](const Session& s) { return s.lkg_round; }))
+      from_lkg = false;
+    if (settled()) {
+      if (loaded && announced_resync) {
+        changes.push_back(Change{Change::Kind::Synced, {}, {}, {}, {}});
+        announced_resync = false;
+      }
+      if (stale_since && !from_lkg) {
+        stale_since.reset();
+        meta_changed = true;
+      }
+    }
+    std::int64_t vouched = top;
+    for (const auto& s : sessions) vouched = std::min(vouched, s.zxid);
+    if (vouched > published_zxid) {
+      published_zxid = vouched;
+      meta_changed = true;
+    }
+    if (loaded && (!changes.empty() || meta_changed)) {
+      const auto now = SteadyClock::now();
+      if (idle || (publish_due && now >= *publish_due)) {
+        publish();
+      } else if (!publish_due) {
+        // Replies still due may complete these changes (a listing's new children): wait
+        // for them, a millisecond at most.
+        publish_due = now + std::chrono::milliseconds(1);
+        rearm = true;
+        cv.notify_all();
+      }
+    }
+    sync_behind(top);
+  }
+
+  // A session behind another may just have seen nothing lately: a sync brings it past.
+  void sync_behind(std::int64_t top) {
+    for (std::size_t i = 0; loaded && i < sessions.size(); ++i) {
+      Session& s = sessions[i];
+      if (s.zxid >= top || s.sync_sent >= top || !s.client || s.state != zk::SessionState::Connected) continue;
+      s.sync_sent = top;
+      const std::uint64_t e = s.epoch;
+      // A failed sync is not sent again for this zxid (that could loop at once): a later
+      // zxid, or the round after a reconnect, sends the next.
+      s.client->sync_async("/", [this, i, e, top](int rc) {
+        std::lock_guard guard(mu);
+        Session& r = sessions[i];
+        if (r.epoch != e || rc != 0) return;
+        if (r.sync_sent == top) r.sync_sent = 0;
+        r.sync_done = std::max(r.sync_done, top);
+        after();
+      });
     }
   }
 
@@ -439,7 +623,7 @@ struct Cache::Impl {
     return out;
   }
 
-  void handle(AdoptLkg&) {
+  void adopt() {
     if (loaded || options.lkg_file.empty()) return;
     std::int64_t written_ms = 0;
     auto nodes = read_lkg(options.lkg_file, written_ms);
@@ -448,25 +632,34 @@ struct Cache::Impl {
       auto slash = path.rfind('/');
       const Root* root = nullptr;
       if (slash > 0 && depth_of(path.substr(0, slash), &root) >= 0)
-        children[path.substr(0, slash)].insert(path.substr(slash + 1));
-      // A round already under way must read these too, or it would sweep them.
-      if (resyncing) enqueue(path, is_container(path) ? ReadKind::Children : ReadKind::Data);
-      put(path, std::move(entry));
+        children[path.substr(0, slash)].names.insert(path.substr(slash + 1));
+      std::size_t sh = shard_of(path);
+      writable(sh)[path] = entry;
+      changes.push_back(Change{Change::Kind::Added, path, std::nullopt, std::move(entry), {}});
     }
     stale_since = Snapshot::Clock::time_point(std::chrono::milliseconds(written_ms));
     loaded = true;
     from_lkg = true;
     meta_changed = true;
+    // Every session reads what the file holds in a round of its own (a session not
+    // connected yet starts it when it connects): what is gone is swept then.
+    for (std::size_t i = 0; i < sessions.size(); ++i) {
+      Session& s = sessions[i];
+      s.lkg_round = true;
+      if (s.client && s.state == zk::SessionState::Connected) begin_resync(i, "last-known-good registry");
+    }
+    after();
   }
 
-  void write_lkg() {
+  // From a published snapshot, without the lock.
+  void write_lkg(const Snapshot& snap) {
     nlohmann::json nodes = nlohmann::json::array();
-    for (const auto& shard : shards)
+    for (const auto& shard : snap.m_shards)
       for (const auto& [path, e] : *shard)
         nodes.push_back({path, e.data, e.mzxid, e.version, e.ephemeral_owner, e.container});
     auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       Snapshot::Clock::now().time_since_epoch()).count();
-    nlohmann::json doc = {{"format", "svcctl-lkg-1"}, {"max_zxid", max_zxid},
+    nlohmann::json doc = {{"format", "svcctl-lkg-1"}, {"max_zxid", snap.max_zxid},
                           {"written_ms", now_ms}, {"nodes", std::move(nodes)}};
     std::string text = doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     std::string tmp = options.lkg_file + ".tmp";
@@ -479,30 +672,26 @@ struct Cache::Impl {
     else std::remove(tmp.c_str());
   }
 
-  void maybe_write_lkg(bool published) {
-    if (options.lkg_file.empty()) return;
-    bool consistent = loaded && !from_lkg && !resyncing && session == zk::SessionState::Connected;
-    if (published && consistent && !lkg_due) lkg_due = SteadyClock::now() + std::chrono::seconds(1);
-    if (lkg_due && SteadyClock::now() >= *lkg_due && consistent) {
-      lkg_due.reset();
-      write_lkg();
-    }
+  // Every session up and no round under way.
+  bool settled() const {
+    return loaded && worst_state() == zk::SessionState::Connected &&
+           std::none_of(sessions.begin(), sessions.end(), [](const Session& s) { return s.resyncing; });
   }
 
   // ---- publishing --------------------------------------------------------------------
 
-  // Returns whether it published.
-  bool publish() {
-    if (!loaded || (changes.empty() && !meta_changed)) return false;
+  void publish() {
+    publish_due.reset();
     auto snap = std::make_shared<Snapshot>();
     for (std::size_t i = 0; i < Snapshot::k_shards; ++i) {
       snap->m_shards[i] = shards[i];  // shared from now on: the next change copies it first
       owned[i] = false;
     }
     snap->generation = ++generation;
-    snap->max_zxid = max_zxid;
-    snap->session = session;
-    snap->session_id = session_id;
+    snap->max_zxid = published_zxid;
+    snap->session = worst_state();
+    snap->session_id = sessions[0].id;
+    for (const auto& s : sessions) snap->session_ids.push_back(s.id);
     snap->loaded = true;
     snap->last_change = last_change;
     snap->stale_since = stale_since;
@@ -514,35 +703,57 @@ struct Cache::Impl {
       std::stable_sort(done.begin(), done.end(),
                        [](const Change& a, const Change& b) { return a.path < b.path; });
     if (options.on_change && !done.empty()) options.on_change(done, *snap);
+    if (!from_lkg && settled() && !options.lkg_file.empty() && !lkg_due) {
+      lkg_due = SteadyClock::now() + std::chrono::seconds(1);
+      rearm = true;
+      cv.notify_all();
+    }
     {
       std::lock_guard lock(load_mu);
       load_done = true;
     }
     load_cv.notify_all();
-    return true;
   }
 
+  // The control thread: opens sessions when due, publishes what waited too long, writes
+  // the last-known-good file.
   void run() {
-    open_session("start");
-    while (true) {
-      std::deque<Item> items;
-      {
-        std::unique_lock lock(mu);
-        auto until = std::min(reconnect_at.value_or(SteadyClock::time_point::max()),
-                              lkg_due.value_or(SteadyClock::time_point::max()));
-        if (until == SteadyClock::time_point::max()) until = SteadyClock::now() + std::chrono::hours(1);
-        cv.wait_until(lock, until, [&] { return stopping || !inbox.empty(); });
-        if (stopping) return;
-        items.swap(inbox);
+    std::unique_lock lock(mu);
+    for (auto& s : sessions) s.reconnect_at = SteadyClock::now();
+    while (!stopping) {
+      auto until = SteadyClock::time_point::max();
+      for (const auto& s : sessions)
+        if (s.reconnect_at) until = std::min(until, *s.reconnect_at);
+      if (lkg_due) until = std::min(until, *lkg_due);
+      if (publish_due) until = std::min(until, *publish_due);
+      if (until == SteadyClock::time_point::max()) until = SteadyClock::now() + std::chrono::hours(1);
+      cv.wait_until(lock, until, [&] { return stopping || adopt_lkg || rearm; });
+      rearm = false;
+      if (stopping) return;
+      if (adopt_lkg) {
+        adopt_lkg = false;
+        adopt();
       }
-      if (reconnect_at && SteadyClock::now() >= *reconnect_at) {
-        reconnect_at.reset();
-        open_session(session == zk::SessionState::Expired ? "session expired" : "reconnected");
+      const auto now = SteadyClock::now();
+      if (publish_due && now >= *publish_due) after();
+      if (lkg_due && now >= *lkg_due) {
+        if (!from_lkg && settled()) {
+          lkg_due.reset();
+          auto snap = owner.m_snapshot.load();
+          lock.unlock();
+          if (snap) write_lkg(*snap);
+          lock.lock();
+        } else {
+          lkg_due = now + std::chrono::seconds(1);
+        }
       }
-      for (auto& item : items) std::visit([this](auto& x) { handle(x); }, item);
-      pump();
-      if (resyncing && outstanding == 0 && pending.empty()) finish_round();
-      maybe_write_lkg(publish());
+      // One session at a time: a connect attempt can take the whole ZooKeeper timeout.
+      for (std::size_t i = 0; i < sessions.size() && !stopping; ++i)
+        if (sessions[i].reconnect_at && SteadyClock::now() >= *sessions[i].reconnect_at) {
+          sessions[i].reconnect_at.reset();
+          open_session(i, lock);
+          break;
+        }
     }
   }
 };
@@ -556,7 +767,17 @@ Cache::~Cache() {
   }
   m_impl->cv.notify_all();
   if (m_impl->thread.joinable()) m_impl->thread.join();
-  m_impl->client.reset();  // closes the session; late completions only queue
+  // Closed without the lock: closing waits for completion threads that may wait for it.
+  // What they still deliver belongs to an old epoch.
+  std::vector<std::unique_ptr<zk::Client>> clients;
+  {
+    std::lock_guard lock(m_impl->mu);
+    for (auto& s : m_impl->sessions) {
+      ++s.epoch;
+      clients.push_back(std::move(s.client));
+    }
+  }
+  clients.clear();
 }
 
 Expected<void> Cache::start(std::chrono::milliseconds timeout) {
@@ -571,7 +792,11 @@ Expected<void> Cache::start(std::chrono::milliseconds timeout) {
   if (m_impl->options.lkg_file.empty()) return unavailable;
   // Fail static: serve the last-known-good file until a session reconciles it. The control
   // thread may be inside a connect attempt, which lasts at most the ZooKeeper timeout.
-  m_impl->push(Impl::AdoptLkg{});
+  {
+    std::lock_guard lock(m_impl->mu);
+    m_impl->adopt_lkg = true;
+  }
+  m_impl->cv.notify_all();
   std::unique_lock lock(m_impl->load_mu);
   if (!m_impl->load_cv.wait_for(lock, m_impl->options.zk.timeout + timeout,
                                 [&] { return m_impl->load_done; }))

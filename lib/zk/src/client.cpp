@@ -417,6 +417,11 @@ void on_async_stat(int rc, const ::Stat* stat, const void* ctx) {
   (*done)(rc, rc == ZOK ? convert(stat) : zk::Stat{});
 }
 
+void on_async_string(int rc, const char*, const void* ctx) {
+  std::unique_ptr<DoneCallback> done(static_cast<DoneCallback*>(const_cast<void*>(ctx)));
+  (*done)(rc);
+}
+
 }  // namespace
 
 void Client::exists_async(const std::string& path, Watch watch, StatCallback done) {
@@ -425,6 +430,15 @@ void Client::exists_async(const std::string& path, Watch watch, StatCallback don
   if (rc != ZOK) {
     std::unique_ptr<StatCallback> owned(ctx);
     (*owned)(rc, zk::Stat{});
+  }
+}
+
+void Client::sync_async(const std::string& path, DoneCallback done) {
+  auto* ctx = new DoneCallback(std::move(done));
+  int rc = zoo_async(m_impl->zh, path.c_str(), on_async_string, ctx);
+  if (rc != ZOK) {
+    std::unique_ptr<DoneCallback> owned(ctx);
+    (*owned)(rc);
   }
 }
 

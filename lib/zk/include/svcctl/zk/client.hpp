@@ -64,8 +64,8 @@ struct Event {
   SessionState state = SessionState::Connected;
 };
 
-// Receives every Event, on the C client's thread: it must only hand the event over (queue
-// it) and return, never call back into ZooKeeper.
+// Receives every Event, on the C client's completion thread. It may start asynchronous
+// calls; it must never wait for a synchronous one or close the client (both deadlock).
 using EventSink = std::function<void(Event)>;
 
 struct Options {
@@ -81,11 +81,13 @@ struct Options {
 
 enum class Watch { No, Yes };
 
-// Completions of the asynchronous reads: run on the C client's thread (same rule as
-// EventSink). `rc` is the ZooKeeper return code (0 = ok, see Code).
+// Completions of the asynchronous calls: run on the C client's completion thread (same
+// rule as EventSink), or at once on the caller's thread when the call cannot be sent (a
+// closed or expired session). `rc` is the ZooKeeper return code (0 = ok, see Code).
 using NodeCallback = std::function<void(int rc, Node node)>;
 using ChildrenCallback = std::function<void(int rc, std::vector<std::string> names, Stat stat)>;
 using StatCallback = std::function<void(int rc, Stat stat)>;
+using DoneCallback = std::function<void(int rc)>;
 
 // One operation of an atomic multi().
 struct Op {
@@ -151,6 +153,10 @@ class Client {
   void children_async(const std::string& path, Watch watch, ChildrenCallback done);
   // With Watch::Yes the watch is left even when the node does not exist (Created fires).
   void exists_async(const std::string& path, Watch watch, StatCallback done);
+  // ZooKeeper's sync: the server this session is connected to catches up with the leader.
+  // Everything the leader had committed when the sync was sent, and every notification
+  // that causes, reaches this session before `done` runs.
+  void sync_async(const std::string& path, DoneCallback done);
 
 
   struct Impl;  // completion plumbing, in client.cpp
