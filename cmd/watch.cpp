@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <algorithm>
 #include <set>
 
 namespace svcctl::cmd {
@@ -41,8 +42,15 @@ Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
   registry::Cache::Options options;
   SVCCTL_TRY(options.zk, ctx.zk_options());
   options.lkg_file = a.lkg_file;
-  options.on_change = [&](const std::vector<registry::Change>& changes, const registry::Snapshot& snap) {
-    for (const auto& c : changes) {
+  options.on_change = [&](const std::vector<registry::Change>& batch, const registry::Snapshot& snap) {
+    // The first load comes as one batch in no particular order: shown in path order.
+    std::vector<const registry::Change*> changes;
+    changes.reserve(batch.size());
+    for (const auto& c : batch) changes.push_back(&c);
+    if (snap.generation == 1)
+      std::sort(changes.begin(), changes.end(), [](auto* x, auto* y) { return x->path < y->path; });
+    for (const registry::Change* cp : changes) {
+      const registry::Change& c = *cp;
       if (c.kind == registry::Change::Kind::Synced) {
         if (json)
           fmt::print("{}\n", nlohmann::json{{"event", "synced"}}.dump());

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -104,6 +105,7 @@ struct Cache::Impl {
     std::unordered_set<std::string> queued;  // kind + path of what `pending` holds
     std::size_t outstanding = 0;
     bool resyncing = false;  // a round of reading everything of this session is under way
+    bool sweeping = false;   // the round started with nodes held: what it does not see goes
     bool loaded = false;     // a round has completed
     bool lkg_round = false;  // a round must complete before a last-known-good file is reconciled
     std::unordered_set<std::string> seen;  // during a round: the nodes read again
@@ -137,6 +139,7 @@ struct Cache::Impl {
   bool adopt_lkg = false;
   bool rearm = false;    // a time the control thread waits for has changed
   bool sending = false;  // pump() is inside a call: a reply now is the call failing at once
+  std::vector<std::vector<Change>> garbage;  // large change lists, freed by the control thread
 
   std::vector<Session> sessions;
   // The mirror, shard by shard. A published snapshot shares these maps; a shard is copied
@@ -300,6 +303,7 @@ struct Cache::Impl {
   void begin_resync(std::size_t i, const std::string& reason) {
     Session& s = sessions[i];
     s.resyncing = true;
+    s.sweeping = false;
     s.seen.clear();
     s.sync_sent = 0;  // a sync lost with the connection is sent again
     if (loaded && !announced_resync) {
@@ -310,7 +314,10 @@ struct Cache::Impl {
       for (const auto& r : k_roots) enqueue(0, std::string(r.path), ReadKind::Children);
     for (const auto& shard : shards)
       for (const auto& [path, entry] : *shard)
-        if (session_of(path) == i) enqueue(i, path, entry.container ? ReadKind::Children : ReadKind::Data);
+        if (session_of(path) == i) {
+          enqueue(i, path, entry.container ? ReadKind::Children : ReadKind::Data);
+          s.sweeping = true;
+        }
   }
 
   void finish_round(std::size_t i) {
@@ -318,7 +325,7 @@ struct Cache::Impl {
     std::vector<std::string> gone;
     for (const auto& shard : shards)
       for (const auto& [path, entry] : *shard)
-        if (session_of(path) == i && !s.seen.count(path)) gone.push_back(path);
+        if (s.sweeping && session_of(path) == i && !s.seen.count(path)) gone.push_back(path);
     for (const auto& p : gone) remove_subtree(p);
     s.seen = {};  // free it
     s.resyncing = false;
@@ -404,7 +411,7 @@ struct Cache::Impl {
 
   void put(std::size_t i, const std::string& path, CacheEntry e) {
     Session& s = sessions[i];
-    if (s.resyncing) s.seen.insert(path);
+    if (s.sweeping) s.seen.insert(path);
     std::size_t sh = shard_of(path);
     const auto& current = *shards[sh];
     auto it = current.find(path);
@@ -465,7 +472,7 @@ struct Cache::Impl {
         // A listing of the parent made after this node was created, and without it: this
         // node has been deleted since (its watch brings that here too). Not taken back.
         if (!p->second.names.count(name) && p->second.pzxid >= n.stat.czxid) {
-          if (s.resyncing) s.seen.insert(path);  // not swept for it: it is not held
+          if (s.sweeping) s.seen.insert(path);  // not swept for it: it is not held
           return;
         }
         p->second.names.insert(name);
@@ -699,10 +706,14 @@ struct Cache::Impl {
     meta_changed = false;
     std::vector<Change> done;
     done.swap(changes);
-    if (generation == 1)  // the first load: present it in path order
-      std::stable_sort(done.begin(), done.end(),
-                       [](const Change& a, const Change& b) { return a.path < b.path; });
     if (options.on_change && !done.empty()) options.on_change(done, *snap);
+    if (done.size() > 1000) {
+      // Freeing a load's worth of changes takes milliseconds: not under the lock, where
+      // the next notification waits. The control thread does it.
+      garbage.push_back(std::move(done));
+      rearm = true;
+      cv.notify_all();
+    }
     if (!from_lkg && settled() && !options.lkg_file.empty() && !lkg_due) {
       lkg_due = SteadyClock::now() + std::chrono::seconds(1);
       rearm = true;
@@ -730,6 +741,17 @@ struct Cache::Impl {
       cv.wait_until(lock, until, [&] { return stopping || adopt_lkg || rearm; });
       rearm = false;
       if (stopping) return;
+      if (!garbage.empty()) {
+        auto g = std::move(garbage);
+        garbage.clear();
+        lock.unlock();
+        g.clear();
+        // And give the allocator's free lists back now (a load frees hundreds of thousands
+        // of small blocks): otherwise the next allocations on a completion thread pay for
+        // consolidating them, milliseconds into the first changes after a load.
+        ::malloc_trim(0);
+        lock.lock();
+      }
       if (adopt_lkg) {
         adopt_lkg = false;
         adopt();

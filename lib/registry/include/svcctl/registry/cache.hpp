@@ -101,9 +101,8 @@ class Cache {
     // gateways do not all reload at the same instant.
     std::chrono::milliseconds resync_jitter{1000};
     // Called after each publish with what changed, under the cache's lock, on a ZooKeeper
-    // completion thread or the cache's own (never during the first load: its changes come
-    // all at once, as Added, when it completes). It must not call back into the cache
-    // other than snapshot().
+    // completion thread or the cache's own. The first load comes all at once, as Added, in
+    // no particular order. It must not call into the cache other than snapshot().
     std::function<void(const std::vector<Change>&, const Snapshot&)> on_change;
     // Last-known-good file: when set, the mirror is written there (atomically, at most once
     // a second, only while connected and not resyncing), and start() falls back to it when
