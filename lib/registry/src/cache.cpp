@@ -527,6 +527,7 @@ struct Cache::Impl {
   // Sends what is queued, closes finished rounds, keeps the zxid vouched for, and publishes
   // when nothing in flight could still belong with the changes made.
   void after() {
+    if (stopping) return;  // the cache is closing: its clients' last replies change nothing
     for (std::size_t i = 0; i < sessions.size(); ++i) pump(i);
     bool idle = true;
     std::int64_t top = 0;
