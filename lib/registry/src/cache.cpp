@@ -70,11 +70,39 @@ std::string_view to_string(Change::Kind kind) {
   return "added";
 }
 
+Snapshot::Shard::Items::iterator Snapshot::Shard::lower_bound(std::string_view path) {
+  return std::lower_bound(m_items.begin(), m_items.end(), path,
+                          [](const auto& item, std::string_view p) { return item->path < p; });
+}
+
+Snapshot::Shard::Items::const_iterator Snapshot::Shard::lower_bound(std::string_view path) const {
+  return std::lower_bound(m_items.begin(), m_items.end(), path,
+                          [](const auto& item, std::string_view p) { return item->path < p; });
+}
+
+const CacheEntry* Snapshot::Shard::find(std::string_view path) const {
+  auto it = lower_bound(path);
+  return it != m_items.end() && (*it)->path == path ? &(*it)->entry : nullptr;
+}
+
+void Snapshot::Shard::put(const std::string& path, CacheEntry entry) {
+  auto item = std::make_shared<const Item>(Item{path, std::move(entry)});
+  auto it = lower_bound(path);
+  if (it != m_items.end() && (*it)->path == path) *it = std::move(item);
+  else m_items.insert(it, std::move(item));
+}
+
+std::optional<CacheEntry> Snapshot::Shard::erase(std::string_view path) {
+  auto it = lower_bound(path);
+  if (it == m_items.end() || (*it)->path != path) return std::nullopt;
+  std::optional<CacheEntry> gone = (*it)->entry;
+  m_items.erase(it);
+  return gone;
+}
+
 const CacheEntry* Snapshot::find(std::string_view path) const {
   const auto& shard = m_shards[shard_of(path)];
-  if (!shard) return nullptr;
-  auto it = shard->find(path);
-  return it == shard->end() ? nullptr : &it->second;
+  return shard ? shard->find(path) : nullptr;
 }
 
 std::size_t Snapshot::size() const {
@@ -86,7 +114,8 @@ std::size_t Snapshot::size() const {
 std::map<std::string, CacheEntry> Snapshot::entries() const {
   std::map<std::string, CacheEntry> out;
   for (const auto& s : m_shards)
-    if (s) out.insert(s->begin(), s->end());
+    if (s)
+      for (const auto& item : *s) out.emplace(item->path, item->entry);
   return out;
 }
 
@@ -142,9 +171,9 @@ struct Cache::Impl {
   std::vector<std::vector<Change>> garbage;  // large change lists, freed by the control thread
 
   std::vector<Session> sessions;
-  // The mirror, shard by shard. A published snapshot shares these maps; a shard is copied
-  // only on its first change after a publish (owned[i] is false until then), so memory
-  // holds one copy of the registry and a change costs a copy of one small shard.
+  // The mirror, shard by shard. A published snapshot shares these; a shard is copied only
+  // on its first change after a publish (owned[i] is false until then), so memory holds
+  // one copy of the registry and a change costs a copy of one shard's pointers.
   std::array<std::shared_ptr<Snapshot::Shard>, Snapshot::k_shards> shards;
   std::array<bool, Snapshot::k_shards> owned{};
   std::unordered_map<std::string, Kids> children;
@@ -313,9 +342,9 @@ struct Cache::Impl {
     if (i == 0)
       for (const auto& r : k_roots) enqueue(0, std::string(r.path), ReadKind::Children);
     for (const auto& shard : shards)
-      for (const auto& [path, entry] : *shard)
-        if (session_of(path) == i) {
-          enqueue(i, path, entry.container ? ReadKind::Children : ReadKind::Data);
+      for (const auto& item : *shard)
+        if (session_of(item->path) == i) {
+          enqueue(i, item->path, item->entry.container ? ReadKind::Children : ReadKind::Data);
           s.sweeping = true;
         }
   }
@@ -324,8 +353,8 @@ struct Cache::Impl {
     Session& s = sessions[i];
     std::vector<std::string> gone;
     for (const auto& shard : shards)
-      for (const auto& [path, entry] : *shard)
-        if (s.sweeping && session_of(path) == i && !s.seen.count(path)) gone.push_back(path);
+      for (const auto& item : *shard)
+        if (s.sweeping && session_of(item->path) == i && !s.seen.count(item->path)) gone.push_back(item->path);
     for (const auto& p : gone) remove_subtree(p);
     s.seen = {};  // free it
     s.resyncing = false;
@@ -413,17 +442,20 @@ struct Cache::Impl {
     Session& s = sessions[i];
     if (s.sweeping) s.seen.insert(path);
     std::size_t sh = shard_of(path);
-    const auto& current = *shards[sh];
-    auto it = current.find(path);
-    if (it == current.end()) {
-      writable(sh).emplace(path, e);
+    const CacheEntry* held = shards[sh]->find(path);
+    if (!held) {
+      writable(sh).put(path, e);
       changes.push_back(Change{Change::Kind::Added, path, std::nullopt, std::move(e), {}});
-    } else if (e.mzxid < it->second.mzxid || it->second == e) {
-      if (it->second.czxid == 0 && e.mzxid == it->second.mzxid) writable(sh)[path].czxid = e.czxid;
+    } else if (e.mzxid < held->mzxid || *held == e) {
+      if (held->czxid == 0 && e.mzxid == held->mzxid) {  // learn when it was created
+        CacheEntry known = *held;
+        known.czxid = e.czxid;
+        writable(sh).put(path, std::move(known));
+      }
       return;  // an older state than the one held (never go back in time), or no change
     } else {
-      Change c{Change::Kind::Modified, path, it->second, e, {}};
-      writable(sh)[path] = std::move(e);
+      Change c{Change::Kind::Modified, path, *held, e, {}};
+      writable(sh).put(path, std::move(e));
       changes.push_back(std::move(c));
     }
     last_change = Snapshot::Clock::now();
@@ -442,11 +474,9 @@ struct Cache::Impl {
       for (const auto& k : kids) remove_subtree(path + "/" + k);
     }
     std::size_t sh = shard_of(path);
-    if (!shards[sh]->count(path)) return;
-    auto& shard = writable(sh);
-    auto it = shard.find(path);
-    changes.push_back(Change{Change::Kind::Deleted, path, std::move(it->second), std::nullopt, {}});
-    shard.erase(it);
+    if (!shards[sh]->find(path)) return;
+    auto gone = writable(sh).erase(path);
+    changes.push_back(Change{Change::Kind::Deleted, path, std::move(gone), std::nullopt, {}});
     last_change = Snapshot::Clock::now();
   }
 
@@ -516,11 +546,7 @@ struct Cache::Impl {
     for (const auto& name : gone) remove_subtree(path + "/" + name);
   }
 
-  const CacheEntry* find(const std::string& path) const {
-    const auto& shard = *shards[shard_of(path)];
-    auto it = shard.find(path);
-    return it == shard.end() ? nullptr : &it->second;
-  }
+  const CacheEntry* find(const std::string& path) const { return shards[shard_of(path)]->find(path); }
 
   // ---- after every event and reply -----------------------------------------------------
 
@@ -642,7 +668,7 @@ struct Cache::Impl {
       if (slash > 0 && depth_of(path.substr(0, slash), &root) >= 0)
         children[path.substr(0, slash)].names.insert(path.substr(slash + 1));
       std::size_t sh = shard_of(path);
-      writable(sh)[path] = entry;
+      writable(sh).put(path, entry);
       changes.push_back(Change{Change::Kind::Added, path, std::nullopt, std::move(entry), {}});
     }
     stale_since = Snapshot::Clock::time_point(std::chrono::milliseconds(written_ms));
@@ -663,8 +689,10 @@ struct Cache::Impl {
   void write_lkg(const Snapshot& snap) {
     nlohmann::json nodes = nlohmann::json::array();
     for (const auto& shard : snap.m_shards)
-      for (const auto& [path, e] : *shard)
-        nodes.push_back({path, e.data, e.mzxid, e.version, e.ephemeral_owner, e.container});
+      for (const auto& item : *shard) {
+        const CacheEntry& e = item->entry;
+        nodes.push_back({item->path, e.data, e.mzxid, e.version, e.ephemeral_owner, e.container});
+      }
     auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       Snapshot::Clock::now().time_since_epoch()).count();
     nlohmann::json doc = {{"format", "svcctl-lkg-1"}, {"max_zxid", snap.max_zxid},

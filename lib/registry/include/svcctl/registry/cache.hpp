@@ -55,7 +55,29 @@ class Snapshot {
  public:
   using Clock = std::chrono::system_clock;
   static constexpr std::size_t k_shards = 1024;
-  using Shard = std::map<std::string, CacheEntry, std::less<>>;
+  // One shard: its nodes sorted by path, each behind a shared pointer, so that copying a
+  // shard (on its first change after a publish) copies pointers, not paths and data.
+  class Shard {
+   public:
+    struct Item {
+      std::string path;
+      CacheEntry entry;
+    };
+    using Items = std::vector<std::shared_ptr<const Item>>;
+    const CacheEntry* find(std::string_view path) const;
+    std::size_t size() const { return m_items.size(); }
+    Items::const_iterator begin() const { return m_items.begin(); }
+    Items::const_iterator end() const { return m_items.end(); }
+    // Sets the node at `path` (added or replaced).
+    void put(const std::string& path, CacheEntry entry);
+    // Removes it and returns what it held.
+    std::optional<CacheEntry> erase(std::string_view path);
+
+   private:
+    Items::iterator lower_bound(std::string_view path);
+    Items::const_iterator lower_bound(std::string_view path) const;
+    Items m_items;
+  };
 
   std::uint64_t generation = 0;     // one more at every publish
   // Every change up to this zxid is in this snapshot (each session has seen it, or has
