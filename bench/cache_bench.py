@@ -77,25 +77,24 @@ def kazoo_datawatch_latency(connect, changes):
     reader.start(timeout=30)
     writer.start(timeout=30)
     path = "/address/svc0/10.0.0.0:8080"
-    got = threading.Event()
-    want = {"v": None}
-    stamp = {}
+    cond = threading.Condition()
+    last = {"mzxid": -1, "t": 0.0}
 
     @reader.DataWatch(path)
     def _watch(data, stat):  # event, then re-read: the new data is visible here
-        if stat and want["v"] is not None and stat.mzxid >= want["v"]:
-            stamp["t"] = time.monotonic()
-            got.set()
+        if stat:
+            with cond:
+                last["mzxid"], last["t"] = stat.mzxid, time.monotonic()
+                cond.notify_all()
 
     lat = []
     for i in range(changes):
-        got.clear()
         t = time.monotonic()
         st = writer.set(path, json.dumps({"weight": i}).encode())
-        want["v"] = st.mzxid
-        if not got.wait(10):
-            raise SystemExit("kazoo DataWatch missed a change")
-        lat.append((stamp["t"] - t) * 1000)
+        with cond:  # the watch may have fired before set() returned here
+            if not cond.wait_for(lambda: last["mzxid"] >= st.mzxid, timeout=10):
+                raise SystemExit("kazoo DataWatch missed a change")
+            lat.append((last["t"] - t) * 1000)
     reader.stop()
     writer.stop()
     lat.sort()

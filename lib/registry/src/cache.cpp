@@ -185,6 +185,8 @@ struct Cache::Impl {
   Snapshot::Clock::time_point last_change{};
   std::int64_t published_zxid = 0;
   std::optional<SteadyClock::time_point> publish_due;  // changes wait for reads in flight
+  std::optional<SteadyClock::time_point> sync_due;     // sessions behind are synced then
+  static constexpr auto k_sync_delay = std::chrono::milliseconds(5);
   std::uint64_t generation = 0;
   std::thread thread;
   std::optional<SteadyClock::time_point> lkg_due;  // a write of the LKG file is pending
@@ -606,11 +608,29 @@ struct Cache::Impl {
     sync_behind(top);
   }
 
+  bool behind(const Session& s, std::int64_t top) const {
+    return s.zxid < top && s.sync_sent < top && s.client && s.state == zk::SessionState::Connected;
+  }
+
   // A session behind another may just have seen nothing lately: a sync brings it past.
+  // Not at once: the control thread sends syncs a few milliseconds later, one for all the
+  // changes of that while (a sync per change was a request per change more for the
+  // server, at the moment the next change is being written).
   void sync_behind(std::int64_t top) {
-    for (std::size_t i = 0; loaded && i < sessions.size(); ++i) {
+    if (!loaded || sync_due) return;
+    if (std::none_of(sessions.begin(), sessions.end(), [&](const Session& s) { return behind(s, top); })) return;
+    sync_due = SteadyClock::now() + k_sync_delay;
+    rearm = true;
+    cv.notify_all();
+  }
+
+  void send_syncs() {
+    sync_due.reset();
+    std::int64_t top = 0;
+    for (const auto& s : sessions) top = std::max(top, s.zxid);
+    for (std::size_t i = 0; i < sessions.size(); ++i) {
       Session& s = sessions[i];
-      if (s.zxid >= top || s.sync_sent >= top || !s.client || s.state != zk::SessionState::Connected) continue;
+      if (!behind(s, top)) continue;
       s.sync_sent = top;
       const std::uint64_t e = s.epoch;
       // A failed sync is not sent again for this zxid (that could loop at once): a later
@@ -766,6 +786,7 @@ struct Cache::Impl {
         if (s.reconnect_at) until = std::min(until, *s.reconnect_at);
       if (lkg_due) until = std::min(until, *lkg_due);
       if (publish_due) until = std::min(until, *publish_due);
+      if (sync_due) until = std::min(until, *sync_due);
       if (until == SteadyClock::time_point::max()) until = SteadyClock::now() + std::chrono::hours(1);
       cv.wait_until(lock, until, [&] { return stopping || adopt_lkg || rearm; });
       rearm = false;
@@ -787,6 +808,7 @@ struct Cache::Impl {
       }
       const auto now = SteadyClock::now();
       if (publish_due && now >= *publish_due) after();
+      if (sync_due && now >= *sync_due) send_syncs();
       if (lkg_due && now >= *lkg_due) {
         if (!from_lkg && settled()) {
           lkg_due.reset();

@@ -4,7 +4,7 @@
 // - The registry is read through Options::sessions sessions: a root's listing through the
 //   first, everything under /{root}/{name} through the one `name` hashes to (so a
 //   service's nodes under every root share one). A ZooKeeper server serves one session's
-//   requests one after another; two sessions load a large registry about 1.6x faster.
+//   requests one after another; two sessions load a large registry about 1.5 times as fast.
 // - What a session receives is applied at once, on its completion thread, under one lock
 //   (no hop to another thread); at most Options::max_outstanding reads are in flight in
 //   all. A background thread only keeps time: reconnects, the last-known-good file, and
