@@ -144,6 +144,8 @@ struct Cache::Impl {
     std::int64_t sync_sent = 0;  // a sync in flight, for this zxid
     std::int64_t sync_done = 0;  // a finished sync's zxid, credited once the session is idle
     bool blocked = false;        // a call failed at once (the handle is unusable): wait for an event
+    bool fresh = false;          // a new session that has not completed a round yet
+    bool catching_up = false;    // its first sync is in flight: nothing is read yet
     std::optional<SteadyClock::time_point> reconnect_at;
     std::chrono::milliseconds backoff{200};
     std::string reason = "start";  // why it is (re)opened
@@ -267,13 +269,37 @@ struct Cache::Impl {
     meta_changed = true;
     // What happened while connecting decides where the session stands now.
     if (s.last_event == zk::SessionState::Connected || s.last_event == zk::SessionState::Connecting) {
+      s.fresh = true;
       set_state(i, zk::SessionState::Connected);
-      begin_resync(i, s.reason);
       if (s.last_event == zk::SessionState::Connecting) set_state(i, zk::SessionState::Connecting);
+      else start_round(i, s.reason);  // else when it is back
     } else {
       expire(i, s.last_event);
     }
     after();
+  }
+
+  // A session (re)connected reads its share again. A new one may be served by a member
+  // behind what the cache holds: it reads once that member has caught up (a sync), or it
+  // would take recent nodes for deleted. A session that reconnects is served by a member
+  // at least as far as it has seen.
+  void start_round(std::size_t i, const std::string& reason) {
+    Session& s = sessions[i];
+    if (!s.fresh) {
+      begin_resync(i, reason);
+      return;
+    }
+    s.catching_up = true;
+    const std::uint64_t e = s.epoch;
+    s.client->sync_async("/", [this, i, e, reason](int rc) {
+      std::lock_guard guard(mu);
+      Session& r = sessions[i];
+      if (r.epoch != e || !r.catching_up) return;
+      r.catching_up = false;
+      // Failed: the connection is gone; the round starts (with a new sync) when it is back.
+      if (rc == 0 && r.state == zk::SessionState::Connected) begin_resync(i, reason);
+      after();
+    });
   }
 
   void set_state(std::size_t i, zk::SessionState st) {
@@ -310,7 +336,7 @@ struct Cache::Impl {
         if (ev.state == zk::SessionState::Connected) {
           if (s.state != zk::SessionState::Connected) {
             set_state(i, zk::SessionState::Connected);
-            begin_resync(i, "reconnected");  // watches may not have survived a server restart
+            start_round(i, "reconnected");  // watches may not have survived a server restart
           }
         } else if (ev.state == zk::SessionState::Connecting) {
           set_state(i, zk::SessionState::Connecting);
@@ -360,6 +386,7 @@ struct Cache::Impl {
     for (const auto& p : gone) remove_subtree(p);
     s.seen = {};  // free it
     s.resyncing = false;
+    s.fresh = false;
     s.loaded = true;
     s.lkg_round = false;
   }
@@ -377,8 +404,8 @@ struct Cache::Impl {
     // The window is refilled when half of it is free, in one burst: the client's I/O thread
     // then wakes, and the server reads, once per burst instead of once per request.
     if (s.outstanding > window / 2) return;
-    while (s.client && s.state == zk::SessionState::Connected && !s.blocked && s.outstanding < window &&
-           !s.pending.empty()) {
+    while (s.client && s.state == zk::SessionState::Connected && !s.blocked && !s.catching_up &&
+           s.outstanding < window && !s.pending.empty()) {
       auto [path, kind] = std::move(s.pending.front());
       s.pending.pop_front();
       s.queued.erase(static_cast<char>(kind) + path);
@@ -432,7 +459,7 @@ struct Cache::Impl {
     return rc == static_cast<int>(zk::Code::ConnectionLoss) ||
            rc == static_cast<int>(zk::Code::OperationTimeout) ||
            rc == static_cast<int>(zk::Code::SessionExpired) || rc == -9 /* ZINVALIDSTATE */ ||
-           rc == -116 /* ZCLOSING */ || rc == -118 /* ZSESSIONMOVED */;
+           rc == -116 /* ZCLOSING */ || rc == -118 /* ZSESSIONMOVED */ || rc == -127 /* ZTHROTTLEDOP */;
   }
 
   // Has the session's own reply told it this zxid?
@@ -486,12 +513,20 @@ struct Cache::Impl {
   // session, maybe from a server further ahead) says it does, wait for it with a watch.
   void absent(std::size_t i, const std::string& path) {
     auto slash = path.rfind('/');
-    auto p = slash > 0 ? children.find(path.substr(0, slash)) : children.end();
-    bool listed = p != children.end() && p->second.names.count(path.substr(slash + 1));
+    const std::string parent = slash > 0 ? path.substr(0, slash) : std::string();
+    const std::string name = path.substr(slash + 1);
+    auto p = slash > 0 ? children.find(parent) : children.end();
+    const bool listed = p != children.end() && p->second.names.count(name);
     remove_subtree(path);
     const Root* root = nullptr;
-    if (depth_of(path, &root) == 0 || (listed && session_of(path.substr(0, slash)) != i))
+    if (listed && session_of(parent) != i) {
+      // Still named by the listing: kept there, so that the read the watch brings is not
+      // taken for a node deleted since that listing.
+      children[parent].names.insert(name);
       enqueue(i, path, ReadKind::Exists);
+    } else if (depth_of(path, &root) == 0) {
+      enqueue(i, path, ReadKind::Exists);
+    }
   }
 
   void on_data(std::size_t i, const std::string& path, int rc, zk::Node& n) {
@@ -526,6 +561,9 @@ struct Cache::Impl {
     if (rc != 0) return;
     // The listing is as of the parent's pzxid: a removal shows in the zxid seen only there.
     saw(s, std::max(st.mzxid, st.pzxid));
+    if (auto slash = path.rfind('/'); slash > 0)
+      if (auto p = children.find(path.substr(0, slash)); p != children.end())
+        p->second.names.insert(path.substr(slash + 1));
     put(i, path, CacheEntry{{}, st.mzxid, st.version, st.ephemeral_owner, true, st.czxid});
     std::set<std::string> now(std::make_move_iterator(names.begin()), std::make_move_iterator(names.end()));
     Kids& known = children[path];
@@ -587,9 +625,11 @@ struct Cache::Impl {
         meta_changed = true;
       }
     }
+    // Only once nothing is in flight: a session's replies can carry a zxid past changes
+    // whose notifications it has answered with reads not back yet.
     std::int64_t vouched = top;
     for (const auto& s : sessions) vouched = std::min(vouched, s.zxid);
-    if (vouched > published_zxid) {
+    if (idle && vouched > published_zxid) {
       published_zxid = vouched;
       meta_changed = true;
     }
@@ -700,7 +740,8 @@ struct Cache::Impl {
     for (std::size_t i = 0; i < sessions.size(); ++i) {
       Session& s = sessions[i];
       s.lkg_round = true;
-      if (s.client && s.state == zk::SessionState::Connected) begin_resync(i, "last-known-good registry");
+      if (s.client && s.state == zk::SessionState::Connected && !s.catching_up)
+        begin_resync(i, "last-known-good registry");
     }
     after();
   }
@@ -731,7 +772,8 @@ struct Cache::Impl {
   // Every session up and no round under way.
   bool settled() const {
     return loaded && worst_state() == zk::SessionState::Connected &&
-           std::none_of(sessions.begin(), sessions.end(), [](const Session& s) { return s.resyncing; });
+           std::none_of(sessions.begin(), sessions.end(),
+                        [](const Session& s) { return s.resyncing || s.catching_up; });
   }
 
   // ---- publishing --------------------------------------------------------------------
