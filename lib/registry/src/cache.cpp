@@ -336,7 +336,9 @@ struct Cache::Impl {
         if (ev.state == zk::SessionState::Connected) {
           if (s.state != zk::SessionState::Connected) {
             set_state(i, zk::SessionState::Connected);
-            start_round(i, "reconnected");  // watches may not have survived a server restart
+            // A new session's first Connected can come after connect() returned: its round
+            // is the one the session was opened for.
+            start_round(i, s.fresh ? s.reason : "reconnected");  // watches may not have survived a server restart
           }
         } else if (ev.state == zk::SessionState::Connecting) {
           set_state(i, zk::SessionState::Connecting);
