@@ -9,9 +9,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
-#include <algorithm>
 #include <set>
 
 namespace svcctl::cmd {
