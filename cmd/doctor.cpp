@@ -6,6 +6,7 @@
 // least one finding; 5 ZooKeeper unreachable (nothing could be checked).
 #include "commands.hpp"
 #include "doctor_report.hpp"
+#include "fleet.hpp"
 
 #include <svcctl/model/model.hpp>
 #include <svcctl/registry/paths.hpp>
@@ -91,32 +92,19 @@ doctor::Sessions ask_sessions(const std::string& connect, milliseconds timeout) 
 
 // Every registered gateway's /-/stats, at once.
 std::vector<doctor::GatewayStats> ask_gateways(const doctor::Entries& entries, milliseconds timeout) {
-  std::vector<doctor::GatewayStats> out;
-  std::vector<std::string> urls;
-  std::vector<std::size_t> asked;
+  std::vector<model::Gateway> gateways;
   for (const auto& [path, e] : entries) {
     auto leaf = registry::paths::parse_leaf(path);
-    if (!leaf || leaf->kind != "gateway") continue;
-    auto g = model::decode_gateway(leaf->name, e.data).value;
-    doctor::GatewayStats gs{g.id, std::nullopt, {}};
-    if (g.admin.empty()) {
-      gs.error = "registered without an admin address";
-    } else {
-      urls.push_back(fmt::format("http://{}/-/stats", g.admin));
-      asked.push_back(out.size());
-    }
-    out.push_back(std::move(gs));
+    if (leaf && leaf->kind == "gateway") gateways.push_back(model::decode_gateway(leaf->name, e.data).value);
   }
-  auto replies = rpc::http_get_many(urls, rpc::Timeouts{timeout, timeout});
-  for (std::size_t i = 0; i < replies.size(); ++i) {
-    auto& gs = out[asked[i]];
-    if (!replies[i]) {
-      gs.error = replies[i].error().message;
-      continue;
-    }
-    auto j = nlohmann::json::parse(replies[i]->body, nullptr, false);
-    if (replies[i]->status != 200 || !j.is_object()) gs.error = fmt::format("/-/stats answered HTTP {}", replies[i]->status);
-    else gs.stats = std::move(j);
+  auto replies = fleet::ask_admins(gateways, "/-/stats", timeout);
+  std::vector<doctor::GatewayStats> out;
+  for (std::size_t i = 0; i < gateways.size(); ++i) {
+    doctor::GatewayStats gs{gateways[i].id, std::nullopt, {}};
+    if (!replies[i]) gs.error = replies[i].error().message;
+    else if (!replies[i]->is_object()) gs.error = "/-/stats answered something that is not a JSON object";
+    else gs.stats = std::move(*replies[i]);
+    out.push_back(std::move(gs));
   }
   return out;
 }

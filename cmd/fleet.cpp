@@ -23,32 +23,20 @@ constexpr milliseconds k_ask_timeout{1000};
 Expected<std::vector<drain::Answer>> ask_gateways(registry::Registry& reg, const Target& target,
                                                   milliseconds timeout) {
   SVCCTL_TRY(auto gateways, reg.list_gateways());
+  std::vector<model::Gateway> asked;
+  for (const auto& g : gateways) asked.push_back(g.gateway);
+  auto replies = ask_admins(asked, "/-/stats", timeout);
   std::vector<drain::Answer> answers;
-  std::vector<std::string> urls;
-  std::vector<std::size_t> asked;  // the answer each URL is for
-  for (auto& g : gateways) {
-    drain::Answer a{std::move(g.gateway), std::nullopt, {}};
-    if (a.gateway.admin.empty()) {
-      a.error = "registered without an admin address";
-    } else {
-      urls.push_back(fmt::format("http://{}/-/stats", a.gateway.admin));
-      asked.push_back(answers.size());
-    }
-    answers.push_back(std::move(a));
-  }
-  auto replies = rpc::http_get_many(urls, rpc::Timeouts{timeout, timeout});
-  for (std::size_t i = 0; i < replies.size(); ++i) {
-    auto& a = answers[asked[i]];
+  for (std::size_t i = 0; i < asked.size(); ++i) {
+    drain::Answer a{std::move(asked[i]), std::nullopt, {}};
     if (!replies[i]) {
       a.error = replies[i].error().message;
-    } else if (replies[i]->status != 200) {
-      a.error = fmt::format("/-/stats answered HTTP {}", replies[i]->status);
+    } else if (auto seen = drain::read_stats(*replies[i], target.services, target.address)) {
+      a.seen = *seen;
     } else {
-      auto j = nlohmann::json::parse(replies[i]->body, nullptr, false);
-      auto seen = drain::read_stats(j, target.services, target.address);
-      if (seen) a.seen = *seen;
-      else a.error = seen.error().message;
+      a.error = seen.error().message;
     }
+    answers.push_back(std::move(a));
   }
   return answers;
 }
@@ -75,6 +63,37 @@ class Reporter {
 };
 
 }  // namespace
+
+std::vector<Expected<nlohmann::json>> ask_admins(const std::vector<model::Gateway>& gateways,
+                                                 std::string_view path, milliseconds timeout) {
+  const std::string_view name = path.substr(0, path.find('?'));
+  std::vector<Expected<nlohmann::json>> out;
+  std::vector<std::string> urls;
+  std::vector<std::size_t> asked;  // the gateway each URL is for
+  for (const auto& g : gateways) {
+    if (g.admin.empty()) {
+      out.emplace_back(fail(ErrorKind::DeliveryFailed, "registered without an admin address"));
+    } else {
+      urls.push_back(fmt::format("http://{}{}", g.admin, path));
+      asked.push_back(out.size());
+      out.emplace_back(nlohmann::json());
+    }
+  }
+  auto replies = rpc::http_get_many(urls, rpc::Timeouts{timeout, timeout});
+  for (std::size_t i = 0; i < replies.size(); ++i) {
+    auto& o = out[asked[i]];
+    if (!replies[i]) {
+      o = fail(replies[i].error());
+    } else if (replies[i]->status != 200) {
+      o = fail(ErrorKind::DeliveryFailed, fmt::format("{} answered HTTP {}", name, replies[i]->status));
+    } else {
+      auto j = nlohmann::json::parse(replies[i]->body, nullptr, false);
+      if (j.is_discarded()) o = fail(ErrorKind::DeliveryFailed, fmt::format("{} answered something that is not JSON", name));
+      else o = std::move(j);
+    }
+  }
+  return out;
+}
 
 Expected<Outcome> follow(Context& ctx, registry::Registry& reg, const Target& target, milliseconds timeout,
                          drain::Progress progress) {

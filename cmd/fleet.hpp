@@ -1,4 +1,5 @@
-// Waiting for the fleet of gateways to follow a registry write (drain, undrain --wait,
+// Asking every gateway at once (ask_admins: stats, doctor, and the waits), and waiting for
+// the fleet of gateways to follow a registry write (drain, undrain --wait,
 // apply --wait): every gateway under /gateway asked for its /-/stats each round, until
 // each has what drain::Progress asks of it or the time is up.
 #pragma once
@@ -6,11 +7,22 @@
 #include "context.hpp"
 #include "drain_report.hpp"
 
+#include <svcctl/model/model.hpp>
+
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace svcctl::cmd::fleet {
+
+// Asks every gateway's admin listener for `path` (/-/stats, with a query or not) at once,
+// each for at most `timeout`. Per gateway, in order: the answer's JSON, or why there is
+// none (no admin address, unreachable, an HTTP status other than 200, not JSON).
+std::vector<Expected<nlohmann::json>> ask_admins(const std::vector<model::Gateway>& gateways,
+                                                 std::string_view path, std::chrono::milliseconds timeout);
 
 // What a gateway's answer is read for: the services whose mass-change guard must not hold
 // them, and the address (of the first service) whose calls in flight are counted (none

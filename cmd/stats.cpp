@@ -9,11 +9,11 @@
 // until SIGINT or SIGTERM, and then exits 0.
 #include "cli_tree.hpp"
 #include "commands.hpp"
+#include "fleet.hpp"
 #include "stats_report.hpp"
 
 #include <svcctl/gateway/stats.hpp>
 #include <svcctl/model/model.hpp>
-#include <svcctl/rpc/rpc.hpp>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -42,46 +42,28 @@ struct StatsArgs {
 
 constexpr int k_min_interval_ms = 100;
 
-// One gateway's /-/stats answer read back, or why it cannot be.
-Expected<gateway::StatsView> read_answer(const Expected<rpc::HttpReply>& reply) {
-  if (!reply) return fail(reply.error());
-  if (reply->status != 200)
-    return fail(ErrorKind::DeliveryFailed, fmt::format("/-/stats answered HTTP {}", reply->status));
-  auto j = nlohmann::json::parse(reply->body, nullptr, false);
-  if (j.is_discarded()) return fail(ErrorKind::DeliveryFailed, "/-/stats answered something that is not JSON");
-  return gateway::stats_from_json(j);
-}
-
 // Lists the gateways and fetches every one's figures at once. `warn` says whether
 // problems in their nodes' data are told (once, not every round of --watch).
 Expected<stats::Round> fetch_round(Context& ctx, registry::Registry& reg, const StatsArgs& a, bool warn) {
   SVCCTL_TRY(auto gateways, reg.list_gateways());
   stats::Round round;
-  std::vector<std::string> urls;
-  std::vector<std::size_t> asked;  // the gateway each URL is for
+  std::vector<model::Gateway> asked;
   for (auto& g : gateways) {
     if (warn) ctx.warn_problems(g.problems);
-    stats::Reached r{std::move(g.gateway), {}};
-    if (r.gateway.admin.empty()) {
-      r.error = "registered without an admin address";
-    } else {
-      urls.push_back(fmt::format("http://{}/-/stats?histograms=1", r.gateway.admin));
-      asked.push_back(round.gateways.size());
-    }
-    round.gateways.push_back(std::move(r));
+    asked.push_back(g.gateway);
   }
-  const auto timeout = std::chrono::milliseconds(a.timeout_ms);
-  auto replies = rpc::http_get_many(urls, rpc::Timeouts{timeout, timeout});
+  auto replies = fleet::ask_admins(asked, "/-/stats?histograms=1", std::chrono::milliseconds(a.timeout_ms));
   round.at = std::chrono::steady_clock::now();
-  for (std::size_t i = 0; i < replies.size(); ++i) {
-    auto& reached = round.gateways[asked[i]];
-    auto view = read_answer(replies[i]);
+  for (std::size_t i = 0; i < gateways.size(); ++i) {
+    stats::Reached reached{std::move(gateways[i].gateway), {}};
+    auto view = replies[i] ? gateway::stats_from_json(*replies[i]) : fail(replies[i].error());
     if (!view) {
       reached.error = view.error().message;
-      continue;
+    } else {
+      // The node's data changes with the process (its pid, start time): see Answer::identity.
+      round.answers.push_back({reached.gateway.id + '\n' + gateways[i].data.dump(), std::move(*view)});
     }
-    // The node's data changes with the process (its pid, start time): see Answer::identity.
-    round.answers.push_back({reached.gateway.id + '\n' + gateways[asked[i]].data.dump(), std::move(*view)});
+    round.gateways.push_back(std::move(reached));
   }
   stats::merge_answers(round);
   return round;
