@@ -100,7 +100,7 @@ Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
   SVCCTL_CHECK(ctx.start_cache(cache, a.lkg_file, "showing the last-known-good state"));
   if (ctx.verbose) {
     auto snap = cache.snapshot();
-    fmt::print(stderr, "watching {} (session 0x{:x}, {} nodes)\n", ctx.zk, snap->session_id, snap->size());
+    fmt::print(stderr, "watching {} (session 0x{:x}, {} nodes)\n", ctx.zk, snap->session_ids.empty() ? 0 : snap->session_ids.front(), snap->size());
   }
   wait_for_stop();
   return {};

@@ -31,7 +31,7 @@ nlohmann::json registry_state(const registry::Cache& cache) {
   nlohmann::json j = {{"loaded", snap && snap->loaded}};
   if (!snap) return j;
   j["session"] = zk::to_string(snap->session);
-  j["session_id"] = fmt::format("0x{:x}", snap->session_id);
+  j["session_id"] = fmt::format("0x{:x}", snap->session_ids.empty() ? 0 : snap->session_ids.front());
   nlohmann::json ids = nlohmann::json::array();
   for (auto id : snap->session_ids) ids.push_back(fmt::format("0x{:x}", id));
   j["session_ids"] = std::move(ids);

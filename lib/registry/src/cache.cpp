@@ -790,7 +790,6 @@ struct Cache::Impl {
     snap->generation = ++generation;
     snap->max_zxid = published_zxid;
     snap->session = worst_state();
-    snap->session_id = sessions[0].id;
     for (const auto& s : sessions) snap->session_ids.push_back(s.id);
     snap->loaded = true;
     snap->last_change = last_change;

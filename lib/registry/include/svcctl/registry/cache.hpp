@@ -84,8 +84,7 @@ class Snapshot {
   // synced past it).
   std::int64_t max_zxid = 0;
   zk::SessionState session = zk::SessionState::Connecting;  // the worst of the sessions'
-  std::int64_t session_id = 0;                              // the first session's
-  std::vector<std::int64_t> session_ids;                    // every session's
+  std::vector<std::int64_t> session_ids;                    // every session's (never empty once published)
   bool loaded = false;              // a full read has completed
   Clock::time_point last_change{};
   std::optional<Clock::time_point> stale_since;  // set while not connected
