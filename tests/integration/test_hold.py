@@ -24,14 +24,25 @@ def wait_for(pred, timeout=30, what="condition"):
 
 class Holder:
     def __init__(self, connect, *args):
-        self.proc = subprocess.Popen([SVCCTL, "--zk", connect, *args], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([SVCCTL, "--zk", connect, *args], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
+        self.lines = []  # stderr so far, read as it comes
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def said(self, text):
+        """How many stderr lines so far contain `text`."""
+        return sum(text in line for line in list(self.lines))
 
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
         code = self.proc.wait(timeout=30)
-        self.err = self.proc.stderr.read()
-        self.proc.stdout.close()
+        self.reader.join(timeout=30)
+        self.err = "".join(self.lines)
         self.proc.stderr.close()
         return code
 
@@ -66,6 +77,16 @@ def node(kz, path):
     if not st:
         return None
     return json.loads(kz.get(path)[0]), st
+
+
+def service_behind_relay(own_zk):
+    """A kazoo client on the test's own server, with service s, and a relay in front of it
+    that the test can cut."""
+    _, zk = own_zk
+    kz = KazooClient(hosts=zk["connect"], timeout=15)
+    kz.start(timeout=30)
+    kz.create("/service/s", b'{"status":"up"}', makepath=True)
+    return kz, Relay(zk["port"])
 
 
 def test_hold_registers_and_sigterm_removes_at_once(reg):
@@ -122,11 +143,7 @@ def test_persistent_node_or_missing_service_is_refused(reg):
 
 
 def test_back_under_a_new_session_after_expiry(own_zk):
-    _, own_zk = own_zk
-    kz = KazooClient(hosts=own_zk["connect"], timeout=15)
-    kz.start(timeout=30)
-    kz.create("/service/s", b'{"status":"up"}', makepath=True)
-    relay = Relay(own_zk["port"])
+    kz, relay = service_behind_relay(own_zk)
     h = Holder(f"127.0.0.1:{relay.port}", "--zk-session-timeout", "1500", "register", "address",
                "s", "10.0.0.6:80", "--hold")
     path = "/address/s/10.0.0.6:80"
@@ -163,3 +180,84 @@ def test_second_holder_waits_then_takes_over(reg):
         assert b.stop() == 0
     assert b.err.count("waiting for it to go") == 1, b.err
     assert reg.kz.exists(path) is None
+
+
+def test_edits_are_kept_and_a_drain_stays_until_undrain(reg):
+    """Others may edit a held address: the holder's later writes keep their fields, and a
+    "down" it did not write (a drain) outlasts the check passing, until someone marks it up."""
+    reg.ok("register", "service", "s")
+    reg.ok("register", "address", "s", "10.0.0.8:80")  # a second address: drain refuses the last one
+    health = Health()
+    h = Holder(reg.connect, "register", "address", "s", "10.0.0.9:80", "--hold", "--weight", "30",
+               "--check", health.url, "--interval", "50", "--rise", "2", "--fall", "2")
+    path = "/address/s/10.0.0.9:80"
+    try:
+        wait_for(lambda: (node(reg.kz, path) or [{}])[0].get("status") == "up", what="up")
+        reg.ok("register", "address", "s", "10.0.0.9:80", "--weight", "7", "--tags", "canary")
+        health.ok = False
+        wait_for(lambda: node(reg.kz, path)[0]["status"] == "down", what="down")
+        health.ok = True
+        wait_for(lambda: node(reg.kz, path)[0]["status"] == "up", what="up again")
+        data = node(reg.kz, path)[0]
+        assert data["weight"] == 7 and data["tags"] == ["canary"], data
+
+        reg.ok("drain", "s", "10.0.0.9:80")
+        wait_for(lambda: h.said("was marked down by someone else"), what="the holder to see the drain")
+        health.ok = False
+        wait_for(lambda: h.said("check failing: down") == 2, what="the check to fail")
+        health.ok = True
+        wait_for(lambda: h.said("check passing: up") == 3, what="the check to pass again")
+        data, st = node(reg.kz, path)
+        assert data["status"] == "down" and data["weight"] == 7, data
+        assert st.ephemeralOwner != 0
+
+        reg.ok("undrain", "s", "10.0.0.9:80")
+        wait_for(lambda: h.said("was marked up again"), what="the holder to see the undrain")
+        assert node(reg.kz, path)[0]["status"] == "up"
+        # Marked up while the check fails: the check wins.
+        health.ok = False
+        wait_for(lambda: node(reg.kz, path)[0]["status"] == "down", what="down by the check")
+        reg.ok("register", "address", "s", "10.0.0.9:80", "--status", "up")
+        wait_for(lambda: h.said("/address/s/10.0.0.9:80 is down") == 3, what="the holder to write down again")
+        assert node(reg.kz, path)[0]["status"] == "down"
+    finally:
+        assert h.stop() == 0
+        health.close()
+
+
+def test_a_drain_and_edits_outlive_a_session_expiry(own_zk):
+    kz, relay = service_behind_relay(own_zk)
+    h = Holder(f"127.0.0.1:{relay.port}", "--zk-session-timeout", "1500", "register", "address",
+               "s", "10.0.0.10:80", "--hold", "--dc", "bj")
+    path = "/address/s/10.0.0.10:80"
+    try:
+        data, st = wait_for(lambda: node(kz, path), what="the held node")
+        first_owner = st.ephemeralOwner
+        data.update(status="down", weight=3)  # an operator's drain and edit
+        kz.set(path, json.dumps(data).encode(), version=st.version)
+        wait_for(lambda: h.said("was marked down by someone else"), what="the holder to see the drain")
+        relay.cut()
+        wait_for(lambda: kz.exists(path) is None, what="the old session to expire")
+        relay.up()
+        data, st = wait_for(lambda: node(kz, path), what="the node under a new session")
+        assert st.ephemeralOwner not in (0, first_owner)
+        assert data == {"dc": "bj", "weight": 3, "status": "down"}
+    finally:
+        assert h.stop() == 0
+        relay.close()
+        kz.stop()
+
+
+def test_a_removed_node_is_registered_again(reg):
+    reg.ok("register", "service", "s")
+    h = Holder(reg.connect, "register", "address", "s", "10.0.0.11:80", "--hold", "--weight", "5")
+    path = "/address/s/10.0.0.11:80"
+    try:
+        first, st = wait_for(lambda: node(reg.kz, path), what="the held node")
+        reg.kz.delete(path)
+        data, st2 = wait_for(lambda: node(reg.kz, path), what="the node again")
+        assert data == first and data["weight"] == 5
+        assert st2.ephemeralOwner == st.ephemeralOwner
+    finally:
+        assert h.stop() == 0
+    assert "was removed by someone else: registering it again" in h.err

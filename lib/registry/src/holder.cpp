@@ -2,10 +2,12 @@
 #include <svcctl/registry/paths.hpp>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 namespace svcctl::registry {
@@ -19,7 +21,9 @@ struct Inbox {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<zk::SessionState> states;
-  bool node_gone = false;  // a watched, foreign node at our path went away
+  bool node_gone = false;     // a watched, foreign node at our path went away
+  bool node_changed = false;  // our node's data changed: read it again (keep_edits)
+  std::optional<zk::Node> read;  // the latest read of our node (keep_edits)
 
   void push(zk::SessionState s) {
     {
@@ -39,6 +43,7 @@ Holder::Options Holder::for_address(const std::string& service, const model::Hos
   o.parent = paths::addresses(service);
   o.required = paths::service(service);
   o.required_what = fmt::format("service \"{}\"", service);
+  o.keep_edits = true;
   o.data = [fields](bool up) {
     nlohmann::json d = model::AddressFields::defaults();
     d.update(fields.patch());
@@ -62,21 +67,72 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
   int failures = 0;
   bool held = false;        // our session's node exists
   bool written_up = false;  // the status the node holds
+  // keep_edits: the node as last read or written, with the edits of others, and whether
+  // someone else marked it down (kept down until someone marks it up).
+  nlohmann::json known;
+  std::int32_t known_version = -1;
+  bool drained = false;
   std::int64_t waiting_for = 0;  // another session holds the node: wait for it to go
   auto next_check = Clock::now();
   auto retry_at = Clock::now();  // next session attempt, or next look at a foreign node
 
-  auto data_for = [&](bool up) { return o.data ? o.data(up) : std::string(); };
+  auto data_for = [&](bool up) {
+    if (o.keep_edits && known.is_object()) {
+      nlohmann::json d = known;
+      d["status"] = up ? "up" : "down";
+      return d.dump();
+    }
+    return o.data ? o.data(up) : std::string();
+  };
+  auto want_up = [&] { return healthy && !drained; };
+
+  // keep_edits: takes in a read of our node. A status this holder did not write is someone
+  // else's: "down" is a drain, kept until someone writes "up".
+  auto absorb = [&](const zk::Node& n) {
+    if (n.stat.version < known_version) return;  // older than our own last write
+    auto j = nlohmann::json::parse(n.data, nullptr, false);
+    if (!j.is_object()) return;
+    known = std::move(j);
+    known_version = n.stat.version;
+    auto st = known.find("status");
+    if (st == known.end() || !st->is_string()) return;
+    const bool up = *st == "up";
+    if (up == written_up) return;
+    written_up = up;  // what the node holds now
+    if (!up && !drained) {
+      drained = true;
+      log(fmt::format("{} was marked down by someone else: kept down until it is marked up", path));
+    } else if (up && drained) {
+      drained = false;
+      log(fmt::format("{} was marked up again", path));
+    }
+  };
+  auto watch_node = [&] {
+    client->get_async(path, zk::Watch::Yes, [&inbox](int rc, zk::Node n) {
+      if (rc != 0) return;
+      {
+        std::lock_guard lock(inbox.mu);
+        inbox.read = std::move(n);
+      }
+      inbox.cv.notify_all();
+    });
+  };
 
   // Creates our node, or takes over one our own session holds; otherwise leaves `held`
   // false to try again later. Fails only on what waiting cannot fix.
   auto ensure_node = [&]() -> Expected<void> {
-    bool up = healthy;
-    auto created = client->create(path, data_for(up), zk::CreateMode::Ephemeral);
+    const bool up = want_up();
+    const std::string data = data_for(up);
+    auto created = client->create(path, data, zk::CreateMode::Ephemeral);
     if (created) {
       held = true;
       waiting_for = 0;
       written_up = up;
+      if (o.keep_edits) {
+        known = nlohmann::json::parse(data, nullptr, false);
+        known_version = 0;
+        watch_node();
+      }
       log(fmt::format("registered {} ({}) in session 0x{:x}", path, up ? "up" : "down",
                       client->session_id()));
       return {};
@@ -103,6 +159,12 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
       held = true;
       waiting_for = 0;
       written_up = !up;  // force the status write below
+      if (o.keep_edits) {
+        written_up = up;  // what the create wrote; absorb() tells what others wrote since
+        known_version = -1;
+        if (auto n = client->get(path)) absorb(*n);
+        watch_node();
+      }
       return {};
     }
     // Another session holds it: a previous holder whose session has not ended yet, or a
@@ -120,10 +182,21 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     held = false;
     waiting_for = 0;  // a watch does not outlive its session
     client.reset();
+    {
+      std::lock_guard lock(inbox.mu);
+      inbox.read.reset();
+      inbox.node_changed = false;
+    }
     zk::Options zo = o.zk;
     zo.on_event = [&inbox](zk::Event ev) {
       if (ev.type == zk::Event::Type::Session) inbox.push(ev.state);
-      else if (ev.type == zk::Event::Type::Deleted) {
+      else if (ev.type == zk::Event::Type::Changed) {
+        {
+          std::lock_guard lock(inbox.mu);
+          inbox.node_changed = true;
+        }
+        inbox.cv.notify_all();
+      } else if (ev.type == zk::Event::Type::Deleted) {
         {
           std::lock_guard lock(inbox.mu);
           inbox.node_gone = true;
@@ -147,10 +220,14 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     // Session events first.
     std::deque<zk::SessionState> states;
     bool gone = false;
+    bool changed = false;
+    std::optional<zk::Node> read;
     {
       std::lock_guard lock(inbox.mu);
       states.swap(inbox.states);
       gone = std::exchange(inbox.node_gone, false);
+      changed = std::exchange(inbox.node_changed, false);
+      read.swap(inbox.read);
     }
     for (auto s : states) {
       if (s == zk::SessionState::Expired || s == zk::SessionState::AuthFailed) {
@@ -162,6 +239,16 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     if (!client && Clock::now() >= retry_at) {
       if (open_session()) log(fmt::format("new session 0x{:x}", client->session_id()));
       else retry_at = Clock::now() + std::chrono::seconds(1);
+    }
+
+    // What others wrote to our node, or its removal: it is registered again.
+    if (o.keep_edits && client && held && gone) {
+      held = false;
+      log(fmt::format("{} was removed by someone else: registering it again", path));
+    }
+    if (o.keep_edits && client && held) {
+      if (read && read->stat.ephemeral_owner == client->session_id()) absorb(*read);
+      if (changed) watch_node();
     }
 
     // The health check.
@@ -186,19 +273,31 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     if (client && !held && (waiting_for == 0 || gone || Clock::now() >= retry_at)) {
       SVCCTL_CHECK(ensure_node());
     }
-    if (client && held && written_up != healthy) {
-      auto st = client->set(path, data_for(healthy), -1);
+    if (client && held && written_up != want_up()) {
+      const bool up = want_up();
+      const std::string data = data_for(up);
+      // keep_edits: only over the version read, so that an edit made meanwhile is not lost.
+      auto st = client->set(path, data, o.keep_edits ? known_version : -1);
       if (st) {
-        written_up = healthy;
-        log(fmt::format("{} is {}", path, healthy ? "up" : "down"));
+        written_up = up;
+        if (o.keep_edits) {
+          known = nlohmann::json::parse(data, nullptr, false);
+          known_version = st->version;
+        }
+        log(fmt::format("{} is {}", path, up ? "up" : "down"));
       } else if (zk::is(st.error(), zk::Code::NoNode)) {
         held = false;  // someone removed it: re-create it on the next turn
+      } else if (o.keep_edits && zk::is(st.error(), zk::Code::BadVersion)) {
+        if (auto n = client->get(path)) absorb(*n);  // edited meanwhile: read it, then again
       }
     }
 
     std::unique_lock lock(inbox.mu);
     inbox.cv.wait_for(lock, std::chrono::milliseconds(std::min<long>(100, o.interval.count())),
-                      [&] { return !inbox.states.empty() || inbox.node_gone || stop.load(); });
+                      [&] {
+                        return !inbox.states.empty() || inbox.node_gone || inbox.node_changed || inbox.read ||
+                               stop.load();
+                      });
   }
 
   if (client && held) {

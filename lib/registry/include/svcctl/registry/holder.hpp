@@ -24,6 +24,11 @@ class Holder {
     std::string required_what;  // how messages name it: "service \"hello\""
     // The node's data, for a passing (true) or failing check.
     std::function<std::string(bool up)> data;
+    // The node is a JSON object whose "status" this holder owns ("up"/"down"), and which
+    // others may edit while it is held (an operator's `register`, `drain`): their edits are
+    // kept in every later write and re-creation, and a "down" written by someone else (a
+    // drain) stays until someone marks it "up" again, whatever the check says.
+    bool keep_edits = false;
     // The health check; empty means always healthy. Called on the holding thread.
     std::function<bool()> check;
     std::chrono::milliseconds interval{2000};
