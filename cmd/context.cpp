@@ -1,5 +1,7 @@
 #include "context.hpp"
 
+#include <CLI/CLI.hpp>
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -84,6 +86,19 @@ void Context::print_write(const registry::WriteResult& result) const {
       fmt::print("\n");
       break;
   }
+}
+
+void add_cache_options(CLI::App* app, CacheArgs& args) {
+  app->add_option("--lkg-file", args.lkg_file,
+                  "keep the last-known-good registry in this file, and start from it when ZooKeeper is "
+                  "unreachable")
+      ->type_name("FILE");
+  app->add_option("--zk-sessions", args.zk_sessions,
+                  "ZooKeeper sessions the registry is read through, 1 to 8 (each service's nodes "
+                  "through one)")
+      ->check(CLI::Range(1u, 8u).description(""))
+      ->type_name("N")
+      ->capture_default_str();
 }
 
 Expected<void> Context::start_cache(registry::Cache& cache, const std::string& lkg_file,

@@ -13,7 +13,18 @@
 #include <memory>
 #include <string>
 
+namespace CLI {
+class App;
+}
+
 namespace svcctl::cmd {
+
+// The options of the commands that mirror the registry (proxy, watch).
+struct CacheArgs {
+  std::string lkg_file;
+  unsigned zk_sessions = 2;
+};
+void add_cache_options(CLI::App* app, CacheArgs& args);
 
 struct Context {
   // Global options (DESIGN §5).

@@ -31,7 +31,7 @@ struct ProxyArgs {
   std::string max_body = "1048576";
   int header_timeout_ms = 10'000;
   int idle_timeout_ms = 60'000;
-  std::string lkg_file;
+  CacheArgs cache;
   unsigned retry_budget = 20;
   unsigned eject_after = 5;
   int eject_ms = 30'000;
@@ -138,7 +138,8 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   SVCCTL_TRY(const zk::Options zo, ctx.zk_options());
   registry::Cache::Options co;
   co.zk = zo;
-  co.lkg_file = a.lkg_file;
+  co.sessions = a.cache.zk_sessions;
+  co.lkg_file = a.cache.lkg_file;
   co.on_change = [&builder](const std::vector<registry::Change>& changes, const registry::Snapshot&) {
     builder.apply(changes);
   };
@@ -146,7 +147,7 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   stop_on_signals();
   catch_reopen_signal();
   registry::Cache cache(std::move(co));
-  SVCCTL_CHECK(ctx.start_cache(cache, a.lkg_file, "serving the last-known-good registry"));
+  SVCCTL_CHECK(ctx.start_cache(cache, a.cache.lkg_file, "serving the last-known-good registry"));
 
   gateway::Gateway gw(go, cache, routes);
   SVCCTL_CHECK(gw.start());
@@ -244,13 +245,10 @@ void setup_proxy(CLI::App& app, Context& ctx) {
   p->add_flag("--require-keys", a->require_keys,
               "every call needs a registered key with an ACL for its service (default: only services "
               "that have ACLs)");
-  p->add_option("--lkg-file", a->lkg_file,
-                "keep the last-known-good registry in this file, and start from it when ZooKeeper is "
-                "unreachable");
+  add_cache_options(p, a->cache);
   cli::choices(p->get_option("--balance"), {"p2c", "round-robin"});
   cli::choices(p->get_option("--log-format"), {"text", "json"});
   p->get_option("--log-file")->type_name("FILE");
-  p->get_option("--lkg-file")->type_name("FILE");
   p->callback([&ctx, a] { ctx.action = [&ctx, a] { return run_proxy(ctx, *a); }; });
 }
 

@@ -20,7 +20,7 @@ namespace {
 
 struct WatchArgs {
   std::vector<std::string> services;
-  std::string lkg_file;
+  CacheArgs cache;
 };
 
 nlohmann::json data_of(const registry::CacheEntry& e) {
@@ -41,7 +41,8 @@ Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
 
   registry::Cache::Options options;
   SVCCTL_TRY(options.zk, ctx.zk_options());
-  options.lkg_file = a.lkg_file;
+  options.lkg_file = a.cache.lkg_file;
+  options.sessions = a.cache.zk_sessions;
   options.on_change = [&](const std::vector<registry::Change>& batch, const registry::Snapshot& snap) {
     // The first load comes as one batch in no particular order: shown in path order.
     std::vector<const registry::Change*> changes;
@@ -97,7 +98,7 @@ Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
 
   stop_on_signals();
   registry::Cache cache(std::move(options));
-  SVCCTL_CHECK(ctx.start_cache(cache, a.lkg_file, "showing the last-known-good state"));
+  SVCCTL_CHECK(ctx.start_cache(cache, a.cache.lkg_file, "showing the last-known-good state"));
   if (ctx.verbose) {
     auto snap = cache.snapshot();
     fmt::print(stderr, "watching {} (session 0x{:x}, {} nodes)\n", ctx.zk, snap->session_ids.empty() ? 0 : snap->session_ids.front(), snap->size());
@@ -112,10 +113,7 @@ void setup_watch(CLI::App& app, Context& ctx) {
   auto args = std::make_shared<WatchArgs>();
   auto* w = app.add_subcommand("watch", "print the registry, then every change as it happens");
   w->add_option("SVC", args->services, "only these services (keys and gateways are then left out)");
-  w->add_option("--lkg-file", args->lkg_file,
-                "keep the last-known-good registry in this file, and start from it when "
-                "ZooKeeper is unreachable");
-  w->get_option("--lkg-file")->type_name("FILE");
+  add_cache_options(w, args->cache);
   w->callback([&ctx, args] { ctx.action = [&ctx, args] { return run_watch(ctx, *args); }; });
 }
 

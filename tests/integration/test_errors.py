@@ -83,7 +83,8 @@ def test_usage_errors(reg):
     for argv in (["frobnicate"], [], ["register"], ["register", "service"],
                  ["register", "service", "s", "--bogus"], ["--zk-timeout", "abc", "list"],
                  ["-o", "yaml", "list"], ["list", "s", "--keys"], ["--auth", "nocolon", "list"],
-                 ["--zk-timeout", "0", "list"], ["register", "service", "s", "--if-version", "x"]):
+                 ["--zk-timeout", "0", "list"], ["register", "service", "s", "--if-version", "x"],
+                 ["watch", "--zk-sessions", "0"], ["proxy", "--zk-sessions", "9"]):
         r = reg.run(*argv)
         assert r.code == 2, (argv, r)
         assert r.err.strip() != "", argv

@@ -488,6 +488,29 @@ def test_admin_endpoints(gw, reg):
     assert gw.admin_get("/nope")[0] == 404
 
 
+@pytest.mark.parametrize("sessions", [1, 3])
+def test_registry_read_through_n_sessions(reg, providers, sessions):
+    """--zk-sessions: that many sessions, and every service is loaded and followed whichever
+    session its nodes are read through."""
+    names = [f"svc{i}" for i in range(8)]
+    for name in names:
+        reg.ok("register", "api", name, "echo", "--path", "/echo", "--create-service")
+        reg.ok("register", "address", name, f"127.0.0.1:{providers['json']}")
+    p = Proxy(reg, "--zk-sessions", str(sessions))
+    try:
+        r = json.loads(p.admin_get("/-/registry")[2])
+        assert len(set(r["session_ids"])) == sessions
+        for name in names:
+            status, _, body = p.post(f"/{name}/echo", {"n": name})
+            assert status == 200 and json.loads(body)["n"] == name
+        for name in names:
+            reg.ok("register", "api", name, "echo", "--status", "down")
+        eventually(lambda: all(p.post(f"/{name}/echo", {})[0] == 503 for name in names),
+                   what="every service's interface marked down")
+    finally:
+        p.stop()
+
+
 def test_gateway_registers_itself_and_leaves_on_sigterm(gw, reg):
     path = f"/gateway/{gw.id}"
     deadline = time.time() + 10
