@@ -84,7 +84,9 @@ def test_usage_errors(reg):
                  ["register", "service", "s", "--bogus"], ["--zk-timeout", "abc", "list"],
                  ["-o", "yaml", "list"], ["list", "s", "--keys"], ["--auth", "nocolon", "list"],
                  ["--zk-timeout", "0", "list"], ["register", "service", "s", "--if-version", "x"],
-                 ["watch", "--zk-sessions", "0"], ["proxy", "--zk-sessions", "9"]):
+                 ["watch", "--zk-sessions", "0"], ["proxy", "--zk-sessions", "9"],
+                 ["undrain", "s", "127.0.0.1:80", "--timeout-ms", "5"],
+                 ["undrain", "s", "127.0.0.1:80", "--ignore-unreachable"]):
         r = reg.run(*argv)
         assert r.code == 2, (argv, r)
         assert r.err.strip() != "", argv
