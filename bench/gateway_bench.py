@@ -112,7 +112,8 @@ def follow(a, zk, jp):
                    stdout=subprocess.DEVNULL)
     port = free_port()
     gw = subprocess.Popen([a.svcctl, "--zk", zk, "proxy", "--listen", f"127.0.0.1:{port}", "--admin", "",
-                           "--workers", "1", "--balance", "round-robin"], stderr=subprocess.PIPE, text=True)
+                           "--workers", "1", "--balance", "round-robin", *a.follow_proxy_args.split()],
+                          stderr=subprocess.PIPE, text=True)
     try:
         assert "listening on" in gw.stderr.readline()
         kz = KazooClient(hosts=zk)
@@ -162,6 +163,21 @@ def follow(a, zk, jp):
           f"(resolution: one call, about {per_call:.2f} ms here)")
 
 
+def report(rows):
+    med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "us", "p50", "p99")} for k, v in rows.items()}
+    ratios = [y["us"] / p["us"] for p, y in zip(rows["passthrough"], rows["json->yar"])]
+    print("\n| path | req/s | gateway CPU µs/req | p50 ms | p99 ms |\n|---|---|---|---|---|")
+    for k, m in med.items():
+        print(f"| {k} | {m['rps']:,.0f} | {m['us']:.1f} | {m['p50']:.2f} | {m['p99']:.2f} |")
+    print(f"\nconversion / passthrough CPU per call: median of per-round ratios {statistics.median(ratios):.2f} "
+          f"(rounds {min(ratios):.2f}–{max(ratios):.2f})")
+    rps = [k["rps"] / p["rps"] for p, k in zip(rows["passthrough"], rows["acl+rate"])]
+    cpu = [k["us"] / p["us"] for p, k in zip(rows["passthrough"], rows["acl+rate"])]
+    print(f"ACL + rate limit / passthrough: req/s median of per-round ratios {statistics.median(rps):.3f} "
+          f"(rounds {min(rps):.3f}–{max(rps):.3f}), CPU per call {statistics.median(cpu):.3f} "
+          f"(rounds {min(cpu):.3f}–{max(cpu):.3f})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--svcctl", default=os.path.join(ROOT, "build", "cmd", "svcctl"))
@@ -171,6 +187,8 @@ def main():
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory figure (0: skip)")
     ap.add_argument("--follow", type=int, default=200, help="registry changes to time (0: skip)")
+    ap.add_argument("--follow-proxy-args", default="", metavar="ARGS",
+                    help="more options for the gateway of the --follow test, e.g. \"--zk-sessions 1\"")
     ap.add_argument("--perf", metavar="FILE", help="also record a CPU profile (perf record) of one conversion run")
     a = ap.parse_args()
     for tool in ("wrk", "nginx"):
@@ -242,18 +260,8 @@ def main():
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             wrk(gp, "/y/ping", a.duration, a.conns, script)
             rec.wait()
-        med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "us", "p50", "p99")} for k, v in rows.items()}
-        ratios = [y["us"] / p["us"] for p, y in zip(rows["passthrough"], rows["json->yar"])]
-        print("\n| path | req/s | gateway CPU µs/req | p50 ms | p99 ms |\n|---|---|---|---|---|")
-        for k, m in med.items():
-            print(f"| {k} | {m['rps']:,.0f} | {m['us']:.1f} | {m['p50']:.2f} | {m['p99']:.2f} |")
-        print(f"\nconversion / passthrough CPU per call: median of per-round ratios {statistics.median(ratios):.2f} "
-              f"(rounds {min(ratios):.2f}–{max(ratios):.2f})")
-        rps = [k["rps"] / p["rps"] for p, k in zip(rows["passthrough"], rows["acl+rate"])]
-        cpu = [k["us"] / p["us"] for p, k in zip(rows["passthrough"], rows["acl+rate"])]
-        print(f"ACL + rate limit / passthrough: req/s median of per-round ratios {statistics.median(rps):.3f} "
-              f"(rounds {min(rps):.3f}–{max(rps):.3f}), CPU per call {statistics.median(cpu):.3f} "
-              f"(rounds {min(cpu):.3f}–{max(cpu):.3f})")
+        if a.rounds:
+            report(rows)
 
         if a.follow:
             follow(a, zk, jp)
