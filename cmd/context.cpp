@@ -53,12 +53,14 @@ Expected<registry::Registry*> Context::registry() {
   return m_registry.get();
 }
 
+void to_stderr(std::string_view text) { std::fwrite(text.data(), 1, text.size(), stderr); }
+
 void Context::warn(std::string_view message) const {
-  if (!quiet) fmt::print(stderr, "svcctl: warning: {}\n", message);
+  if (!quiet) to_stderr(fmt::format("svcctl: warning: {}\n", message));
 }
 
 void Context::note(std::string_view message) const {
-  if (!quiet) fmt::print(stderr, "svcctl: note: {}\n", message);
+  if (!quiet) to_stderr(fmt::format("svcctl: note: {}\n", message));
 }
 
 void Context::warn_problems(const std::vector<std::string>& problems) const {
@@ -113,6 +115,8 @@ namespace {
 std::atomic<bool> g_stop{false};  // lock-free, so a signal handler may set it
 void on_stop_signal(int) { g_stop = true; }
 }  // namespace
+
+void ignore_sigpipe() { std::signal(SIGPIPE, SIG_IGN); }
 
 const std::atomic<bool>& stop_on_signals() {
   std::signal(SIGINT, on_stop_signal);

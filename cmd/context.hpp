@@ -67,6 +67,12 @@ struct Context {
 // For commands that run until interrupted (watch, proxy, register --hold): from this call
 // on, SIGINT and SIGTERM set the returned flag instead of ending the process.
 const std::atomic<bool>& stop_on_signals();
+// Writes to stderr and never throws (fmt::print throws when the write fails): for the
+// lines of the processes that outlive their readers.
+void to_stderr(std::string_view text);
+// For the processes that must outlive their readers (proxy, register --hold): a write to a
+// closed pipe or socket fails with EPIPE instead of ending the process.
+void ignore_sigpipe();
 // SIGHUP sets a flag that take_reopen_signal() reads and clears (log files to reopen).
 void catch_reopen_signal();
 bool take_reopen_signal();

@@ -15,7 +15,8 @@
 
 int main(int argc, char** argv) {
   using namespace svcctl;
-  std::signal(SIGPIPE, SIG_IGN);
+  // SIGPIPE keeps its default: a command whose reader goes away (`svcctl watch | head`)
+  // ends as any filter does. The long-running ones (proxy, register --hold) ignore it.
 
   cmd::Context ctx;
   if (const char* env = std::getenv("SVCCTL_ZK"); env && *env) ctx.zk = env;

@@ -72,6 +72,7 @@ void raise_fd_limit(const Context& ctx) {
 }
 
 Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
+  ignore_sigpipe();
   raise_fd_limit(ctx);
   gateway::Options go;
   go.listen = a.listen;
@@ -168,7 +169,7 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
                          {"pid", ::getpid()}};
   ho.data = [text = node.dump()](bool) { return text; };
   ho.log = [&ctx](std::string_view m) {
-    if (ctx.verbose) fmt::print(stderr, "svcctl proxy: {}\n", m);
+    if (ctx.verbose) to_stderr(fmt::format("svcctl proxy: {}\n", m));
   };
   std::atomic<bool> stop_holding{false};
   std::thread holder([&] {

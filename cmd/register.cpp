@@ -112,9 +112,10 @@ Expected<void> hold_address(Context& ctx, const RegisterArgs& a, const model::Ho
       return r && r->status >= 200 && r->status < 300;
     };
   }
+  ignore_sigpipe();
   const bool quiet = ctx.quiet;
   o.log = [quiet](std::string_view m) {
-    if (!quiet) fmt::print(stderr, "svcctl: {}\n", m);
+    if (!quiet) to_stderr(fmt::format("svcctl: {}\n", m));
   };
   if (a.create_service_requested()) {
     SVCCTL_TRY(auto* reg, ctx.registry());

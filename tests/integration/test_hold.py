@@ -261,3 +261,23 @@ def test_a_removed_node_is_registered_again(reg):
     finally:
         assert h.stop() == 0
     assert "was removed by someone else: registering it again" in h.err
+
+
+def test_a_holder_outlives_its_stderr_reader(reg):
+    """A sidecar whose log reader went away goes on holding (no SIGPIPE, no abort)."""
+    reg.ok("register", "service", "s")
+    proc = subprocess.Popen([SVCCTL, "--zk", reg.connect, "register", "address", "s", "10.0.0.12:80", "--hold"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    path = "/address/s/10.0.0.12:80"
+    try:
+        _, st = wait_for(lambda: node(reg.kz, path), what="the held node")
+        proc.stderr.close()
+        for _ in range(3):  # each removal is logged, to the closed pipe, and undone
+            reg.kz.delete(path)
+            _, st2 = wait_for(lambda: node(reg.kz, path), what="the node again")
+            assert st2.ephemeralOwner == st.ephemeralOwner
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert reg.kz.exists(path) is None

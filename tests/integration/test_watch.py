@@ -2,11 +2,14 @@
 import json
 import os
 import random
+import signal
+import subprocess
 import sys
 import time
 
 from kazoo.client import KazooClient
 
+from conftest import SVCCTL
 from watchlib import Relay, Watch, WatchArgs, leaves
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
@@ -218,6 +221,27 @@ def test_one_of_two_sessions_expiring_reconciles_its_share(own_zk):
         assert w.stop() == 0
         relay.close()
         kz.stop()
+
+
+def test_a_reader_that_goes_away_ends_it_as_a_filter(reg):
+    """`svcctl watch | head -1`: the next line written after the reader closed ends the
+    process by SIGPIPE, as any filter; it does not abort."""
+    reg.ok("register", "service", "s")
+    p = subprocess.Popen([SVCCTL, "--zk", reg.connect, "-o", "json", "watch"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        assert json.loads(p.stdout.readline())["path"] == "/service/s"
+        p.stdout.close()
+        for i in range(50):  # each change is a line written to the closed pipe
+            reg.ok("register", "address", "s", f"10.0.0.{i + 1}:80")
+            if p.poll() is not None:
+                break
+        assert p.wait(timeout=30) == -signal.SIGPIPE, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stderr.close()
 
 
 def test_unreachable_zookeeper_is_exit_5(svcctl_bin):
