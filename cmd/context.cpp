@@ -113,7 +113,12 @@ Expected<void> Context::start_cache(registry::Cache& cache, const std::string& l
 
 namespace {
 std::atomic<bool> g_stop{false};  // lock-free, so a signal handler may set it
-void on_stop_signal(int) { g_stop = true; }
+// The first signal asks for a graceful stop; the second ends the process at once (a
+// command blocked writing to a reader that stopped reading never sees the first).
+void on_stop_signal(int sig) {
+  g_stop = true;
+  std::signal(sig, SIG_DFL);  // async-signal-safe
+}
 }  // namespace
 
 void ignore_sigpipe() { std::signal(SIGPIPE, SIG_IGN); }

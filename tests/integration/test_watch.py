@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from kazoo.client import KazooClient
 
 from conftest import SVCCTL
@@ -242,6 +243,29 @@ def test_a_reader_that_goes_away_ends_it_as_a_filter(reg):
             p.kill()
             p.wait()
         p.stderr.close()
+
+
+def test_a_second_sigterm_ends_a_watch_stuck_on_its_reader(reg):
+    """A reader that keeps the pipe open but stops reading blocks the watch in a write, where
+    the first SIGTERM's graceful stop cannot be acted on: the second ends it."""
+    reg.kz.ensure_path("/address/s")
+    for r in [reg.kz.create_async(f"/address/s/10.0.{i // 250}.{i % 250}:80", b'{"status":"up"}')
+              for i in range(1500)]:
+        r.get(timeout=30)  # 1,500 lines of about 120 bytes: more than a pipe holds
+    p = subprocess.Popen([SVCCTL, "--zk", reg.connect, "-o", "json", "watch"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    try:
+        p.stdout.read(1)  # it is writing; from now on nothing is read
+        p.send_signal(signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):  # stuck: the output is larger than the pipe
+            p.wait(timeout=1)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
 
 
 def test_unreachable_zookeeper_is_exit_5(svcctl_bin):
