@@ -46,9 +46,9 @@ Expected<registry::Registry*> Context::registry() {
   SVCCTL_TRY(auto options, zk_options());
   SVCCTL_TRY(m_client, zk::Client::connect(options));
   if (verbose)
-    fmt::print(stderr, "connected to {} (session 0x{:x}, negotiated session timeout {} ms{})\n", zk,
-               m_client->session_id(), m_client->negotiated_session_timeout().count(),
-               m_client->authenticated() ? ", digest authenticated" : "");
+    to_stderr(fmt::format("connected to {} (session 0x{:x}, negotiated session timeout {} ms{})\n", zk,
+                          m_client->session_id(), m_client->negotiated_session_timeout().count(),
+                          m_client->authenticated() ? ", digest authenticated" : ""));
   m_registry = std::make_unique<registry::Registry>(*m_client);
   return m_registry.get();
 }
@@ -115,17 +115,22 @@ namespace {
 std::atomic<bool> g_stop{false};  // lock-free, so a signal handler may set it
 // The first signal asks for a graceful stop; the second ends the process at once (a
 // command blocked writing to a reader that stopped reading never sees the first).
-void on_stop_signal(int sig) {
+void on_stop_signal(int) {
   g_stop = true;
-  std::signal(sig, SIG_DFL);  // async-signal-safe
+  std::signal(SIGINT, SIG_DFL);  // async-signal-safe
+  std::signal(SIGTERM, SIG_DFL);
 }
 }  // namespace
 
 void ignore_sigpipe() { std::signal(SIGPIPE, SIG_IGN); }
 
 const std::atomic<bool>& stop_on_signals() {
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
+  static const bool installed = [] {  // once: a second call must not undo the first signal's reset
+    std::signal(SIGINT, on_stop_signal);
+    std::signal(SIGTERM, on_stop_signal);
+    return true;
+  }();
+  (void)installed;
   return g_stop;
 }
 

@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
 
   auto result = ctx.action();
   if (!result) {
-    fmt::print(stderr, "svcctl: error: {}\n", result.error().message);
+    cmd::to_stderr(fmt::format("svcctl: error: {}\n", result.error().message));
     return exit_code(result.error().kind);
   }
   return 0;

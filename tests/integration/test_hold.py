@@ -40,7 +40,12 @@ class Holder:
 
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=30)
+        try:
+            code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
         self.reader.join(timeout=30)
         self.err = "".join(self.lines)
         self.proc.stderr.close()
@@ -189,8 +194,15 @@ def test_edits_are_kept_and_a_drain_stays_until_undrain(reg):
     reg.ok("register", "address", "s", "10.0.0.8:80")  # a second address: drain refuses the last one
     health = Health()
     h = Holder(reg.connect, "register", "address", "s", "10.0.0.9:80", "--hold", "--weight", "30",
-               "--check", health.url, "--interval", "50", "--rise", "2", "--fall", "2")
+               "--check", health.url, "--interval", "200", "--rise", "2", "--fall", "2")
     path = "/address/s/10.0.0.9:80"
+    passing, failing, wrote_up = "check passing: up", "check failing: down", "10.0.0.9:80 is up"
+
+    def flip(ok, line):
+        n = h.said(line)
+        health.ok = ok
+        wait_for(lambda: h.said(line) > n, what=line)
+
     try:
         wait_for(lambda: (node(reg.kz, path) or [{}])[0].get("status") == "up", what="up")
         reg.ok("register", "address", "s", "10.0.0.9:80", "--weight", "7", "--tags", "canary")
@@ -203,26 +215,45 @@ def test_edits_are_kept_and_a_drain_stays_until_undrain(reg):
 
         reg.ok("drain", "s", "10.0.0.9:80")
         wait_for(lambda: h.said("was marked down by someone else"), what="the holder to see the drain")
-        health.ok = False
-        wait_for(lambda: h.said("check failing: down") == 2, what="the check to fail")
-        health.ok = True
-        wait_for(lambda: h.said("check passing: up") == 3, what="the check to pass again")
+        ups = h.said(wrote_up)
+        flip(False, failing)
+        flip(True, passing)
+        # The holder's turn that saw the check pass is over once a later one logs.
+        flip(False, failing)
+        assert h.said(wrote_up) == ups
         data, st = node(reg.kz, path)
         assert data["status"] == "down" and data["weight"] == 7, data
         assert st.ephemeralOwner != 0
 
+        flip(True, passing)
         reg.ok("undrain", "s", "10.0.0.9:80")
         wait_for(lambda: h.said("was marked up again"), what="the holder to see the undrain")
         assert node(reg.kz, path)[0]["status"] == "up"
         # Marked up while the check fails: the check wins.
-        health.ok = False
+        flip(False, failing)
         wait_for(lambda: node(reg.kz, path)[0]["status"] == "down", what="down by the check")
+        downs = h.said("10.0.0.9:80 is down")
         reg.ok("register", "address", "s", "10.0.0.9:80", "--status", "up")
-        wait_for(lambda: h.said("/address/s/10.0.0.9:80 is down") == 3, what="the holder to write down again")
+        wait_for(lambda: h.said("10.0.0.9:80 is down") > downs, what="the holder to write down again")
         assert node(reg.kz, path)[0]["status"] == "down"
     finally:
         assert h.stop() == 0
         health.close()
+
+
+def test_data_that_is_not_an_object_is_written_over(reg):
+    reg.ok("register", "service", "s")
+    h = Holder(reg.connect, "register", "address", "s", "10.0.0.13:80", "--hold", "--weight", "4")
+    path = "/address/s/10.0.0.13:80"
+    try:
+        first, _ = wait_for(lambda: node(reg.kz, path), what="the held node")
+        reg.kz.set(path, b"not json")
+        wait_for(lambda: h.said("not a JSON object"), what="the holder to see it")
+        data, _ = wait_for(lambda: reg.kz.exists(path) and reg.kz.get(path)[0] != b"not json" and node(reg.kz, path),
+                           what="the node written over")
+        assert data == first
+    finally:
+        assert h.stop() == 0
 
 
 def test_a_drain_and_edits_outlive_a_session_expiry(own_zk):
@@ -281,3 +312,33 @@ def test_a_holder_outlives_its_stderr_reader(reg):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     assert reg.kz.exists(path) is None
+
+
+def test_its_own_write_whose_answer_was_lost_is_not_a_drain(own_zk):
+    """The check fails; the holder's "down" reaches the server but the answer never comes
+    back. Read again later, that "down" is the holder's own, not someone's drain: when the
+    check passes again, the address goes up."""
+    kz, relay = service_behind_relay(own_zk)
+    health = Health()
+    h = Holder(f"127.0.0.1:{relay.port}", "--zk-timeout", "1000", "--zk-session-timeout", "8000", "register",
+               "address", "s", "10.0.0.14:80", "--hold", "--check", health.url, "--interval", "100", "--rise",
+               "1", "--fall", "1")
+    path = "/address/s/10.0.0.14:80"
+    try:
+        _, st = wait_for(lambda: (node(kz, path) or [{}])[0].get("status") == "up" and node(kz, path),
+                         what="up")
+        relay.mute()
+        health.ok = False
+        wait_for(lambda: node(kz, path)[0]["status"] == "down", what="the unanswered down applied")
+        # The client gives up on the muted connection and comes back on a new one, same session.
+        health.ok = True
+        data, st2 = wait_for(lambda: node(kz, path)[0]["status"] == "up" and node(kz, path), timeout=60,
+                             what="up again")
+        assert st2.ephemeralOwner == st.ephemeralOwner
+    finally:
+        code = h.stop()
+        health.close()
+        relay.close()
+        kz.stop()
+    assert code == 0
+    assert "marked down by someone else" not in h.err, h.err

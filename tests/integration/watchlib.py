@@ -130,6 +130,7 @@ class Relay:
         self.sessions = []  # session ids, in the order the server first gave them
         self.by_session = {}
         self.blocked = set()
+        self.muted = set()  # server-side sockets whose answers are dropped
         self.lock = threading.Lock()
         self.listener = None
         self.stopped = False
@@ -197,7 +198,7 @@ class Relay:
                 x.close()
             return
         for a, b in ((c, u), (u, c)):
-            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            threading.Thread(target=self._pump, args=(a, b, a is u), daemon=True).start()
 
     def block(self, sid):
         """Cuts session `sid`'s connection and refuses its reconnects until unblock()."""
@@ -213,13 +214,21 @@ class Relay:
         with self.lock:
             self.blocked.discard(sid)
 
-    @staticmethod
-    def _pump(a, b):
+    def mute(self):
+        """From now on, the connections open now carry requests to the server but drop its
+        answers (they are applied, and the client never hears): until the client gives up
+        on the connection and makes a new one, which is not muted."""
+        with self.lock:
+            self.muted.update(self.conns[1::2])
+
+    def _pump(self, a, b, from_server):
         try:
             while True:
                 d = a.recv(65536)
                 if not d:
                     break
+                if from_server and a in self.muted:
+                    continue
                 b.sendall(d)
         except OSError:
             pass

@@ -23,6 +23,7 @@ struct Inbox {
   std::deque<zk::SessionState> states;
   bool node_gone = false;     // a watched, foreign node at our path went away
   bool node_changed = false;  // our node's data changed: read it again (keep_edits)
+  bool read_failed = false;   // that read failed (not for a missing node): read again later
   std::optional<zk::Node> read;  // the latest read of our node (keep_edits)
 
   void push(zk::SessionState s) {
@@ -72,6 +73,10 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
   nlohmann::json known;
   std::int32_t known_version = -1;
   bool drained = false;
+  // The data of a write of ours (create or set) whose answer did not come back: a node
+  // found holding it holds our write, not someone else's. Empty when there is none.
+  std::string unanswered;
+  bool said_not_object = false;
   std::int64_t waiting_for = 0;  // another session holds the node: wait for it to go
   auto next_check = Clock::now();
   auto retry_at = Clock::now();  // next session attempt, or next look at a foreign node
@@ -90,13 +95,28 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
   // else's: "down" is a drain, kept until someone writes "up".
   auto absorb = [&](const zk::Node& n) {
     if (n.stat.version < known_version) return;  // older than our own last write
+    known_version = n.stat.version;  // our next write goes over this one, whatever it holds
     auto j = nlohmann::json::parse(n.data, nullptr, false);
-    if (!j.is_object()) return;
+    if (!j.is_object()) {
+      if (!said_not_object)
+        log(fmt::format("{} holds something that is not a JSON object: it will be written over", path));
+      said_not_object = true;
+      written_up = !want_up();  // force the write
+      return;
+    }
+    said_not_object = false;
     known = std::move(j);
-    known_version = n.stat.version;
     auto st = known.find("status");
     if (st == known.end() || !st->is_string()) return;
     const bool up = *st == "up";
+    if (!unanswered.empty()) {
+      const bool ours = n.data == unanswered;
+      unanswered.clear();  // applied, or not and written over since
+      if (ours) {
+        written_up = up;
+        return;
+      }
+    }
     if (up == written_up) return;
     written_up = up;  // what the node holds now
     if (!up && !drained) {
@@ -109,10 +129,11 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
   };
   auto watch_node = [&] {
     client->get_async(path, zk::Watch::Yes, [&inbox](int rc, zk::Node n) {
-      if (rc != 0) return;
       {
         std::lock_guard lock(inbox.mu);
-        inbox.read = std::move(n);
+        if (rc == 0) inbox.read = std::move(n);
+        else if (rc == static_cast<int>(zk::Code::NoNode)) inbox.node_gone = true;  // no watch left
+        else inbox.read_failed = true;  // nor here: the loop reads again on a later turn
       }
       inbox.cv.notify_all();
     });
@@ -123,8 +144,10 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
   auto ensure_node = [&]() -> Expected<void> {
     const bool up = want_up();
     const std::string data = data_for(up);
+    unanswered = data;
     auto created = client->create(path, data, zk::CreateMode::Ephemeral);
     if (created) {
+      unanswered.clear();
       held = true;
       waiting_for = 0;
       written_up = up;
@@ -160,7 +183,7 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
       waiting_for = 0;
       written_up = !up;  // force the status write below
       if (o.keep_edits) {
-        written_up = up;  // what the create wrote; absorb() tells what others wrote since
+        // A create whose answer was lost: absorb() tells our write (last_written) from others'.
         known_version = -1;
         if (auto n = client->get(path)) absorb(*n);
         watch_node();
@@ -186,6 +209,7 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
       std::lock_guard lock(inbox.mu);
       inbox.read.reset();
       inbox.node_changed = false;
+      inbox.read_failed = false;
     }
     zk::Options zo = o.zk;
     zo.on_event = [&inbox](zk::Event ev) {
@@ -221,12 +245,14 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     std::deque<zk::SessionState> states;
     bool gone = false;
     bool changed = false;
+    bool read_failed = false;
     std::optional<zk::Node> read;
     {
       std::lock_guard lock(inbox.mu);
       states.swap(inbox.states);
       gone = std::exchange(inbox.node_gone, false);
       changed = std::exchange(inbox.node_changed, false);
+      read_failed = std::exchange(inbox.read_failed, false);
       read.swap(inbox.read);
     }
     for (auto s : states) {
@@ -248,7 +274,7 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     }
     if (o.keep_edits && client && held) {
       if (read && read->stat.ephemeral_owner == client->session_id()) absorb(*read);
-      if (changed) watch_node();
+      if (changed || read_failed) watch_node();
     }
 
     // The health check.
@@ -276,9 +302,11 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     if (client && held && written_up != want_up()) {
       const bool up = want_up();
       const std::string data = data_for(up);
+      unanswered = data;
       // keep_edits: only over the version read, so that an edit made meanwhile is not lost.
       auto st = client->set(path, data, o.keep_edits ? known_version : -1);
       if (st) {
+        unanswered.clear();
         written_up = up;
         if (o.keep_edits) {
           known = nlohmann::json::parse(data, nullptr, false);
@@ -286,9 +314,12 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
         }
         log(fmt::format("{} is {}", path, up ? "up" : "down"));
       } else if (zk::is(st.error(), zk::Code::NoNode)) {
+        unanswered.clear();
         held = false;  // someone removed it: re-create it on the next turn
       } else if (o.keep_edits && zk::is(st.error(), zk::Code::BadVersion)) {
-        if (auto n = client->get(path)) absorb(*n);  // edited meanwhile: read it, then again
+        // Edited meanwhile, or our previous write went through unanswered: read it (absorb
+        // tells which), then write again.
+        if (auto n = client->get(path)) absorb(*n);
       }
     }
 
