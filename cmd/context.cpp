@@ -7,6 +7,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <mutex>
 #include <thread>
 
 namespace svcctl::cmd {
@@ -125,12 +126,11 @@ void on_stop_signal(int) {
 void ignore_sigpipe() { std::signal(SIGPIPE, SIG_IGN); }
 
 const std::atomic<bool>& stop_on_signals() {
-  static const bool installed = [] {  // once: a second call must not undo the first signal's reset
+  static std::once_flag installed;  // a second call must not undo the first signal's reset
+  std::call_once(installed, [] {
     std::signal(SIGINT, on_stop_signal);
     std::signal(SIGTERM, on_stop_signal);
-    return true;
-  }();
-  (void)installed;
+  });
   return g_stop;
 }
 

@@ -64,8 +64,9 @@ struct Context {
   std::unique_ptr<registry::Registry> m_registry;
 };
 
-// For commands that run until interrupted (watch, proxy, register --hold): from this call
-// on, SIGINT and SIGTERM set the returned flag instead of ending the process.
+// For commands that run until interrupted (watch, proxy, register --hold, stats --watch):
+// from this call on, the first SIGINT or SIGTERM sets the returned flag instead of ending
+// the process; a second one ends it.
 const std::atomic<bool>& stop_on_signals();
 // Writes to stderr and never throws (fmt::print throws when the write fails): for the
 // lines of the processes that outlive their readers.

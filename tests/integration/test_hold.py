@@ -94,6 +94,20 @@ def service_behind_relay(own_zk):
     return kz, Relay(zk["port"])
 
 
+def held(reg, address, *args):
+    """Service s, a holder of `address` (more options in `args`), and its node once there:
+    (holder, path, data, stat)."""
+    reg.ok("register", "service", "s")
+    h = Holder(reg.connect, "register", "address", "s", address, "--hold", *args)
+    path = f"/address/s/{address}"
+    try:
+        data, st = wait_for(lambda: node(reg.kz, path), what="the held node")
+    except AssertionError:
+        h.stop(signal.SIGKILL)
+        raise
+    return h, path, data, st
+
+
 def test_hold_registers_and_sigterm_removes_at_once(reg):
     reg.ok("register", "service", "s")
     h = Holder(reg.connect, "register", "address", "s", "10.0.0.1:80", "--hold", "--dc", "bj",
@@ -242,16 +256,12 @@ def test_edits_are_kept_and_a_drain_stays_until_undrain(reg):
 
 
 def test_data_that_is_not_an_object_is_written_over(reg):
-    reg.ok("register", "service", "s")
-    h = Holder(reg.connect, "register", "address", "s", "10.0.0.13:80", "--hold", "--weight", "4")
-    path = "/address/s/10.0.0.13:80"
+    h, path, first, _ = held(reg, "10.0.0.13:80", "--weight", "4")
     try:
-        first, _ = wait_for(lambda: node(reg.kz, path), what="the held node")
         reg.kz.set(path, b"not json")
         wait_for(lambda: h.said("not a JSON object"), what="the holder to see it")
-        data, _ = wait_for(lambda: reg.kz.exists(path) and reg.kz.get(path)[0] != b"not json" and node(reg.kz, path),
-                           what="the node written over")
-        assert data == first
+        wait_for(lambda: reg.kz.get(path)[0] != b"not json", what="the node written over")
+        assert node(reg.kz, path)[0] == first
     finally:
         assert h.stop() == 0
 
@@ -280,11 +290,8 @@ def test_a_drain_and_edits_outlive_a_session_expiry(own_zk):
 
 
 def test_a_removed_node_is_registered_again(reg):
-    reg.ok("register", "service", "s")
-    h = Holder(reg.connect, "register", "address", "s", "10.0.0.11:80", "--hold", "--weight", "5")
-    path = "/address/s/10.0.0.11:80"
+    h, path, first, st = held(reg, "10.0.0.11:80", "--weight", "5")
     try:
-        first, st = wait_for(lambda: node(reg.kz, path), what="the held node")
         reg.kz.delete(path)
         data, st2 = wait_for(lambda: node(reg.kz, path), what="the node again")
         assert data == first and data["weight"] == 5
@@ -310,7 +317,13 @@ def test_a_holder_outlives_its_stderr_reader(reg):
         assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    assert code == 0
     assert reg.kz.exists(path) is None
 
 

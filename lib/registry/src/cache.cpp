@@ -16,6 +16,7 @@
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 namespace svcctl::registry {
 
@@ -71,8 +72,7 @@ std::string_view to_string(Change::Kind kind) {
 }
 
 Snapshot::Shard::Items::iterator Snapshot::Shard::lower_bound(std::string_view path) {
-  return std::lower_bound(m_items.begin(), m_items.end(), path,
-                          [](const auto& item, std::string_view p) { return item->path < p; });
+  return m_items.begin() + (std::as_const(*this).lower_bound(path) - m_items.cbegin());
 }
 
 Snapshot::Shard::Items::const_iterator Snapshot::Shard::lower_bound(std::string_view path) const {

@@ -90,6 +90,15 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     return o.data ? o.data(up) : std::string();
   };
   auto want_up = [&] { return healthy && !drained; };
+  // Our write of `data` was answered: the node holds it, at `version`.
+  auto wrote = [&](const std::string& data, bool up, std::int32_t version) {
+    unanswered.clear();
+    written_up = up;
+    if (o.keep_edits) {
+      known = nlohmann::json::parse(data, nullptr, false);
+      known_version = version;
+    }
+  };
 
   // keep_edits: takes in a read of our node. A status this holder did not write is someone
   // else's: "down" is a drain, kept until someone writes "up".
@@ -147,15 +156,10 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     unanswered = data;
     auto created = client->create(path, data, zk::CreateMode::Ephemeral);
     if (created) {
-      unanswered.clear();
       held = true;
       waiting_for = 0;
-      written_up = up;
-      if (o.keep_edits) {
-        known = nlohmann::json::parse(data, nullptr, false);
-        known_version = 0;
-        watch_node();
-      }
+      wrote(data, up, 0);
+      if (o.keep_edits) watch_node();
       log(fmt::format("registered {} ({}) in session 0x{:x}", path, up ? "up" : "down",
                       client->session_id()));
       return {};
@@ -183,7 +187,7 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
       waiting_for = 0;
       written_up = !up;  // force the status write below
       if (o.keep_edits) {
-        // A create whose answer was lost: absorb() tells our write (last_written) from others'.
+        // A create whose answer was lost: absorb() tells our write (unanswered) from others'.
         known_version = -1;
         if (auto n = client->get(path)) absorb(*n);
         watch_node();
@@ -306,12 +310,7 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
       // keep_edits: only over the version read, so that an edit made meanwhile is not lost.
       auto st = client->set(path, data, o.keep_edits ? known_version : -1);
       if (st) {
-        unanswered.clear();
-        written_up = up;
-        if (o.keep_edits) {
-          known = nlohmann::json::parse(data, nullptr, false);
-          known_version = st->version;
-        }
+        wrote(data, up, st->version);
         log(fmt::format("{} is {}", path, up ? "up" : "down"));
       } else if (zk::is(st.error(), zk::Code::NoNode)) {
         unanswered.clear();
