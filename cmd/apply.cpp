@@ -20,7 +20,6 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <iterator>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -44,8 +43,8 @@ struct ExportArgs {
   std::string file;
 };
 
-Expected<std::string> read_input(const std::string& file) {
-  if (file == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
+Expected<std::string> read_input(const Context& ctx, const std::string& file) {
+  if (file == "-") return ctx.read_stdin("the registry document");
   std::ifstream in(file, std::ios::binary);
   if (!in) return fail(ErrorKind::Usage, fmt::format("cannot read {}", file));
   std::ostringstream s;
@@ -91,7 +90,7 @@ void print_plan(Context& ctx, const registry::Plan& plan) {
 
 Expected<void> run_apply(Context& ctx, const ApplyArgs& a) {
   if (a.wait_timeout_ms < 1) return fail(ErrorKind::Usage, "--wait-timeout-ms must be at least 1");
-  SVCCTL_TRY(auto text, read_input(a.file));
+  SVCCTL_TRY(auto text, read_input(ctx, a.file));
   SVCCTL_TRY(auto doc, parse_document(a.file, text));
   SVCCTL_TRY(auto* reg, ctx.registry());
   SVCCTL_TRY(auto tree, reg->read_tree());

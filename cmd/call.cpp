@@ -12,7 +12,6 @@
 
 #include <fstream>
 #include <iostream>
-#include <iterator>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -36,10 +35,8 @@ struct CallArgs {
 };
 
 // --data: JSON text, @FILE, or - for standard input. Returns the text, unparsed.
-Expected<std::string> read_data(const std::string& arg) {
-  if (arg == "-") {
-    return std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-  }
+Expected<std::string> read_data(const Context& ctx, const std::string& arg) {
+  if (arg == "-") return ctx.read_stdin("the call's parameters (JSON)");
   if (!arg.empty() && arg[0] == '@') {
     std::ifstream in(arg.substr(1), std::ios::binary);
     if (!in) return fail(ErrorKind::Usage, fmt::format("cannot read --data file \"{}\"", arg.substr(1)));
@@ -80,7 +77,7 @@ Expected<void> run_call(Context& ctx, const CallArgs& a) {
   std::string text;
   codec::Value data;
   if (have_data) {
-    SVCCTL_TRY(text, read_data(a.data));
+    SVCCTL_TRY(text, read_data(ctx, a.data));
     auto parsed = codec::parse_json(text);
     if (!parsed) return fail(ErrorKind::Usage, fmt::format("invalid --data: {}", parsed.error().message));
     data = std::move(*parsed);

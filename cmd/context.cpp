@@ -7,8 +7,12 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <iostream>
+#include <iterator>
 #include <mutex>
 #include <thread>
+
+#include <unistd.h>
 
 namespace svcctl::cmd {
 
@@ -64,6 +68,17 @@ void Context::note(std::string_view message) const {
   if (!quiet) to_stderr(fmt::format("svcctl: note: {}\n", message));
 }
 
+std::string Context::read_stdin(std::string_view what) const {
+  const bool terminal = ::isatty(STDIN_FILENO) == 1;
+  if (terminal) note(fmt::format("reading {} from standard input; end it with Ctrl-D", what));
+  std::string text(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>{});
+  if (terminal) {  // a terminal's end of input is not final: a question may follow
+    std::clearerr(stdin);  // std::cin reads through stdin, whose end-of-file is sticky
+    std::cin.clear();
+  }
+  return text;
+}
+
 void Context::warn_problems(const std::vector<std::string>& problems) const {
   for (const auto& p : problems) warn(p);
 }
@@ -104,11 +119,18 @@ void add_cache_options(CLI::App* app, CacheArgs& args) {
       ->capture_default_str();
 }
 
-Expected<void> Context::start_cache(registry::Cache& cache, const std::string& lkg_file,
-                                    std::string_view doing) const {
+Expected<registry::Cache::Options> Context::cache_options(const CacheArgs& args) const {
+  registry::Cache::Options options;
+  SVCCTL_TRY(options.zk, zk_options());
+  options.sessions = args.zk_sessions;
+  options.lkg_file = args.lkg_file;
+  return options;
+}
+
+Expected<void> Context::start_cache(registry::Cache& cache, const CacheArgs& args, std::string_view doing) const {
   SVCCTL_CHECK(cache.start(std::chrono::milliseconds(zk_timeout_ms)));
   if (cache.serving_lkg())
-    warn(fmt::format("ZooKeeper at {} is unreachable: {} from {} until it is back", zk, doing, lkg_file));
+    warn(fmt::format("ZooKeeper at {} is unreachable: {} from {} until it is back", zk, doing, args.lkg_file));
   return {};
 }
 

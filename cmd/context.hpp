@@ -50,14 +50,20 @@ struct Context {
   void warn(std::string_view message) const;
   // A side effect worth telling ("created service ..."), on stderr, unless -q.
   void note(std::string_view message) const;
+  // Standard input, read to its end. On a terminal, a note first says what is awaited
+  // ("reading <what> from standard input; end it with Ctrl-D").
+  std::string read_stdin(std::string_view what) const;
   // Prints each problem found in node data as a warning.
   void warn_problems(const std::vector<std::string>& problems) const;
   // Prints a write's result: JSON, or one line for people (nothing with -q).
   void print_write(const registry::WriteResult& result) const;
 
+  // A cache's options from the global ones and the mirroring command's (sessions,
+  // last-known-good file); the caller adds on_change.
+  Expected<registry::Cache::Options> cache_options(const CacheArgs& args) const;
   // Starts a cache (within --zk-timeout); when it came up from the last-known-good file,
   // says so: "ZooKeeper at ... is unreachable: <doing> from <lkg_file> until it is back".
-  Expected<void> start_cache(registry::Cache& cache, const std::string& lkg_file, std::string_view doing) const;
+  Expected<void> start_cache(registry::Cache& cache, const CacheArgs& args, std::string_view doing) const;
 
  private:
   std::unique_ptr<zk::Client> m_client;

@@ -136,11 +136,8 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
         names.push_back(addr.address);
     return names;
   };
-  SVCCTL_TRY(const zk::Options zo, ctx.zk_options());
-  registry::Cache::Options co;
-  co.zk = zo;
-  co.sessions = a.cache.zk_sessions;
-  co.lkg_file = a.cache.lkg_file;
+  SVCCTL_TRY(registry::Cache::Options co, ctx.cache_options(a.cache));
+  const zk::Options zo = co.zk;  // also the self-registration's
   co.on_change = [&builder](const std::vector<registry::Change>& changes, const registry::Snapshot&) {
     builder.apply(changes);
   };
@@ -148,7 +145,7 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   stop_on_signals();
   catch_reopen_signal();
   registry::Cache cache(std::move(co));
-  SVCCTL_CHECK(ctx.start_cache(cache, a.cache.lkg_file, "serving the last-known-good registry"));
+  SVCCTL_CHECK(ctx.start_cache(cache, a.cache, "serving the last-known-good registry"));
 
   gateway::Gateway gw(go, cache, routes);
   SVCCTL_CHECK(gw.start());

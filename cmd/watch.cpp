@@ -39,10 +39,7 @@ Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
   const bool json = ctx.format == output::Format::Json;
   const bool color = !json && output::use_color(stdout);
 
-  registry::Cache::Options options;
-  SVCCTL_TRY(options.zk, ctx.zk_options());
-  options.lkg_file = a.cache.lkg_file;
-  options.sessions = a.cache.zk_sessions;
+  SVCCTL_TRY(registry::Cache::Options options, ctx.cache_options(a.cache));
   options.on_change = [&](const std::vector<registry::Change>& batch, const registry::Snapshot& snap) {
     // The first load comes as one batch in no particular order: shown in path order.
     std::vector<const registry::Change*> changes;
@@ -98,10 +95,12 @@ Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
 
   stop_on_signals();
   registry::Cache cache(std::move(options));
-  SVCCTL_CHECK(ctx.start_cache(cache, a.cache.lkg_file, "showing the last-known-good state"));
+  SVCCTL_CHECK(ctx.start_cache(cache, a.cache, "showing the last-known-good state"));
   if (ctx.verbose) {
     auto snap = cache.snapshot();
-    fmt::print(stderr, "watching {} (session 0x{:x}, {} nodes)\n", ctx.zk, snap->session_ids.empty() ? 0 : snap->session_ids.front(), snap->size());
+    std::string sessions;
+    for (std::int64_t id : snap->session_ids) sessions += fmt::format("{}0x{:x}", sessions.empty() ? "" : " ", id);
+    fmt::print(stderr, "watching {} (sessions {}, {} nodes)\n", ctx.zk, sessions.empty() ? "none" : sessions, snap->size());
   }
   wait_for_stop();
   return {};

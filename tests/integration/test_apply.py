@@ -234,3 +234,34 @@ def test_dry_run_never_writes_and_a_terminal_is_asked(reg, tmp_path):
     assert reg.tree() == before
     on_terminal(b"y")
     assert reg.data("/service/s")["desc"] == "changed"
+
+
+def test_a_document_typed_on_a_terminal_then_confirmed(reg):
+    """`apply -f -` on a terminal says what it waits for; after Ctrl-D it still asks."""
+    import os
+    import pty
+    import subprocess
+    seed(reg)
+    doc = json.loads(reg.run("export").out)
+    doc["services"]["s"]["desc"] = "typed"
+    leader, follower = pty.openpty()
+    p = subprocess.Popen([os.environ["SVCCTL_BIN"], "--zk", reg.connect, "apply", "-f", "-"],
+                         stdin=follower, stdout=follower, stderr=subprocess.PIPE)
+    os.close(follower)
+    try:
+        os.write(leader, json.dumps(doc).encode() + b"\n\x04")
+        seen = b""
+        while b"[y/N]" not in seen:
+            chunk = os.read(leader, 4096)
+            assert chunk, seen
+            seen += chunk
+        os.write(leader, b"y\n")
+        assert p.wait(timeout=30) == 0
+        err = p.stderr.read().decode()
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.stderr.close()
+        os.close(leader)
+    assert "reading the registry document from standard input; end it with Ctrl-D" in err
+    assert reg.data("/service/s")["desc"] == "typed"

@@ -2,6 +2,7 @@
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -57,6 +58,22 @@ def test_filter_by_service(reg):
         assert w.next()["path"] == "/address/b/2.2.2.2:2"
     finally:
         assert w.stop() == 0
+
+
+def test_verbose_names_every_session(reg):
+    """`-v` says which sessions the view is read through: as many as --zk-sessions."""
+    reg.ok("register", "service", "a")
+    for n in (1, 3):
+        w = Watch(reg.connect, "-v", after=("--zk-sessions", str(n)))
+        try:
+            assert w.next()["path"] == "/service/a"
+        finally:
+            assert w.stop() == 0
+        first = w.err.splitlines()[0]
+        m = re.fullmatch(r"watching \S+ \(sessions ((?:0x[0-9a-f]+ )*0x[0-9a-f]+), (\d+) nodes\)", first)
+        assert m, first
+        ids = m.group(1).split()
+        assert len(ids) == n and len(set(ids)) == n and "0x0" not in ids
 
 
 def test_randomized_changes_end_equal_to_the_tree(reg):
