@@ -240,6 +240,7 @@ def test_a_document_typed_on_a_terminal_then_confirmed(reg):
     """`apply -f -` on a terminal says what it waits for; after Ctrl-D it still asks."""
     import os
     import pty
+    import select
     import subprocess
     seed(reg)
     doc = json.loads(reg.run("export").out)
@@ -252,9 +253,9 @@ def test_a_document_typed_on_a_terminal_then_confirmed(reg):
         os.write(leader, json.dumps(doc).encode() + b"\n\x04")
         seen = b""
         while b"[y/N]" not in seen:
-            chunk = os.read(leader, 4096)
-            assert chunk, seen
-            seen += chunk
+            ready, _, _ = select.select([leader], [], [], 30)
+            assert ready, f"no question after 30 s: {seen!r}"
+            seen += os.read(leader, 4096)  # EIO, failing the test, if apply has exited
         os.write(leader, b"y\n")
         assert p.wait(timeout=30) == 0
         err = p.stderr.read().decode()
