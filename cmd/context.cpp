@@ -72,10 +72,9 @@ std::string Context::read_stdin(std::string_view what) const {
   const bool terminal = ::isatty(STDIN_FILENO) == 1;
   if (terminal) note(fmt::format("reading {} from standard input; end it with Ctrl-D", what));
   std::string text(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>{});
-  if (terminal) {  // a terminal's end of input is not final: a question may follow
-    std::clearerr(stdin);  // std::cin reads through stdin, whose end-of-file is sticky
-    std::cin.clear();
-  }
+  // A terminal's end of input is not final: a question may follow. std::cin reads through
+  // stdin, whose end-of-file is sticky.
+  if (terminal) std::clearerr(stdin);
   return text;
 }
 

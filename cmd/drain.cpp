@@ -120,16 +120,11 @@ Expected<void> run_undrain(Context& ctx, DrainArgs a) {
   return wait_for_fleet(ctx, a, w, drain::Need::Seen, "seen", "undrain of");
 }
 
-// `needs`: the flag without which they mean nothing (undrain's --wait): a usage error.
-void add_waiting_options(CLI::App* s, DrainArgs& a, CLI::Option* needs = nullptr) {
-  auto* t = s->add_option("--timeout-ms", a.timeout_ms, "give up (exit 10) after this many milliseconds")
-                ->capture_default_str();
-  auto* i = s->add_flag("--ignore-unreachable", a.ignore_unreachable,
-                        "count a gateway whose admin listener does not answer as done, with a warning");
-  if (needs) {
-    t->needs(needs);
-    i->needs(needs);
-  }
+void add_waiting_options(CLI::App* s, DrainArgs& a) {
+  s->add_option("--timeout-ms", a.timeout_ms, "give up (exit 10) after this many milliseconds")
+      ->capture_default_str();
+  s->add_flag("--ignore-unreachable", a.ignore_unreachable,
+              "count a gateway whose admin listener does not answer as done, with a warning");
 }
 
 }  // namespace
@@ -150,7 +145,9 @@ void setup_undrain(CLI::App& app, Context& ctx) {
   s->add_option("SVC", args->service, "service name")->required();
   s->add_option("HOST:PORT", args->address, "provider address")->required();
   auto* wait = s->add_flag("--wait", args->wait, "wait until every gateway has seen it (exit 10 after --timeout-ms)");
-  add_waiting_options(s, *args, wait);
+  add_waiting_options(s, *args);
+  // Without --wait they mean nothing: a usage error.
+  for (const char* name : {"--timeout-ms", "--ignore-unreachable"}) s->get_option(name)->needs(wait);
   s->callback([&ctx, args] { ctx.action = [&ctx, args] { return run_undrain(ctx, *args); }; });
 }
 

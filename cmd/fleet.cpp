@@ -24,7 +24,7 @@ Expected<std::vector<drain::Answer>> ask_gateways(registry::Registry& reg, const
                                                   milliseconds timeout) {
   SVCCTL_TRY(auto gateways, reg.list_gateways());
   std::vector<model::Gateway> asked;
-  for (const auto& g : gateways) asked.push_back(g.gateway);
+  for (auto& g : gateways) asked.push_back(std::move(g.gateway));
   auto replies = ask_admins(asked, "/-/stats", timeout);
   std::vector<drain::Answer> answers;
   for (std::size_t i = 0; i < asked.size(); ++i) {

@@ -142,7 +142,7 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
     builder.apply(changes);
   };
 
-  stop_on_signals();
+  const auto& stop = stop_on_signals();
   catch_reopen_signal();
   registry::Cache cache(std::move(co));
   SVCCTL_CHECK(ctx.start_cache(cache, a.cache, "serving the last-known-good registry"));
@@ -179,7 +179,6 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   say(fmt::format("listening on {}{}, gateway id {}, {} services", gw.listen_address(),
                   gw.admin_address().empty() ? std::string() : fmt::format(" (admin {})", gw.admin_address()), id,
                   routes.current()->services.size()));
-  const auto& stop = stop_on_signals();
   while (!stop) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (take_reopen_signal()) log->reopen();

@@ -50,12 +50,12 @@ Expected<stats::Round> fetch_round(Context& ctx, registry::Registry& reg, const 
   std::vector<model::Gateway> asked;
   for (auto& g : gateways) {
     if (warn) ctx.warn_problems(g.problems);
-    asked.push_back(g.gateway);
+    asked.push_back(std::move(g.gateway));
   }
   auto replies = fleet::ask_admins(asked, "/-/stats?histograms=1", std::chrono::milliseconds(a.timeout_ms));
   round.at = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < gateways.size(); ++i) {
-    stats::Reached reached{std::move(gateways[i].gateway), {}};
+    stats::Reached reached{std::move(asked[i]), {}};
     auto view = replies[i] ? gateway::stats_from_json(*replies[i]) : fail(replies[i].error());
     if (!view) {
       reached.error = view.error().message;

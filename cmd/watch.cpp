@@ -98,9 +98,8 @@ Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
   SVCCTL_CHECK(ctx.start_cache(cache, a.cache, "showing the last-known-good state"));
   if (ctx.verbose) {
     auto snap = cache.snapshot();
-    std::string sessions;
-    for (std::int64_t id : snap->session_ids) sessions += fmt::format("{}0x{:x}", sessions.empty() ? "" : " ", id);
-    fmt::print(stderr, "watching {} (sessions {}, {} nodes)\n", ctx.zk, sessions.empty() ? "none" : sessions, snap->size());
+    to_stderr(fmt::format("watching {} (sessions {:#x}, {} nodes)\n", ctx.zk, fmt::join(snap->session_ids, " "),
+                          snap->size()));
   }
   wait_for_stop();
   return {};

@@ -3,6 +3,10 @@ shown and applied atomically with version checks (concurrent applies: each one a
 nothing), unsafe plans refused, --prune, bad documents, --wait on live gateways."""
 import concurrent.futures
 import json
+import os
+import pty
+import select
+import subprocess
 
 from gatewaylib import Proxy, fake_gateway, registered, start_provider, stop_process
 
@@ -201,10 +205,32 @@ def test_apply_to_a_registry_that_does_not_exist_yet(reg):
     assert reg.data("/fresh/key/k")["owner"] == "o"
 
 
+def apply_on_terminal(reg, args, answer, typed=b""):
+    """`svcctl apply ARGS` with stdin and stdout on a terminal: types `typed`, waits (at most
+    30 s) for the question and answers it. Returns (what the terminal showed, stderr)."""
+    leader, follower = pty.openpty()
+    p = subprocess.Popen([os.environ["SVCCTL_BIN"], "--zk", reg.connect, "apply", *args],
+                         stdin=follower, stdout=follower, stderr=subprocess.PIPE)
+    os.close(follower)
+    try:
+        os.write(leader, typed)
+        seen = b""
+        while b"[y/N]" not in seen:
+            ready, _, _ = select.select([leader], [], [], 30)
+            assert ready, f"no question after 30 s: {seen!r}"
+            seen += os.read(leader, 4096)  # EIO, failing the test, if apply has exited
+        os.write(leader, answer + b"\n")
+        assert p.wait(timeout=30) == 0
+        return seen.decode(), p.stderr.read().decode()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stderr.close()
+        os.close(leader)
+
+
 def test_dry_run_never_writes_and_a_terminal_is_asked(reg, tmp_path):
-    import os
-    import pty
-    import subprocess
     seed(reg)
     doc = json.loads(reg.run("export").out)
     doc["services"]["s"]["desc"] = "changed"
@@ -215,54 +241,17 @@ def test_dry_run_never_writes_and_a_terminal_is_asked(reg, tmp_path):
     assert r.code == 0 and '~ /service/s desc: "first" → "changed"' in r.out, r
     assert reg.tree() == before
 
-    def on_terminal(answer):
-        """apply with stdin and stdout on a terminal, answering the question."""
-        leader, follower = pty.openpty()
-        p = subprocess.Popen([os.environ["SVCCTL_BIN"], "--zk", reg.connect, "apply", "-f", str(f)],
-                             stdin=follower, stdout=follower, stderr=subprocess.PIPE)
-        os.close(follower)
-        seen = b""
-        while b"[y/N]" not in seen:
-            seen += os.read(leader, 4096)
-        os.write(leader, answer + b"\n")
-        assert p.wait(timeout=30) == 0
-        p.stderr.close()
-        os.close(leader)
-        return seen.decode()
-
-    assert "apply these 1 change? [y/N]" in on_terminal(b"n")
+    assert "apply these 1 change? [y/N]" in apply_on_terminal(reg, ["-f", str(f)], b"n")[0]
     assert reg.tree() == before
-    on_terminal(b"y")
+    apply_on_terminal(reg, ["-f", str(f)], b"y")
     assert reg.data("/service/s")["desc"] == "changed"
 
 
 def test_a_document_typed_on_a_terminal_then_confirmed(reg):
     """`apply -f -` on a terminal says what it waits for; after Ctrl-D it still asks."""
-    import os
-    import pty
-    import select
-    import subprocess
     seed(reg)
     doc = json.loads(reg.run("export").out)
     doc["services"]["s"]["desc"] = "typed"
-    leader, follower = pty.openpty()
-    p = subprocess.Popen([os.environ["SVCCTL_BIN"], "--zk", reg.connect, "apply", "-f", "-"],
-                         stdin=follower, stdout=follower, stderr=subprocess.PIPE)
-    os.close(follower)
-    try:
-        os.write(leader, json.dumps(doc).encode() + b"\n\x04")
-        seen = b""
-        while b"[y/N]" not in seen:
-            ready, _, _ = select.select([leader], [], [], 30)
-            assert ready, f"no question after 30 s: {seen!r}"
-            seen += os.read(leader, 4096)  # EIO, failing the test, if apply has exited
-        os.write(leader, b"y\n")
-        assert p.wait(timeout=30) == 0
-        err = p.stderr.read().decode()
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.stderr.close()
-        os.close(leader)
+    _, err = apply_on_terminal(reg, ["-f", "-"], b"y", typed=json.dumps(doc).encode() + b"\n\x04")
     assert "reading the registry document from standard input; end it with Ctrl-D" in err
     assert reg.data("/service/s")["desc"] == "typed"

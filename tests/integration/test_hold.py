@@ -1,4 +1,5 @@
 """register address --hold: an ephemeral address held by a sidecar process."""
+import functools
 import http.server
 import json
 import signal
@@ -9,17 +10,11 @@ import time
 from kazoo.client import KazooClient
 
 from conftest import SVCCTL
+from gatewaylib import eventually
 from watchlib import Relay
 
 
-def wait_for(pred, timeout=30, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+wait_for = functools.partial(eventually, timeout=30)
 
 
 class Holder:

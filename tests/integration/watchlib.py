@@ -198,7 +198,7 @@ class Relay:
                 x.close()
             return
         for a, b in ((c, u), (u, c)):
-            threading.Thread(target=self._pump, args=(a, b, a is u), daemon=True).start()
+            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
     def block(self, sid):
         """Cuts session `sid`'s connection and refuses its reconnects until unblock()."""
@@ -221,13 +221,13 @@ class Relay:
         with self.lock:
             self.muted.update(self.conns[1::2])
 
-    def _pump(self, a, b, from_server):
+    def _pump(self, a, b):
         try:
             while True:
                 d = a.recv(65536)
                 if not d:
                     break
-                if from_server and a in self.muted:
+                if a in self.muted:  # server-side sockets only
                     continue
                 b.sendall(d)
         except OSError:
