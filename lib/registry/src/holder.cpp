@@ -16,15 +16,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Session events, queued by the ZooKeeper thread for the holding loop.
+// What the ZooKeeper threads tell the holding loop: session events, and what became of
+// the node at our path (ours, watched while held; or a foreign one we wait for).
 struct Inbox {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<zk::SessionState> states;
-  bool node_gone = false;     // a watched, foreign node at our path went away
-  bool node_changed = false;  // our node's data changed: read it again (keep_edits)
+  bool node_gone = false;     // the watched node went away (ours: removed by someone else)
+  bool node_changed = false;  // our node's data changed: read it again
   bool read_failed = false;   // that read failed (not for a missing node): read again later
-  std::optional<zk::Node> read;  // the latest read of our node (keep_edits)
+  std::optional<zk::Node> read;  // the latest read of our node (taken in with keep_edits)
 
   void push(zk::SessionState s) {
     {
@@ -159,7 +160,7 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
       held = true;
       waiting_for = 0;
       wrote(data, up, 0);
-      if (o.keep_edits) watch_node();
+      watch_node();
       log(fmt::format("registered {} ({}) in session 0x{:x}", path, up ? "up" : "down",
                       client->session_id()));
       return {};
@@ -188,10 +189,11 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
       written_up = !up;  // force the status write below
       if (o.keep_edits) {
         // A create whose answer was lost: absorb() tells our write (unanswered) from others'.
+        // Until a read is taken in, nothing is written (known_version < 0).
         known_version = -1;
         if (auto n = client->get(path)) absorb(*n);
-        watch_node();
       }
+      watch_node();
       return {};
     }
     // Another session holds it: a previous holder whose session has not ended yet, or a
@@ -271,13 +273,14 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
       else retry_at = Clock::now() + std::chrono::seconds(1);
     }
 
-    // What others wrote to our node, or its removal: it is registered again.
-    if (o.keep_edits && client && held && gone) {
+    // Our node removed by someone else: it is registered again. What others wrote to it
+    // is taken in with keep_edits.
+    if (client && held && gone) {
       held = false;
       log(fmt::format("{} was removed by someone else: registering it again", path));
     }
-    if (o.keep_edits && client && held) {
-      if (read && read->stat.ephemeral_owner == client->session_id()) absorb(*read);
+    if (client && held) {
+      if (o.keep_edits && read && read->stat.ephemeral_owner == client->session_id()) absorb(*read);
       if (changed || read_failed) watch_node();
     }
 
@@ -303,7 +306,7 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     if (client && !held && (waiting_for == 0 || gone || Clock::now() >= retry_at)) {
       SVCCTL_CHECK(ensure_node());
     }
-    if (client && held && written_up != want_up()) {
+    if (client && held && written_up != want_up() && !(o.keep_edits && known_version < 0)) {
       const bool up = want_up();
       const std::string data = data_for(up);
       unanswered = data;
