@@ -41,6 +41,7 @@ struct ProxyArgs {
   int drain_timeout_ms = 10'000;
   int max_stale_s = 300;
   int guard_delay_ms = 2000;
+  int guard_window_ms = 0;
   std::string log_file;
   std::string log_format = "text";
   bool access_log = false;
@@ -93,9 +94,11 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
     return fail(ErrorKind::Usage, "--eject-ms must be positive and at most --eject-max-ms");
   if (a.max_ejected_percent > 100 || a.retry_budget > 100)
     return fail(ErrorKind::Usage, "--max-ejected-percent and --retry-budget are percentages (0 to 100)");
-  if (a.max_pending == 0 || a.drain_timeout_ms < 0 || a.max_stale_s <= 0 || a.guard_delay_ms < 0)
+  if (a.max_pending == 0 || a.drain_timeout_ms < 0 || a.max_stale_s <= 0 || a.guard_delay_ms < 0 ||
+      a.guard_window_ms < 0)
     return fail(ErrorKind::Usage,
-                "--max-pending and --max-stale-s must be positive, --drain-timeout-ms and --guard-delay-ms not negative");
+                "--max-pending and --max-stale-s must be positive, --drain-timeout-ms, --guard-delay-ms and "
+                "--guard-window-ms not negative");
   go.retry_budget_percent = a.retry_budget;
   go.eject_after = a.eject_after;
   go.eject_base = std::chrono::milliseconds(a.eject_ms);
@@ -121,6 +124,7 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   };
   builder.on_event = say;
   builder.guard_delay = std::chrono::milliseconds(a.guard_delay_ms);
+  builder.guard_window = std::chrono::milliseconds(a.guard_window_ms);
   // The guard's second read: the service's up addresses, straight from ZooKeeper.
   builder.confirm = [&ctx](const std::string& svc) -> std::optional<std::vector<std::string>> {
     auto reg = ctx.registry();
@@ -233,8 +237,12 @@ void setup_proxy(CLI::App& app, Context& ctx) {
                 "/-/healthz fails when the registry view has not been followed this long")
       ->capture_default_str();
   p->add_option("--guard-delay-ms", a->guard_delay_ms,
-                "hold a change that takes more than half of a service's addresses away this long, then "
-                "confirm it with a second read (0: no guard)")
+                "hold a change that takes more than half of a service's addresses, its last one or its "
+                "service node away this long, then confirm it with a second read (0: no guard)")
+      ->capture_default_str();
+  p->add_option("--guard-window-ms", a->guard_window_ms,
+                "the guard judges changes against the most addresses a service had within this long "
+                "(0: the guard delay)")
       ->capture_default_str();
   p->add_option("--log-file", a->log_file, "write the log here instead of standard error (SIGHUP reopens it)");
   p->add_option("--log-format", a->log_format, "text or json (one object per line)")->capture_default_str();

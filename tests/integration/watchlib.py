@@ -120,8 +120,11 @@ class Relay:
     while, so that a client's ZooKeeper session expires; or do that to one session only
     (block), telling sessions apart by the ids in ZooKeeper's connect handshake."""
 
-    def __init__(self, target_port):
+    def __init__(self, target_port, delay=0.0):
+        """`delay`: seconds every piece of the server's answers waits before it is passed on."""
         self.target = target_port
+        self.delay = delay
+        self.upstreams = set()  # server-side sockets
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
         self.port = probe.getsockname()[1]
@@ -188,6 +191,7 @@ class Relay:
                 if sid in self.blocked:
                     raise OSError("blocked")
                 self.conns += [c, u]
+                self.upstreams.add(u)
                 if sid:
                     self.by_session.setdefault(sid, []).extend([c, u])
                     if sid not in self.sessions:
@@ -229,6 +233,8 @@ class Relay:
                     break
                 if a in self.muted:  # server-side sockets only
                     continue
+                if self.delay and a in self.upstreams:
+                    time.sleep(self.delay)
                 b.sendall(d)
         except OSError:
             pass

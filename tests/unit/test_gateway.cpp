@@ -74,6 +74,7 @@ TEST_CASE("build_service: only up addresses with a weight, the local datacenter 
 TEST_CASE("RouteBuilder follows changes and keeps untouched services' objects") {
   Routes routes;
   RouteBuilder b(routes, "");
+  b.guard_delay = std::chrono::milliseconds(0);  // the guard is tested below
   using K = registry::Change::Kind;
   b.apply({change(K::Added, "/service/s", R"({"status":"up"})"),
            change(K::Added, "/address/s/10.0.0.1:80", R"({"weight":100})"),
@@ -171,9 +172,16 @@ TEST_CASE("mass-change guard: more than half of the addresses away is held until
   CHECK(routes.guard().held.empty());
   CHECK(routes.guard().holds == 2);
 
-  // Service removed on purpose: never held.
+  // The service node removed while it is routed to addresses: held too, until a second
+  // read finds no service either.
   b.apply({change(K::Deleted, "/service/s", "")});
+  REQUIRE(routes.current()->find("s"));
+  CHECK(routes.current()->find("s")->addrs.size() == 2);
+  CHECK(events.back().find("remove the service node") != std::string::npos);
+  zk_has = std::vector<std::string>{};
+  b.tick(Clock::now() + std::chrono::seconds(12));
   CHECK(!routes.current()->find("s"));
+  CHECK(routes.guard().holds == 3);
 
   // guard_delay 0: no guard.
   Routes r2;
@@ -183,6 +191,112 @@ TEST_CASE("mass-change guard: more than half of the addresses away is held until
   b2.apply({change(K::Deleted, "/address/s/10.0.0.1:80", ""), change(K::Deleted, "/address/s/10.0.0.2:80", ""),
             change(K::Deleted, "/address/s/10.0.0.3:80", "")});
   CHECK(r2.current()->find("s")->addrs.size() == 1);
+}
+
+namespace {
+
+// A builder with service "s" routed to 10.0.0.1:80 … 10.0.0.n:80, and a second read that
+// agrees with whatever the cache has.
+struct Guarded {
+  Routes routes;
+  RouteBuilder b{routes, ""};
+  std::vector<std::string> events;
+  explicit Guarded(int n) {
+    b.on_event = [this](std::string_view m) { events.emplace_back(m); };
+    std::vector<registry::Change> add{change(registry::Change::Kind::Added, "/service/s", "{}")};
+    for (int i = 1; i <= n; ++i) add.push_back(change(registry::Change::Kind::Added, name(i), "{}"));
+    b.apply(add);
+  }
+  static std::string name(int i) { return "/address/s/10.0.0." + std::to_string(i) + ":80"; }
+  std::size_t routed() const {
+    auto s = routes.current()->find("s");
+    return s ? s->addrs.size() : 0;
+  }
+  bool held() const { return routes.guard().held == std::vector<std::string>{"s"}; }
+};
+
+}  // namespace
+
+TEST_CASE("mass-change guard: removals one after another are judged together within the window") {
+  using K = registry::Change::Kind;
+  Guarded g(4);
+  // Four deletes in a row (as four `unregister` would do): the third takes more than half
+  // of the four the service was routed to a moment ago.
+  g.b.apply({change(K::Deleted, Guarded::name(4), "")});
+  g.b.apply({change(K::Deleted, Guarded::name(3), "")});
+  CHECK(g.routed() == 2);
+  CHECK_FALSE(g.held());
+  g.b.apply({change(K::Deleted, Guarded::name(2), "")});
+  CHECK(g.held());
+  CHECK(g.routed() == 2);
+  g.b.apply({change(K::Deleted, Guarded::name(1), "")});
+  CHECK(g.routed() == 2);
+  REQUIRE(!g.events.empty());
+  CHECK(g.events[0].find("leave 1 of the 4 addresses it was routed to within 2000 ms") != std::string::npos);
+
+  // Downs and weight 0 count as removals.
+  Guarded d(3);
+  d.b.apply({change(K::Modified, Guarded::name(3), R"({"status":"down"})")});
+  d.b.apply({change(K::Modified, Guarded::name(2), R"({"weight":0})")});
+  CHECK(d.held());
+  CHECK(d.routed() == 2);
+}
+
+TEST_CASE("mass-change guard: the window slides; a rolling replacement is not held") {
+  using K = registry::Change::Kind;
+  using Clock = RouteBuilder::Clock;
+  const auto t0 = Clock::now();
+  Guarded g(4);
+  // One removal every three seconds, the window being the guard delay (2 s): each is
+  // judged against what was routed within the last two seconds only.
+  g.b.apply({change(K::Deleted, Guarded::name(4), "")}, t0);
+  g.b.apply({change(K::Deleted, Guarded::name(3), "")}, t0 + std::chrono::seconds(3));
+  g.b.apply({change(K::Deleted, Guarded::name(2), "")}, t0 + std::chrono::seconds(6));
+  CHECK_FALSE(g.held());
+  CHECK(g.routed() == 1);
+  // A longer window catches the same sequence.
+  Guarded w(4);
+  w.b.guard_window = std::chrono::seconds(10);
+  w.b.apply({change(K::Deleted, Guarded::name(4), "")}, t0);
+  w.b.apply({change(K::Deleted, Guarded::name(3), "")}, t0 + std::chrono::seconds(3));
+  w.b.apply({change(K::Deleted, Guarded::name(2), "")}, t0 + std::chrono::seconds(6));
+  CHECK(w.held());
+
+  // Each address replaced by a new one, one at a time: never fewer than three routed.
+  Guarded r(4);
+  for (int i = 1; i <= 4; ++i) {
+    r.b.apply({change(K::Deleted, Guarded::name(i), "")});
+    r.b.apply({change(K::Added, Guarded::name(10 + i), "{}")});
+  }
+  CHECK_FALSE(r.held());
+  CHECK(r.routed() == 4);
+  CHECK(r.routes.guard().holds == 0);
+}
+
+TEST_CASE("mass-change guard: a service's last routable address is held") {
+  using K = registry::Change::Kind;
+  using Clock = RouteBuilder::Clock;
+  Guarded g(1);
+  std::optional<std::vector<std::string>> zk_has;
+  g.b.confirm = [&](const std::string&) { return zk_has; };
+  g.b.apply({change(K::Deleted, Guarded::name(1), "")});
+  CHECK(g.held());
+  CHECK(g.routed() == 1);
+  CHECK(g.events.back().find("last routable address") != std::string::npos);
+  zk_has = std::vector<std::string>{};
+  g.b.tick(Clock::now() + std::chrono::seconds(3));
+  CHECK_FALSE(g.held());
+  CHECK(g.routed() == 0);
+  REQUIRE(g.routes.current()->find("s"));  // still known: 503, not 404
+  // Nothing routable left: a later change has nothing to take away.
+  g.b.apply({change(K::Modified, "/service/s", R"({"status":"up"})")});
+  CHECK_FALSE(g.held());
+  CHECK(g.routes.guard().holds == 1);
+  // Back, then marked down: held again.
+  g.b.apply({change(K::Added, Guarded::name(1), "{}")});
+  CHECK(g.routed() == 1);
+  g.b.apply({change(K::Modified, Guarded::name(1), R"({"status":"down"})")});
+  CHECK(g.held());
 }
 
 TEST_CASE("smooth weighted round robin: exact shares, spread out") {

@@ -101,7 +101,7 @@ RateDecision take_token(RateBucket& bucket, double rate, std::int64_t burst, std
   }
 }
 
-void RouteBuilder::apply(const std::vector<registry::Change>& changes) {
+void RouteBuilder::apply(const std::vector<registry::Change>& changes, Clock::time_point now) {
   std::lock_guard lock(m_mu);
   std::set<std::string, std::less<>> touched;
   auto report = [&](const std::string& path, const std::vector<std::string>& problems) {
@@ -171,37 +171,27 @@ void RouteBuilder::apply(const std::vector<registry::Change>& changes) {
   bool guard_changed = false;
   for (const auto& svc : touched) {
     auto route = build(svc);
-    auto prev = m_table->services.find(svc);
-    if (!route) {
-      next->services.erase(svc);  // addresses or interfaces without a service: not routable
-      guard_changed |= m_holds.erase(svc) > 0;
-      continue;
-    }
-    std::size_t removed = 0;
-    if (prev != m_table->services.end())
-      for (const auto& a : prev->second->addrs)
-        removed += std::none_of(route->addrs.begin(), route->addrs.end(),
-                                [&](const AddrRoute& b) { return b.name == a.name; });
-    const std::size_t before = prev == m_table->services.end() ? 0 : prev->second->addrs.size();
-    if (guard_delay.count() > 0 && before >= 2 && removed * 2 > before) {
-      // Held: routed as it was.
+    auto it = m_table->services.find(svc);
+    const ServiceRoute* prev = it == m_table->services.end() ? nullptr : it->second.get();
+    const Verdict v = judge(svc, prev, route.get(), now);
+    if (v.hold) {  // routed as it was
       if (!m_holds.count(svc)) {
-        m_holds[svc] = Hold{Clock::now() + guard_delay, before};
+        m_holds[svc] = Hold{now + guard_delay, v.before};
         ++m_hold_count;
         guard_changed = true;
         if (on_event)
-          on_event(fmt::format("mass-change guard: holding service {}: a change would take {} of its {} "
-                               "addresses away; checking again in {} ms",
-                               svc, removed, before, guard_delay.count()));
+          on_event(fmt::format("mass-change guard: holding service {}: a change would {}; checking again in {} ms",
+                               svc, v.why, guard_delay.count()));
       }
-      next->services[svc] = prev->second;
       continue;
     }
     if (m_holds.erase(svc)) {
       guard_changed = true;
       if (on_event) on_event(fmt::format("mass-change guard: service {} is back under the limit, released", svc));
     }
-    next->services[svc] = std::move(route);
+    routed(svc, prev, now);
+    if (route) next->services[svc] = std::move(route);
+    else next->services.erase(svc);  // addresses or interfaces without a service: not routable
   }
   m_table = next;
   m_routes.publish(std::move(next));
@@ -225,6 +215,50 @@ std::shared_ptr<const ServiceRoute> RouteBuilder::build(const std::string& svc) 
   return build_service(*n.service, addrs, apis, m_dc, acls, n.buckets);
 }
 
+namespace {
+bool routes_to(const ServiceRoute* r, std::string_view addr) {
+  return r && std::any_of(r->addrs.begin(), r->addrs.end(), [&](const AddrRoute& a) { return a.name == addr; });
+}
+}  // namespace
+
+RouteBuilder::Verdict RouteBuilder::judge(const std::string& svc, const ServiceRoute* prev,
+                                          const ServiceRoute* next, Clock::time_point now) {
+  Verdict v;
+  if (guard_delay.count() <= 0 || !prev || prev->addrs.empty()) return v;
+  const std::size_t had = prev->addrs.size();
+  const std::size_t after = next ? next->addrs.size() : 0;
+  std::size_t removed = 0;  // of those it is routed to now
+  for (const auto& a : prev->addrs) removed += !routes_to(next, a.name);
+  // The most it was routed to within the window.
+  std::size_t peak = had;
+  if (auto p = m_peaks.find(svc); p != m_peaks.end())
+    for (const auto& [when, count] : p->second)
+      if (when + window() > now) peak = std::max(peak, count);
+  v.before = peak;
+  if (!next) {
+    v.hold = true;
+    v.why = fmt::format("remove the service node of a service routed to {} addresses", had);
+  } else if (after == 0) {
+    v.hold = true;
+    v.why = fmt::format("take its last routable address away ({} of {} away)", removed, had);
+  } else if (had >= 2 && removed * 2 > had) {
+    v.hold = true;
+    v.before = had;
+    v.why = fmt::format("take {} of its {} addresses away", removed, had);
+  } else if (peak >= 2 && after * 2 < peak) {
+    v.hold = true;
+    v.why = fmt::format("leave {} of the {} addresses it was routed to within {} ms", after, peak, window().count());
+  }
+  return v;
+}
+
+void RouteBuilder::routed(const std::string& svc, const ServiceRoute* prev, Clock::time_point now) {
+  auto& peaks = m_peaks[svc];
+  std::erase_if(peaks, [&](const auto& p) { return p.first + window() <= now; });
+  if (prev) peaks.emplace_back(now, prev->addrs.size());
+  if (peaks.empty()) m_peaks.erase(svc);
+}
+
 void RouteBuilder::publish_guard() {
   Routes::Guard g;
   g.holds = m_hold_count;
@@ -238,6 +272,11 @@ void RouteBuilder::tick(Clock::time_point now) {
     std::lock_guard lock(m_mu);
     for (const auto& [svc, h] : m_holds)
       if (h.due <= now) due.push_back(svc);
+    // Forget routes older than the window (a removed service's too).
+    for (auto it = m_peaks.begin(); it != m_peaks.end();) {
+      std::erase_if(it->second, [&](const auto& p) { return p.first + window() <= now; });
+      it = it->second.empty() ? m_peaks.erase(it) : std::next(it);
+    }
   }
   for (const auto& svc : due) {
     // The second read, outside the lock: the cache's thread goes on meanwhile.
@@ -253,7 +292,7 @@ void RouteBuilder::tick(Clock::time_point now) {
     std::sort(cached.begin(), cached.end());
     if (read) std::sort(read->begin(), read->end());
     if (confirm && (!read || *read != cached)) {
-      h->second.due = Clock::now() + guard_delay;
+      h->second.due = now + guard_delay;
       if (on_event)
         on_event(fmt::format("mass-change guard: service {} still held: {}", svc,
                              read ? "ZooKeeper and the cache disagree; reading again" : "cannot read ZooKeeper"));
@@ -267,6 +306,7 @@ void RouteBuilder::tick(Clock::time_point now) {
       on_event(fmt::format("mass-change guard: service {} confirmed by a second read: {} of {} addresses left",
                            svc, cached.size(), h->second.before));
     m_holds.erase(h);
+    m_peaks.erase(svc);  // the confirmed state is what later changes are judged against
     m_table = next;
     m_routes.publish(std::move(next));
     publish_guard();

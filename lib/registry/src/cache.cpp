@@ -130,9 +130,21 @@ struct Cache::Impl {
     zk::SessionState state = zk::SessionState::Connecting;
     zk::SessionState last_event = zk::SessionState::Connecting;  // also while connecting
     std::int64_t id = 0;
-    std::deque<std::pair<std::string, ReadKind>> pending;
+    struct Read {
+      std::string path;
+      ReadKind kind;
+      std::uint64_t cause;  // `notifications` when it was queued
+    };
+    std::deque<Read> pending;
     std::unordered_set<std::string> queued;  // kind + path of what `pending` holds
     std::size_t outstanding = 0;
+    // Notifications received. ZooKeeper sends every notification a transaction causes
+    // before the answer to any read that sees it: once every read queued up to the N-th
+    // notification is answered, the changes applied by then hold whole transactions.
+    std::uint64_t notifications = 0;
+    // How many reads, queued or in flight, were queued at each notification count.
+    std::map<std::uint64_t, std::size_t> queued_at;
+    std::map<std::uint64_t, std::size_t> flying_at;
     bool resyncing = false;  // a round of reading everything of this session is under way
     bool sweeping = false;   // the round started with nodes held: what it does not see goes
     bool loaded = false;     // a round has completed
@@ -180,6 +192,18 @@ struct Cache::Impl {
   std::array<bool, Snapshot::k_shards> owned{};
   std::unordered_map<std::string, Kids> children;
   std::vector<Change> changes;
+  // Per change: the session whose reply made it, and its notification count then. It may
+  // be published once that session has answered every read queued up to that count.
+  struct Mark {
+    std::size_t session = k_none;
+    std::uint64_t notifications = 0;
+  };
+  static constexpr std::size_t k_none = ~std::size_t{0};
+  std::vector<Mark> marks;
+  std::size_t replying = k_none;  // the session whose reply is being applied
+  // Changes whose transaction may not be whole yet are published anyway after this:
+  // transactions that keep overlapping, each read before the last is answered.
+  static constexpr auto k_transaction_wait = std::chrono::milliseconds(250);
   bool loaded = false;
   bool announced_resync = false;  // a Resync change went out and its Synced has not
   bool meta_changed = false;
@@ -236,6 +260,7 @@ struct Cache::Impl {
     s.connecting = true;
     s.last_event = zk::SessionState::Connecting;
     s.outstanding = 0;  // replies of the old session are not counted (reads they lose are queued again)
+    s.flying_at.clear();
     s.sync_sent = 0;
     s.blocked = false;
     std::unique_ptr<zk::Client> old = std::move(s.client);
@@ -347,12 +372,16 @@ struct Cache::Impl {
         }
         break;
       // The watch is this session's: the path is one it reads.
-      case T::Children: enqueue(session_of(ev.path), ev.path, ReadKind::Children); break;
+      case T::Children:
       case T::Created:
       case T::Deleted:
-      case T::Changed:
-        enqueue(session_of(ev.path), ev.path, is_container(ev.path) ? ReadKind::Children : ReadKind::Data);
+      case T::Changed: {
+        const std::size_t reader = session_of(ev.path);
+        ++sessions[reader].notifications;
+        const bool listing = ev.type == T::Children || is_container(ev.path);
+        enqueue(reader, ev.path, listing ? ReadKind::Children : ReadKind::Data);
         break;
+      }
     }
     after();
   }
@@ -366,7 +395,7 @@ struct Cache::Impl {
     s.seen.clear();
     s.sync_sent = 0;  // a sync lost with the connection is sent again
     if (loaded && !announced_resync) {
-      changes.push_back(Change{Change::Kind::Resync, {}, {}, {}, reason});
+      record(Change{Change::Kind::Resync, {}, {}, {}, reason});
       announced_resync = true;
     }
     if (i == 0)
@@ -395,10 +424,41 @@ struct Cache::Impl {
 
   // ---- reads -------------------------------------------------------------------------
 
-  void enqueue(std::size_t i, std::string path, ReadKind kind) {
+  // `cause`: the notification count the read belongs with (a read queued again keeps its
+  // own); by default the session's count now.
+  void enqueue(std::size_t i, std::string path, ReadKind kind, std::optional<std::uint64_t> cause = {}) {
     Session& s = sessions[i];
     std::string key = static_cast<char>(kind) + path;
-    if (s.queued.insert(std::move(key)).second) s.pending.emplace_back(std::move(path), kind);
+    if (!s.queued.insert(std::move(key)).second) return;
+    const std::uint64_t c = cause.value_or(s.notifications);
+    s.pending.push_back(Session::Read{std::move(path), kind, c});
+    ++s.queued_at[c];
+  }
+
+  static void count_off(std::map<std::uint64_t, std::size_t>& counts, std::uint64_t cause) {
+    auto it = counts.find(cause);
+    if (it != counts.end() && --it->second == 0) counts.erase(it);
+  }
+
+  // Whether session i has answered every read queued up to its `n`-th notification, or
+  // cannot answer before it is connected again.
+  bool answered(std::size_t i, std::uint64_t n) const {
+    const Session& s = sessions[i];
+    if (s.state != zk::SessionState::Connected || s.blocked) return true;
+    return (s.queued_at.empty() || s.queued_at.begin()->first > n) &&
+           (s.flying_at.empty() || s.flying_at.begin()->first > n);
+  }
+
+  // How many of the changes from the first on hold whole transactions.
+  std::size_t whole_transactions() const {
+    std::size_t n = 0;
+    while (n < marks.size() && (marks[n].session == k_none || answered(marks[n].session, marks[n].notifications))) ++n;
+    return n;
+  }
+
+  void record(Change c) {
+    changes.push_back(std::move(c));
+    marks.push_back(replying == k_none ? Mark{} : Mark{replying, sessions[replying].notifications});
   }
 
   void pump(std::size_t i) {
@@ -408,25 +468,32 @@ struct Cache::Impl {
     if (s.outstanding > window / 2) return;
     while (s.client && s.state == zk::SessionState::Connected && !s.blocked && !s.catching_up &&
            s.outstanding < window && !s.pending.empty()) {
-      auto [path, kind] = std::move(s.pending.front());
+      auto [path, kind, cause] = std::move(s.pending.front());
       s.pending.pop_front();
       s.queued.erase(static_cast<char>(kind) + path);
+      count_off(s.queued_at, cause);
       ++s.outstanding;
+      ++s.flying_at[cause];
       const std::uint64_t e = s.epoch;
       // A reply: counted off if of this session's epoch, applied, then what follows from it.
       // A read lost with the connection (or with an old session) is queued again.
-      auto reply = [this, i, e, path, kind](int rc, auto&& apply) {
+      auto reply = [this, i, e, path, kind, cause](int rc, auto&& apply) {
         std::lock_guard guard(mu);
         Session& r = sessions[i];
-        if (r.epoch == e && r.outstanding > 0) --r.outstanding;
+        if (r.epoch == e && r.outstanding > 0) {
+          --r.outstanding;
+          count_off(r.flying_at, cause);
+        }
         if (connection_trouble(rc)) {
-          enqueue(i, path, kind);
+          enqueue(i, path, kind, cause);
           if (sending && r.epoch == e) {  // not sent at all: stop sending until the session's next event
             r.blocked = true;
             return;
           }
         } else if (r.epoch == e) {
+          replying = i;
           apply();
+          replying = k_none;
         }
         after();
       };
@@ -476,7 +543,7 @@ struct Cache::Impl {
     const CacheEntry* held = shards[sh]->find(path);
     if (!held) {
       writable(sh).put(path, e);
-      changes.push_back(Change{Change::Kind::Added, path, std::nullopt, std::move(e), {}});
+      record(Change{Change::Kind::Added, path, std::nullopt, std::move(e), {}});
     } else if (e.mzxid < held->mzxid || *held == e) {
       if (held->czxid == 0 && e.mzxid == held->mzxid) {  // learn when it was created
         CacheEntry known = *held;
@@ -487,7 +554,7 @@ struct Cache::Impl {
     } else {
       Change c{Change::Kind::Modified, path, *held, e, {}};
       writable(sh).put(path, std::move(e));
-      changes.push_back(std::move(c));
+      record(std::move(c));
     }
     last_change = Snapshot::Clock::now();
   }
@@ -507,7 +574,7 @@ struct Cache::Impl {
     std::size_t sh = shard_of(path);
     if (!shards[sh]->find(path)) return;
     auto gone = writable(sh).erase(path);
-    changes.push_back(Change{Change::Kind::Deleted, path, std::move(gone), std::nullopt, {}});
+    record(Change{Change::Kind::Deleted, path, std::move(gone), std::nullopt, {}});
     last_change = Snapshot::Clock::now();
   }
 
@@ -619,7 +686,7 @@ struct Cache::Impl {
       from_lkg = false;
     if (settled()) {
       if (loaded && announced_resync) {
-        changes.push_back(Change{Change::Kind::Synced, {}, {}, {}, {}});
+        record(Change{Change::Kind::Synced, {}, {}, {}, {}});
         announced_resync = false;
       }
       if (stale_since && !from_lkg) {
@@ -637,12 +704,13 @@ struct Cache::Impl {
     }
     if (loaded && (!changes.empty() || meta_changed)) {
       const auto now = SteadyClock::now();
-      if (idle || (publish_due && now >= *publish_due)) {
+      // Not half a transaction: reads still due may complete these changes (the other
+      // nodes a multi-op removed, a listing's new children). They are waited for, up to
+      // k_transaction_wait from the first change held back.
+      if (whole_transactions() == changes.size() || (publish_due && now >= *publish_due)) {
         publish();
       } else if (!publish_due) {
-        // Replies still due may complete these changes (a listing's new children): wait
-        // for them, a millisecond at most.
-        publish_due = now + std::chrono::milliseconds(1);
+        publish_due = now + k_transaction_wait;
         rearm = true;
         cv.notify_all();
       }
@@ -731,7 +799,7 @@ struct Cache::Impl {
         children[path.substr(0, slash)].names.insert(path.substr(slash + 1));
       std::size_t sh = shard_of(path);
       writable(sh).put(path, entry);
-      changes.push_back(Change{Change::Kind::Added, path, std::nullopt, std::move(entry), {}});
+      record(Change{Change::Kind::Added, path, std::nullopt, std::move(entry), {}});
     }
     stale_since = Snapshot::Clock::time_point(std::chrono::milliseconds(written_ms));
     loaded = true;
@@ -798,6 +866,8 @@ struct Cache::Impl {
     meta_changed = false;
     std::vector<Change> done;
     done.swap(changes);
+    if (marks.capacity() > 4096) marks = {};  // a load's worth
+    else marks.clear();
     if (options.on_change && !done.empty()) options.on_change(done, *snap);
     if (done.size() > 1000) {
       // Freeing a load's worth of changes takes milliseconds: not under the lock, where

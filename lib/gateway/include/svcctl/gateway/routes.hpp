@@ -1,7 +1,7 @@
 // The gateway's routing view of the registry (DESIGN §4): per service, its state, its
 // interfaces and the addresses a request may go to, in the order of preference.
 //
-// RouteBuilder follows the cache's changes (on the cache's control thread) and publishes
+// RouteBuilder follows the cache's changes (on the thread that publishes them) and publishes
 // an immutable RouteTable; request threads read it without locks (see Routes). A service
 // whose nodes did not change keeps its ServiceRoute object, so workers can tell by
 // pointer which services to rebind.
@@ -182,25 +182,32 @@ class Routes {
 // reported through `on_problem` (the node is used with safe values, as model's lenient
 // decoding gives them).
 //
-// Mass-change guard: a batch that would take more than half of a service's routable
-// addresses away at once (a broken writer, a half-applied deploy) is held, the service
-// routed as it was, until `guard_delay` has passed and `confirm` (a second read, from
-// ZooKeeper) shows the same addresses as the cache: then it is applied. A later batch
-// that brings the service back under the threshold releases the hold at once.
+// Mass-change guard: a change is held, the service routed as it was, when it would
+//  - take more than half of the service's routable addresses away at once,
+//  - leave it fewer than half of the most it was routed to within `guard_window`
+//    (removals, downs and weight 0 in several changes in a row),
+//  - take its last routable address away, or
+//  - remove the /service node of a service routed to some address;
+// until `guard_delay` has passed and `confirm` (a second read, from ZooKeeper) shows the
+// same addresses as the cache: then it is applied. A later batch that brings the service
+// back under the threshold releases the hold at once.
 class RouteBuilder {
  public:
   using Clock = std::chrono::steady_clock;
   RouteBuilder(Routes& routes, std::string dc) : m_routes(routes), m_dc(std::move(dc)) {}
 
-  void apply(const std::vector<registry::Change>& changes);
+  void apply(const std::vector<registry::Change>& changes, Clock::time_point now = Clock::now());
   // Confirms holds that are due; call it often (every 100 ms or so), not on the cache's thread.
   void tick(Clock::time_point now = Clock::now());
 
   std::function<void(std::string_view path, std::string_view problem)> on_problem;
   std::function<void(std::string_view message)> on_event;
   std::chrono::milliseconds guard_delay{2000};  // 0: no guard
-  // The names of a service's up addresses (weight > 0) as ZooKeeper has them now, or
-  // nullopt when it cannot be read (the hold stays).
+  // How far back the guard looks for the addresses a service was routed to (0: the guard
+  // delay).
+  std::chrono::milliseconds guard_window{0};
+  // The names of a service's up addresses (weight > 0) as ZooKeeper has them now (none
+  // when the service node is gone), or nullopt when it cannot be read (the hold stays).
   std::function<std::optional<std::vector<std::string>>(const std::string& service)> confirm;
 
  private:
@@ -208,7 +215,22 @@ class RouteBuilder {
     Clock::time_point due;
     std::size_t before = 0;  // routable addresses when it began
   };
+  // What the guard says of routing a service to `next` (null: not routable) instead of
+  // what it is routed to now (`prev`, null when it is not in the table).
+  struct Verdict {
+    bool hold = false;
+    std::string why;         // for the log: what the change would do
+    std::size_t before = 0;  // the addresses it is judged against
+  };
+  Verdict judge(const std::string& svc, const ServiceRoute* prev, const ServiceRoute* next,
+                Clock::time_point now);
+  // The service is routed anew from now on: how many addresses its route `prev` had is
+  // remembered for the guard's window.
+  void routed(const std::string& svc, const ServiceRoute* prev, Clock::time_point now);
+  std::chrono::milliseconds window() const { return guard_window.count() > 0 ? guard_window : guard_delay; }
   std::map<std::string, Hold, std::less<>> m_holds;
+  // Per service, its routes' address counts within the window: when each was replaced.
+  std::map<std::string, std::vector<std::pair<Clock::time_point, std::size_t>>, std::less<>> m_peaks;
   std::uint64_t m_hold_count = 0;
   void publish_guard();
   // The service's route from its nodes now; null when it is not routable.

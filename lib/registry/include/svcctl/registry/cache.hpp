@@ -8,7 +8,10 @@
 // - What a session receives is applied at once, on its completion thread, under one lock
 //   (no hop to another thread); at most Options::max_outstanding reads are in flight in
 //   all. A background thread only keeps time: reconnects, the last-known-good file, and
-//   publishing changes that reads still in flight would otherwise hold back.
+//   publishing changes that waited too long for the rest of their transaction.
+// - Changes are published by whole ZooKeeper transactions (per session): a change waits
+//   until its session has answered every read that notifications received before it
+//   caused (a multi-op's other nodes, a listing's new children), 250 ms at most.
 // - Every read arms a watch; a notification only causes a new read (which re-arms it),
 //   and what that read returns is applied. A result never moves a node back in time: its
 //   mzxid only grows, and a node a newer listing of its parent lacks is not taken back
