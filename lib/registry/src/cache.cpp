@@ -386,8 +386,14 @@ struct Cache::Impl {
     after();
   }
 
-  // Reads again everything this session reads: the roots (the first session), every
-  // container and leaf known. What is not seen again by the end of the round is swept away.
+  // A new session (or one whose first round did not finish, or that must reconcile a
+  // last-known-good file) reads again everything it reads: the roots (the first session),
+  // every container and leaf known. What is not seen again by the end of the round is
+  // swept away. A session that reconnected reads only the roots' listings: the client
+  // library sets its watches again, and ZooKeeper then notifies every node changed,
+  // created or deleted since the last zxid the session saw, so reading everything again
+  // would only cost the ensemble a read per node and cache (a read storm when a leader
+  // change reconnects every gateway at once).
   void begin_resync(std::size_t i, const std::string& reason) {
     Session& s = sessions[i];
     s.resyncing = true;
@@ -400,6 +406,8 @@ struct Cache::Impl {
     }
     if (i == 0)
       for (const auto& r : k_roots) enqueue(0, std::string(r.path), ReadKind::Children);
+    const bool everything = s.fresh || s.lkg_round || !s.loaded;
+    if (!everything) return;
     for (const auto& shard : shards)
       for (const auto& item : *shard)
         if (session_of(item->path) == i) {

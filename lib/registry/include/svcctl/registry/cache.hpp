@@ -16,8 +16,9 @@
 //   and what that read returns is applied. A result never moves a node back in time: its
 //   mzxid only grows, and a node a newer listing of its parent lacks is not taken back
 //   from an older read (sessions may be served by different servers of an ensemble).
-// - After a reconnect, or a new session after expiry, everything that session reads is
-//   read again (a new session after a random delay); nodes not seen again are swept away.
+// - A new session after expiry reads again everything it reads (after a random delay);
+//   nodes not seen again are swept away. A reconnect within a session reads only the
+//   roots' listings: the watches the client library sets again bring what changed.
 // - Readers take the current Snapshot with snapshot(): an immutable value, swapped
 //   atomically; they never lock on, wait for or call into ZooKeeper.
 #pragma once
