@@ -122,6 +122,9 @@ Expected<registry::Cache::Options> Context::cache_options(const CacheArgs& args)
   registry::Cache::Options options;
   SVCCTL_TRY(options.zk, zk_options());
   options.sessions = args.zk_sessions;
+  // Refused now rather than found out at the next start with ZooKeeper down, or after the
+  // ZooKeeper timeout of this one.
+  if (!args.lkg_file.empty()) SVCCTL_CHECK(registry::check_lkg_file(args.lkg_file));
   options.lkg_file = args.lkg_file;
   return options;
 }

@@ -59,7 +59,8 @@ struct Context {
   void print_write(const registry::WriteResult& result) const;
 
   // A cache's options from the global ones and the mirroring command's (sessions,
-  // last-known-good file); the caller adds on_change.
+  // last-known-good file); the caller adds on_change. Fails with Error (exit 1) when the
+  // last-known-good file could not be written or is there but not one svcctl wrote.
   Expected<registry::Cache::Options> cache_options(const CacheArgs& args) const;
   // Starts a cache (within --zk-timeout); when it came up from the last-known-good file,
   // says so: "ZooKeeper at ... is unreachable: <doing> from <lkg_file> until it is back".

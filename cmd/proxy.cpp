@@ -7,6 +7,7 @@
 #include <svcctl/gateway/routes.hpp>
 #include <svcctl/model/model.hpp>
 #include <svcctl/registry/holder.hpp>
+#include <svcctl/registry/live.hpp>
 #include <svcctl/registry/paths.hpp>
 
 #include <fmt/chrono.h>
@@ -125,11 +126,13 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   builder.on_event = say;
   builder.guard_delay = std::chrono::milliseconds(a.guard_delay_ms);
   builder.guard_window = std::chrono::milliseconds(a.guard_window_ms);
-  // The guard's second read: the service's up addresses, straight from ZooKeeper.
-  builder.confirm = [&ctx](const std::string& svc) -> std::optional<std::vector<std::string>> {
-    auto reg = ctx.registry();
-    if (!reg) return std::nullopt;
-    auto d = (*reg)->describe_service(svc);
+  SVCCTL_TRY(registry::Cache::Options co, ctx.cache_options(a.cache));
+  const zk::Options zo = co.zk;  // also the self-registration's and the guard's
+  // The guard's second read: the service's up addresses, straight from ZooKeeper, through
+  // a session live at the time (the guard may be needed right after ZooKeeper was away).
+  registry::LiveRegistry confirming(zo, [&say](std::string_view m) { say(fmt::format("mass-change guard: {}", m)); });
+  builder.confirm = [&confirming](const std::string& svc) -> std::optional<std::vector<std::string>> {
+    auto d = confirming.read([&svc](registry::Registry& reg) { return reg.describe_service(svc); });
     if (!d) {
       if (d.error().kind == ErrorKind::NotFound) return std::vector<std::string>{};
       return std::nullopt;
@@ -140,8 +143,6 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
         names.push_back(addr.address);
     return names;
   };
-  SVCCTL_TRY(registry::Cache::Options co, ctx.cache_options(a.cache));
-  const zk::Options zo = co.zk;  // also the self-registration's
   co.on_change = [&builder](const std::vector<registry::Change>& changes, const registry::Snapshot&) {
     builder.apply(changes);
   };

@@ -1,8 +1,10 @@
 """Bad input gets a clear message on stderr, the documented exit code, and writes nothing."""
+import json
 import os
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -171,3 +173,42 @@ def test_malformed_connect_string(svcctl_bin):
                        text=True, timeout=30)
     assert r.returncode == 2, r
     assert "invalid ZooKeeper connect string" in r.stderr
+
+
+def unusable_lkg_files(d):
+    """(path, what stderr must say) for --lkg-file values no mirroring command can use."""
+    files = {
+        "not-json.lkg": b"{not json",
+        "bytes.lkg": bytes(range(256)),
+        "nodes.lkg": b'{"format":"svcctl-lkg-1","nodes":[1]}',
+        "format.lkg": b'{"format":1}',
+        # The right format with one field of the wrong type, or a path outside the registry.
+        "typed.lkg": json.dumps({"format": "svcctl-lkg-1", "written_ms": 1, "nodes": [
+            ["/service/a", "{}", 1, 0, 0, False], ["/service/b", 17, 1, 0, 0, False]]}).encode(),
+        "outside.lkg": json.dumps({"format": "svcctl-lkg-1", "written_ms": 1, "nodes": [
+            ["/etc/passwd", "{}", 1, 0, 0, False]]}).encode(),
+    }
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    return [(str(d / "no-such-dir" / "registry.lkg"), "No such file or directory"),
+            (str(d), "Is a directory"),
+            *((str(d / name), "is not one svcctl wrote") for name in files)]
+
+
+@pytest.mark.parametrize("command", [["watch"], ["proxy", "--listen", "127.0.0.1:0", "--admin", ""]],
+                         ids=["watch", "proxy"])
+def test_unusable_lkg_file_is_refused_at_once(tmp_path, svcctl_bin, command):
+    """An --lkg-file that could not be written, or that is there but is not what the cache
+    writes: exit 1 at once, naming the file and why, before any wait for ZooKeeper (here a
+    closed port, with 15 s to give up on it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for path, why in unusable_lkg_files(tmp_path):
+        t = time.monotonic()
+        r = subprocess.run([svcctl_bin, "--zk", f"127.0.0.1:{port}", "--zk-timeout", "15000", *command,
+                            "--lkg-file", path], capture_output=True, text=True, timeout=60)
+        took = time.monotonic() - t
+        assert r.returncode == 1, (path, r)
+        assert f"last-known-good file {path}" in r.stderr and why in r.stderr, (path, r.stderr)
+        assert took < 5, (path, took)

@@ -500,3 +500,68 @@ def test_panic_routes_to_ejected_addresses(reg):
     finally:
         gw.stop()
         stop_process(p)
+
+
+def routed(gw, svc):
+    """The addresses /-/registry says the gateway routes `svc` to."""
+    routes = json.loads(gw.admin_get("/-/registry")[2])["routes"]
+    return {a["address"] for a in routes.get(svc, {}).get("addresses", [])}
+
+
+def test_mass_change_guard_after_session_expiry(reg):
+    """Every session of the gateway expired (ZooKeeper cut off for longer than the session
+    timeout), the confirming one included: a mass removal made after that is still
+    confirmed by a second read, through a new session, and the log says the confirming
+    session was replaced. The removed providers keep answering until the removal is in
+    effect (calls still routed to them must not fail meanwhile), then are stopped."""
+    procs = [start_provider("json") for _ in range(4)]
+    addrs = [f"127.0.0.1:{port}" for _, port in procs]
+    register(reg, "s", addrs)
+    spare = [f"10.0.0.{i}:80" for i in range(1, 5)]  # never called
+    register(reg, "w", spare)
+    relay = Relay(reg.port)
+    gw = Proxy(types.SimpleNamespace(connect=f"127.0.0.1:{relay.port}{reg.chroot}"),
+               "--zk-session-timeout", "4000", "--guard-delay-ms", "1000")
+    load = Load(gw, "/s/whoami", {}, threads=4)
+    try:
+        load.wait_for(200)
+        # A first mass removal, confirmed: the confirming session is open.
+        tx = reg.kz.transaction()
+        for a in spare[1:]:
+            tx.delete(f"/address/w/{a}")
+        tx.commit()
+        eventually(lambda: "service w confirmed by a second read" in "".join(gw.log), timeout=20,
+                   what="the first removal confirmed")
+        relay.cut()
+        time.sleep(9)  # every session (4 s) expires on the server meanwhile
+        relay.up()
+        eventually(lambda: gw.stats()["registry"]["session"] == "connected", timeout=30,
+                   what="the cache's new sessions")
+        t = time.monotonic()
+        tx = reg.kz.transaction()
+        for a in addrs[1:]:
+            tx.delete(f"/address/s/{a}")
+        tx.commit()
+        eventually(lambda: gw.stats()["guard"]["held"] == ["s"], timeout=20, what="the hold")
+        try:
+            eventually(lambda: routed(gw, "s") == {addrs[0]}, timeout=20, what="the removal confirmed")
+        finally:
+            print("".join(line for line in gw.log if "mass-change guard" in line))  # shown on failure
+        eventually(lambda: set(served_by(load.since(time.monotonic() - 0.5))) == {addrs[0]}, timeout=10,
+                   what="calls to the address left only")
+        log = "".join(gw.log)
+        assert "service s confirmed by a second read: 1 of " in log, log
+        assert "failed a read" in log and "reading again through a new session" in log, log
+        # Not routed any more: their providers gone, no call fails.
+        for p, _ in procs[1:]:
+            stop_process(p)
+        load.wait_for(load.count() + 200)
+        s = summary(load.results, t, time.monotonic())
+        figure("mass removal confirmed after the gateway's sessions expired", s)
+        assert s["failed"] == 0, s
+    finally:
+        load.stop()
+        gw.stop()
+        relay.close()
+        for p, _ in procs:
+            stop_process(p)

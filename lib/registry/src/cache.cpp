@@ -3,13 +3,16 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <fcntl.h>
 #include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
-#include <fstream>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <random>
@@ -58,7 +61,91 @@ std::size_t shard_of(std::string_view path) {
   return std::hash<std::string_view>{}(path) % Snapshot::k_shards;
 }
 
+// ---- the last-known-good file ------------------------------------------------------
+
+struct LkgContent {
+  std::vector<std::pair<std::string, CacheEntry>> nodes;
+  std::int64_t written_ms = 0;
+};
+
+Unexpected not_lkg(const std::string& file, std::string_view why) {
+  return fail(ErrorKind::Error, fmt::format("the last-known-good file {} is not one svcctl wrote: {}", file, why));
+}
+
+// The file's bytes: NotFound when there is no file, Error (with the system's reason, e.g.
+// for a directory) when it cannot be read.
+Expected<std::string> read_lkg_bytes(const std::string& file) {
+  auto unreadable = [&file](int err) {
+    return fail(ErrorKind::Error, fmt::format("cannot read the last-known-good file {}: {}", file, std::strerror(err)));
+  };
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) return fail(ErrorKind::NotFound, fmt::format("no last-known-good file {}", file));
+  if (fd < 0) return unreadable(errno);
+  std::string text;
+  char buf[65536];
+  while (const ssize_t n = ::read(fd, buf, sizeof buf)) {
+    if (n > 0) {
+      text.append(buf, static_cast<std::size_t>(n));
+    } else if (errno != EINTR) {
+      const int err = errno;
+      ::close(fd);
+      return unreadable(err);
+    }
+  }
+  ::close(fd);
+  return text;
+}
+
+// Reads the whole file before taking anything from it: a file that is not exactly what
+// write_lkg() writes is refused as a whole, never half adopted (and never throws).
+Expected<LkgContent> read_lkg(const std::string& file) {
+  SVCCTL_TRY(const std::string text, read_lkg_bytes(file));
+  const auto doc = nlohmann::json::parse(text, nullptr, false);
+  if (doc.is_discarded()) return not_lkg(file, "not JSON");
+  const auto format = doc.find("format");  // end() for anything but an object
+  if (format == doc.end() || *format != "svcctl-lkg-1")
+    return not_lkg(file, "no \"format\": \"svcctl-lkg-1\"");
+  const auto nodes = doc.find("nodes");
+  const auto written = doc.find("written_ms");
+  if (nodes == doc.end() || !nodes->is_array() || written == doc.end() || !written->is_number_integer())
+    return not_lkg(file, "no \"nodes\" array and \"written_ms\" time");
+  LkgContent out;
+  for (const auto& n : *nodes) {
+    const Root* root = nullptr;
+    if (!n.is_array() || n.size() != 6 || !n[0].is_string() || !n[1].is_string() ||
+        !n[2].is_number_integer() || !n[3].is_number_integer() || !n[4].is_number_integer() ||
+        !n[5].is_boolean() || depth_of(n[0].get_ref<const std::string&>(), &root) < 0)
+      return not_lkg(file, fmt::format("node {} is not [path under a registry root, data, mzxid, version, "
+                                       "owner, container]", out.nodes.size() + 1));
+    out.nodes.emplace_back(n[0].get<std::string>(),
+                           CacheEntry{n[1].get<std::string>(), n[2].get<std::int64_t>(),
+                                      n[3].get<std::int32_t>(), n[4].get<std::int64_t>(), n[5].get<bool>()});
+  }
+  out.written_ms = written->get<std::int64_t>();
+  return out;
+}
+
+// Whether a file can be created next to `file`: write_lkg() writes FILE.tmp and renames it
+// over `file` (so `file`'s own permissions do not matter; its directory's do).
+Expected<void> check_lkg_writable(const std::string& file) {
+  std::string probe = file + ".XXXXXX";
+  const int fd = ::mkstemp(probe.data());
+  if (fd < 0)
+    return fail(ErrorKind::Error,
+                fmt::format("cannot write the last-known-good file {}: {}", file, std::strerror(errno)));
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return {};
+}
+
 }  // namespace
+
+Expected<void> check_lkg_file(const std::string& file) {
+  SVCCTL_CHECK(check_lkg_writable(file));
+  auto content = read_lkg(file);
+  if (!content && content.error().kind != ErrorKind::NotFound) return fail(content.error());
+  return {};
+}
 
 std::string_view to_string(Change::Kind kind) {
   switch (kind) {
@@ -766,41 +853,11 @@ struct Cache::Impl {
 
   // ---- last-known-good file ---------------------------------------------------------
 
-  // Reads the whole file before taking anything from it: a file that is not exactly what
-  // write_lkg() writes is refused as a whole, never half adopted (and never throws).
-  static std::optional<std::vector<std::pair<std::string, CacheEntry>>> read_lkg(
-      const std::string& file, std::int64_t& written_ms) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) return std::nullopt;
-    auto doc = nlohmann::json::parse(in, nullptr, false);
-    if (doc.is_discarded() || !doc.is_object() || doc.value("format", "") != "svcctl-lkg-1")
-      return std::nullopt;
-    auto nodes = doc.find("nodes");
-    auto written = doc.find("written_ms");
-    if (nodes == doc.end() || !nodes->is_array() || written == doc.end() ||
-        !written->is_number_integer())
-      return std::nullopt;
-    std::vector<std::pair<std::string, CacheEntry>> out;
-    for (const auto& n : *nodes) {
-      const Root* root = nullptr;
-      if (!n.is_array() || n.size() != 6 || !n[0].is_string() || !n[1].is_string() ||
-          !n[2].is_number_integer() || !n[3].is_number_integer() || !n[4].is_number_integer() ||
-          !n[5].is_boolean() || depth_of(n[0].get_ref<const std::string&>(), &root) < 0)
-        return std::nullopt;
-      out.emplace_back(n[0].get<std::string>(),
-                       CacheEntry{n[1].get<std::string>(), n[2].get<std::int64_t>(),
-                                  n[3].get<std::int32_t>(), n[4].get<std::int64_t>(), n[5].get<bool>()});
-    }
-    written_ms = written->get<std::int64_t>();
-    return out;
-  }
-
   void adopt() {
     if (loaded || options.lkg_file.empty()) return;
-    std::int64_t written_ms = 0;
-    auto nodes = read_lkg(options.lkg_file, written_ms);
-    if (!nodes) return;
-    for (auto& [path, entry] : *nodes) {
+    auto content = read_lkg(options.lkg_file);
+    if (!content) return;
+    for (auto& [path, entry] : content->nodes) {
       auto slash = path.rfind('/');
       const Root* root = nullptr;
       if (slash > 0 && depth_of(path.substr(0, slash), &root) >= 0)
@@ -809,7 +866,7 @@ struct Cache::Impl {
       writable(sh).put(path, entry);
       record(Change{Change::Kind::Added, path, std::nullopt, std::move(entry), {}});
     }
-    stale_since = Snapshot::Clock::time_point(std::chrono::milliseconds(written_ms));
+    stale_since = Snapshot::Clock::time_point(std::chrono::milliseconds(content->written_ms));
     loaded = true;
     from_lkg = true;
     meta_changed = true;

@@ -159,4 +159,12 @@ class Cache {
   std::atomic<std::shared_ptr<const Snapshot>> m_snapshot;
 };
 
+// Whether `file` can be a cache's last-known-good file (Options::lkg_file), so that a
+// command can refuse it before waiting for ZooKeeper: a file can be created in its
+// directory (the cache writes a new one there and renames it over `file`), and `file` is
+// absent (a first run) or a readable file in the cache's format. Fails with
+// ErrorKind::Error naming the file and why: the system's reason ("No such file or
+// directory", "Is a directory"), or what in it is not the cache's format.
+Expected<void> check_lkg_file(const std::string& file);
+
 }  // namespace svcctl::registry
