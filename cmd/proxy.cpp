@@ -146,6 +146,11 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   co.on_change = [&builder](const std::vector<registry::Change>& changes, const registry::Snapshot&) {
     builder.apply(changes);
   };
+  co.on_session = [&log, quiet](const registry::SessionEvent& e) {
+    using K = registry::SessionEvent::Kind;
+    const bool trouble = e.kind == K::Disconnected || e.kind == K::Expired;
+    if (!quiet) log->event(trouble ? "warn" : "info", registry::describe(e), registry::to_json(e));
+  };
 
   const auto& stop = stop_on_signals();
   catch_reopen_signal();

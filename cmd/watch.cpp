@@ -93,6 +93,14 @@ Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
     std::fflush(stdout);
   };
 
+  // Session transitions on stderr, and with -o json in the event stream too.
+  options.on_session = [&ctx, json](const registry::SessionEvent& e) {
+    if (!ctx.quiet) to_stderr(fmt::format("svcctl watch: {}\n", registry::describe(e)));
+    if (!json) return;
+    fmt::print("{}\n", registry::to_json(e).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    std::fflush(stdout);
+  };
+
   stop_on_signals();
   registry::Cache cache(std::move(options));
   SVCCTL_CHECK(ctx.start_cache(cache, a.cache, "showing the last-known-good state"));

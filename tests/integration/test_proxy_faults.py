@@ -4,6 +4,7 @@ that empties a service. Real processes throughout, with callers sending during e
 fault. Each fault prints one FIGURE line (requests sent, failed, p99 during the fault)."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -565,3 +566,100 @@ def test_mass_change_guard_after_session_expiry(reg):
         relay.close()
         for p, _ in procs:
             stop_process(p)
+
+
+def session_events(gw):
+    """The session transitions a gateway logging JSON lines has logged, in order."""
+    out = []
+    for line in list(gw.log):
+        try:
+            j = json.loads(line)
+        except ValueError:
+            continue
+        if j.get("event") == "session":
+            out.append(j)
+    return out
+
+
+def metric(gw, name):
+    """A line's value on /metrics, by its full name with labels."""
+    for line in gw.admin_get("/metrics")[2].decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} on /metrics")
+
+
+def test_a_brief_cut_is_logged_as_disconnected_then_reconnected(own_zk):
+    """Cut off for less than its session timeout: the gateway says each session lost its
+    connection and came back, counts it in /-/healthz and /metrics, and replaces nothing."""
+    _, st = own_zk
+    kz = kazoo(st["connect"])
+    put_service(kz, "s", ["127.0.0.1:1"])
+    relay = Relay(st["port"])
+    gw = Proxy(types.SimpleNamespace(connect=f"127.0.0.1:{relay.port}"), "--zk-session-timeout", "20000")
+    try:
+        relay.cut()
+        eventually(lambda: sum("disconnected: reconnecting" in line for line in gw.log) == 2, timeout=30,
+                   what="both sessions logged as disconnected")
+        relay.up()
+        eventually(lambda: sum(re.search(r"session \d \(0x[0-9a-f]+\) reconnected$", line) is not None
+                               for line in gw.log) == 2, timeout=30, what="both sessions logged as reconnected")
+        lines = [line.rstrip() for line in gw.log if re.search(r"svcctl proxy: session \d", line)]
+        # Nothing expired or was replaced; a reconnected session reads its share again.
+        assert all(re.fullmatch(r"\S+Z svcctl proxy: session [01] \(0x[0-9a-f]+\) "
+                                r"(disconnected: reconnecting|reconnected|resync done: .*)", line) for line in lines), lines
+        health = json.loads(gw.admin_get("/-/healthz")[2])["registry"]
+        assert health["session_events"]["disconnected"] == 2 and health["session_events"]["reconnected"] == 2
+        assert health["sessions_replaced"] == 0 and "last_replaced_reason" not in health, health
+        assert [s["state"] for s in health["sessions"]] == ["connected", "connected"], health
+        assert [s["id"] for s in health["sessions"]] == health["session_ids"]
+        assert metric(gw, 'svcctl_zk_session_events_total{event="reconnected"}') == 2
+        assert metric(gw, 'svcctl_zk_session_events_total{event="replaced"}') == 0
+    finally:
+        gw.stop()
+        relay.close()
+        kz.stop()
+
+
+def test_an_expiry_is_logged_as_expired_replaced_and_resynced(own_zk):
+    """Cut off for longer than its session timeout while an address is added and another
+    removed: each session is logged (as JSON fields) expired, then replaced by a new one,
+    then its resync done with what it found; /-/healthz counts the replacements."""
+    _, st = own_zk
+    kz = kazoo(st["connect"])
+    put_service(kz, "s", ["127.0.0.1:1", "127.0.0.1:2"])
+    relay = Relay(st["port"])
+    gw = Proxy(types.SimpleNamespace(connect=f"127.0.0.1:{relay.port}"), "--zk-session-timeout", "4000",
+               "--log-format", "json")
+    try:
+        old = json.loads(gw.admin_get("/-/healthz")[2])["registry"]["session_ids"]
+        relay.cut()
+        kz.create("/address/s/127.0.0.1:3", b'{"weight":100,"status":"up"}')
+        kz.delete("/address/s/127.0.0.1:2")
+        time.sleep(9)  # the sessions (4 s) are over on the server meanwhile
+        relay.up()
+        eventually(lambda: sum(e["what"] == "resynced" for e in session_events(gw)) == 2, timeout=60,
+                   what="both sessions' resyncs done")
+        events = session_events(gw)
+        for i in (0, 1):
+            mine = [e for e in events if e["session"] == i]
+            whats = [e["what"] for e in mine]
+            assert whats[0] == "disconnected" and whats[-3:] == ["expired", "replaced", "resynced"], mine
+            expired, replaced, resynced = mine[-3:]
+            assert expired["session_id"] == old[i] and "opening a new session" in expired["msg"]
+            assert replaced["old_session_id"] == old[i] and replaced["session_id"] not in old
+            assert replaced["reason"] == expired["reason"]
+            assert resynced["session_id"] == replaced["session_id"] and resynced["duration_ms"] >= 0
+        resynced = [e for e in events if e["what"] == "resynced"]
+        # (The gateway's own /gateway/{id} is registered again meanwhile: it may count too.)
+        assert sum(e["added"] for e in resynced) >= 1 and sum(e["deleted"] for e in resynced) >= 1, resynced
+        assert sum(e["nodes_read"] for e in resynced) >= 5, resynced
+        health = json.loads(gw.admin_get("/-/healthz")[2])["registry"]
+        assert health["sessions_replaced"] == 2 and health["last_replaced_reason"], health
+        assert health["session_events"]["expired"] == 2 and health["session_events"]["resynced"] == 2
+        assert metric(gw, 'svcctl_zk_session_events_total{event="replaced"}') == 2
+    finally:
+        gw.stop()
+        relay.close()
+        kz.stop()
+

@@ -385,3 +385,60 @@ def test_no_zookeeper_and_no_lkg_file_yet(tmp_path, svcctl_bin):
                         "--lkg-file", str(tmp_path / "missing.lkg")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 5, r
     assert "no usable last-known-good file" in r.stderr
+
+
+def test_session_transitions_on_stderr_and_as_json_events(own_zk):
+    """A brief cut: each session disconnected, then reconnected. A cut past the session
+    timeout: each expired, replaced by a new one, and its resync done. Said on stderr as
+    `svcctl watch:` lines and, with -o json, as "session" events among the changes."""
+    _, st = own_zk
+    kz = kazoo(st["port"])
+    kz.create("/service/a", b'{"status":"up"}', makepath=True)
+    kz.create("/service/c", b'{"status":"up"}')
+    relay = Relay(st["port"])
+    w = Watch(f"127.0.0.1:{relay.port}", "--zk-session-timeout", "4000")
+    try:
+        assert [w.next()["path"] for _ in range(2)] == ["/service/a", "/service/c"]
+        ids = {hex(i) for i in relay.sessions}
+        assert len(ids) == 2
+        relay.cut()
+        for what in ("disconnected", "reconnected"):
+            if what == "reconnected":
+                relay.up()
+            said = [w.until(lambda e: e["event"] == "session" and e["what"] == what, timeout=30) for _ in ids]
+            assert {e["session_id"] for e in said} == ids and {e["session"] for e in said} == {0, 1}, said
+        w.until(lambda e: e["event"] == "synced")  # the reconnected sessions' rounds are over
+        relay.cut()
+        kz.create("/service/b", b'{"status":"up"}')
+        kz.set("/service/a", b'{"status":"down"}')
+        kz.delete("/service/c")
+        time.sleep(9)  # the sessions (4 s) are over on the server meanwhile
+        relay.up()
+        done = []
+        while len(done) < 2:
+            e = w.until(lambda e: e["event"] == "session" and e["what"] in ("expired", "replaced", "resynced"),
+                        timeout=60)
+            if e["what"] == "resynced":
+                done.append(e)
+        w.until_state({"/service/b": {"status": "up"}, "/service/a": {"status": "down"}})
+        assert "/service/c" not in w.state
+        session = [e for e in w.seen if e["event"] == "session"]
+        for i in (0, 1):
+            mine = [e["what"] for e in session if e["session"] == i]
+            assert mine[-3:] == ["expired", "replaced", "resynced"], session
+        replaced = [e for e in session if e["what"] == "replaced"]
+        assert {e["old_session_id"] for e in replaced} == ids, replaced
+        # Each round reads again what its session holds: the node changed and the one
+        # deleted are found by theirs (the one created by whichever session reads it).
+        assert sum(e["modified"] for e in done) == 1 and sum(e["deleted"] for e in done) == 1, session
+        assert sum(e["nodes_read"] for e in done) >= 2, session
+    finally:
+        assert w.stop() == 0
+        relay.close()
+        kz.stop()
+    lines = [line for line in w.err.splitlines() if line.startswith("svcctl watch: session ")]
+    for pattern in (r"session \d \(0x[0-9a-f]+\) disconnected: reconnecting", r"session \d \(0x[0-9a-f]+\) reconnected",
+                    r"session \d \(0x[0-9a-f]+\) expired \(.+\): opening a new session",
+                    r"session \d: new session 0x[0-9a-f]+ replaces 0x[0-9a-f]+ \(.+\)",
+                    r"session \d \(0x[0-9a-f]+\) resync done: \d+ nodes read, \d+ added, \d+ modified, \d+ deleted in \d+ ms"):
+        assert sum(re.fullmatch("svcctl watch: " + pattern, line) is not None for line in lines) >= 2, (pattern, lines)

@@ -25,6 +25,35 @@ std::int64_t epoch_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
+// Each session's id and state, and the transitions the sessions have been through.
+void add_sessions(nlohmann::json& j, const registry::SessionsView& view) {
+  nlohmann::json each = nlohmann::json::array();
+  for (std::size_t i = 0; i < view.sessions.size(); ++i)
+    each.push_back({{"session", i}, {"id", fmt::format("0x{:x}", view.sessions[i].id)},
+                    {"state", zk::to_string(view.sessions[i].state)}});
+  j["sessions"] = std::move(each);
+  nlohmann::json events = nlohmann::json::object();
+  for (std::size_t k = 0; k < registry::SessionEvent::k_kinds; ++k)
+    events[std::string(registry::to_string(static_cast<registry::SessionEvent::Kind>(k)))] = view.events[k];
+  j["session_events"] = std::move(events);
+  j["sessions_replaced"] = view.events[static_cast<std::size_t>(registry::SessionEvent::Kind::Replaced)];
+  if (view.last_replaced) {
+    j["last_replaced_ms"] = epoch_ms(*view.last_replaced);
+    j["last_replaced_reason"] = view.last_replaced_reason;
+  }
+}
+
+// The session transitions as a Prometheus counter, by kind.
+std::string session_metrics(const registry::SessionsView& view) {
+  std::string out =
+      "# HELP svcctl_zk_session_events_total ZooKeeper session transitions of the registry view, by kind.\n"
+      "# TYPE svcctl_zk_session_events_total counter\n";
+  for (std::size_t k = 0; k < registry::SessionEvent::k_kinds; ++k)
+    out += fmt::format("svcctl_zk_session_events_total{{event=\"{}\"}} {}\n",
+                       registry::to_string(static_cast<registry::SessionEvent::Kind>(k)), view.events[k]);
+  return out;
+}
+
 // What every admin answer says of the registry view.
 nlohmann::json registry_state(const registry::Cache& cache) {
   auto snap = cache.snapshot();
@@ -46,6 +75,7 @@ nlohmann::json registry_state(const registry::Cache& cache) {
   } else {
     j["stale_seconds"] = 0.0;
   }
+  add_sessions(j, cache.sessions());
   return j;
 }
 
@@ -122,6 +152,7 @@ Gateway::Impl::Admin::Reply Gateway::Impl::Admin::handle(std::string_view target
         "# HELP svcctl_registry_nodes Nodes in the registry view.\n"
         "# TYPE svcctl_registry_nodes gauge\nsvcctl_registry_nodes {}\n",
         connected ? 1 : 0, stale, snap ? snap->size() : 0);
+    r.body += session_metrics(gw.cache.sessions());
     return r;
   }
   if (path == "/-/registry") {

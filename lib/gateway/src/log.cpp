@@ -71,9 +71,17 @@ void Log::reopen() {
 }
 
 void Log::event(std::string_view level, std::string_view message) {
+  event(level, message, nlohmann::json::object());
+}
+
+void Log::event(std::string_view level, std::string_view message, const nlohmann::json& fields) {
   std::string line;
   if (m_json) {
-    line = fmt::format("{{\"ts\":\"{}\",\"level\":\"{}\",\"msg\":{}}}\n", log_timestamp(), level, quoted(message));
+    line = fmt::format("{{\"ts\":\"{}\",\"level\":\"{}\",\"msg\":{}", log_timestamp(), level, quoted(message));
+    for (const auto& [name, value] : fields.items())
+      line += fmt::format(",{}:{}", gateway::quoted(name),  // qualified: not std::quoted
+                          value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    line += "}\n";
   } else {
     line = fmt::format("{} svcctl proxy: {}\n", log_timestamp(), message);
   }

@@ -158,6 +158,47 @@ std::string_view to_string(Change::Kind kind) {
   return "added";
 }
 
+std::string_view to_string(SessionEvent::Kind kind) {
+  switch (kind) {
+    case SessionEvent::Kind::Disconnected: return "disconnected";
+    case SessionEvent::Kind::Reconnected: return "reconnected";
+    case SessionEvent::Kind::Expired: return "expired";
+    case SessionEvent::Kind::Replaced: return "replaced";
+    case SessionEvent::Kind::Resynced: return "resynced";
+  }
+  return "disconnected";
+}
+
+std::string describe(const SessionEvent& e) {
+  const std::string who = fmt::format("session {} (0x{:x})", e.session, e.id);
+  switch (e.kind) {
+    case SessionEvent::Kind::Disconnected: return who + " disconnected: reconnecting";
+    case SessionEvent::Kind::Reconnected: return who + " reconnected";
+    case SessionEvent::Kind::Expired: return fmt::format("{} expired ({}): opening a new session", who, e.reason);
+    case SessionEvent::Kind::Replaced:
+      return fmt::format("session {}: new session 0x{:x} replaces 0x{:x} ({})", e.session, e.id, e.old_id, e.reason);
+    case SessionEvent::Kind::Resynced:
+      return fmt::format("{} resync done: {} nodes read, {} added, {} modified, {} deleted in {} ms", who,
+                         e.nodes_read, e.added, e.modified, e.deleted, e.duration.count());
+  }
+  return who;
+}
+
+nlohmann::json to_json(const SessionEvent& e) {
+  nlohmann::json j = {{"event", "session"}, {"what", to_string(e.kind)}, {"session", e.session},
+                      {"session_id", fmt::format("0x{:x}", e.id)}};
+  if (e.kind == SessionEvent::Kind::Replaced) j["old_session_id"] = fmt::format("0x{:x}", e.old_id);
+  if (!e.reason.empty()) j["reason"] = e.reason;
+  if (e.kind == SessionEvent::Kind::Resynced) {
+    j["nodes_read"] = e.nodes_read;
+    j["added"] = e.added;
+    j["modified"] = e.modified;
+    j["deleted"] = e.deleted;
+    j["duration_ms"] = e.duration.count();
+  }
+  return j;
+}
+
 Snapshot::Shard::Items::iterator Snapshot::Shard::lower_bound(std::string_view path) {
   return m_items.begin() + (std::as_const(*this).lower_bound(path) - m_items.cbegin());
 }
@@ -248,6 +289,13 @@ struct Cache::Impl {
     std::optional<SteadyClock::time_point> reconnect_at;
     std::chrono::milliseconds backoff{200};
     std::string reason = "start";  // why it is (re)opened
+    std::string why;               // the same, as a SessionEvent says it
+    bool was_connected = false;    // this ZooKeeper session has been connected (a Connected now is a reconnect)
+    // The round under way: when it began, and the session's nodes then (to tell what it
+    // added, modified and deleted); reported when the session had completed one before.
+    SteadyClock::time_point round_began{};
+    std::vector<std::shared_ptr<const Snapshot::Shard::Item>> round_before;
+    bool round_reported = false;
   };
 
   // What the last listing of a container said.
@@ -309,10 +357,14 @@ struct Cache::Impl {
   std::condition_variable load_cv;
   bool load_done = false;
 
+  mutable std::mutex view_mu;  // taken under `mu`, never the other way round
+  SessionsView view;
+
   Impl(Cache& c, Options o) : owner(c), options(std::move(o)) {
     options.sessions = std::max<std::size_t>(1, options.sessions);
     window = std::max<std::size_t>(1, options.max_outstanding / options.sessions);
     sessions.resize(options.sessions);
+    view.sessions.resize(options.sessions);
     for (auto& s : shards) s = std::make_shared<Snapshot::Shard>();
     owned.fill(true);
   }
@@ -350,6 +402,7 @@ struct Cache::Impl {
     s.flying_at.clear();
     s.sync_sent = 0;
     s.blocked = false;
+    s.was_connected = false;
     std::unique_ptr<zk::Client> old = std::move(s.client);
     zk::Options o = options.zk;
     o.on_event = [this, i, e](zk::Event ev) {
@@ -377,11 +430,18 @@ struct Cache::Impl {
     }
     s.backoff = std::chrono::milliseconds(200);
     s.client = std::move(*c);
-    s.id = s.client->session_id();
+    const std::int64_t old_id = std::exchange(s.id, s.client->session_id());
+    if (old_id != 0) {
+      SessionEvent ev = event_of(i, SessionEvent::Kind::Replaced);
+      ev.old_id = old_id;
+      ev.reason = s.why;
+      report(ev);
+    }
     meta_changed = true;
     // What happened while connecting decides where the session stands now.
     if (s.last_event == zk::SessionState::Connected || s.last_event == zk::SessionState::Connecting) {
       s.fresh = true;
+      s.was_connected = s.last_event == zk::SessionState::Connected;
       set_state(i, zk::SessionState::Connected);
       if (s.last_event == zk::SessionState::Connecting) set_state(i, zk::SessionState::Connecting);
       else start_round(i, s.reason);  // else when it is back
@@ -420,6 +480,29 @@ struct Cache::Impl {
     if (st != s.state) meta_changed = true;
     s.state = st;
     s.blocked = false;
+    std::lock_guard guard(view_mu);
+    view.sessions[i] = {s.id, st};
+  }
+
+  SessionEvent event_of(std::size_t i, SessionEvent::Kind kind) const {
+    SessionEvent ev;
+    ev.kind = kind;
+    ev.session = i;
+    ev.id = sessions[i].id;
+    return ev;
+  }
+
+  // Counts the transition and tells Options::on_session.
+  void report(const SessionEvent& ev) {
+    {
+      std::lock_guard guard(view_mu);
+      ++view.events[static_cast<std::size_t>(ev.kind)];
+      if (ev.kind == SessionEvent::Kind::Replaced) {
+        view.last_replaced_reason = ev.reason;
+        view.last_replaced = Snapshot::Clock::now();
+      }
+    }
+    if (options.on_session) options.on_session(ev);
   }
 
   zk::SessionState worst_state() const {
@@ -431,6 +514,10 @@ struct Cache::Impl {
   // The session is gone for good: a new one after a random delay.
   void expire(std::size_t i, zk::SessionState st) {
     set_state(i, st);
+    sessions[i].why = st == zk::SessionState::AuthFailed ? "authentication failed" : "the server ended it";
+    SessionEvent ev = event_of(i, SessionEvent::Kind::Expired);
+    ev.reason = sessions[i].why;
+    report(ev);
     std::uniform_int_distribution<long> d(0, options.resync_jitter.count());
     sessions[i].reconnect_at = SteadyClock::now() + std::chrono::milliseconds(d(rng));
     sessions[i].reason = "session expired";
@@ -447,12 +534,16 @@ struct Cache::Impl {
       case T::Session:
         if (ev.state == zk::SessionState::Connected) {
           if (s.state != zk::SessionState::Connected) {
+            if (s.was_connected) report(event_of(i, SessionEvent::Kind::Reconnected));
+            s.was_connected = true;
             set_state(i, zk::SessionState::Connected);
             // A new session's first Connected can come after connect() returned: its round
             // is the one the session was opened for.
             start_round(i, s.fresh ? s.reason : "reconnected");  // watches may not have survived a server restart
           }
         } else if (ev.state == zk::SessionState::Connecting) {
+          if (s.state == zk::SessionState::Connected && s.was_connected)
+            report(event_of(i, SessionEvent::Kind::Disconnected));
           set_state(i, zk::SessionState::Connecting);
         } else {
           expire(i, ev.state);
@@ -487,6 +578,9 @@ struct Cache::Impl {
     s.sweeping = false;
     s.seen.clear();
     s.sync_sent = 0;  // a sync lost with the connection is sent again
+    s.round_began = SteadyClock::now();
+    s.round_before.clear();
+    s.round_reported = s.loaded;  // a session's first round is its load, not a resync
     if (loaded && !announced_resync) {
       record(Change{Change::Kind::Resync, {}, {}, {}, reason});
       announced_resync = true;
@@ -499,6 +593,7 @@ struct Cache::Impl {
       for (const auto& item : *shard)
         if (session_of(item->path) == i) {
           enqueue(i, item->path, item->entry.container ? ReadKind::Children : ReadKind::Data);
+          if (s.round_reported) s.round_before.push_back(item);
           s.sweeping = true;
         }
   }
@@ -510,11 +605,35 @@ struct Cache::Impl {
       for (const auto& item : *shard)
         if (s.sweeping && session_of(item->path) == i && !s.seen.count(item->path)) gone.push_back(item->path);
     for (const auto& p : gone) remove_subtree(p);
+    if (s.round_reported) report(round_report(i));
+    s.round_before = {};
     s.seen = {};  // free it
     s.resyncing = false;
     s.fresh = false;
     s.loaded = true;
     s.lkg_round = false;
+  }
+
+  // What session i's round, now over, read and found: its nodes now against those it held
+  // when the round began.
+  SessionEvent round_report(std::size_t i) const {
+    const Session& s = sessions[i];
+    SessionEvent ev = event_of(i, SessionEvent::Kind::Resynced);
+    std::size_t held = 0;
+    for (const auto& shard : shards)
+      for (const auto& item : *shard) held += session_of(item->path) == i;
+    std::size_t kept = 0;
+    for (const auto& before : s.round_before) {
+      const CacheEntry* now = find(before->path);
+      if (!now) continue;
+      ++kept;
+      if (!(*now == before->entry)) ++ev.modified;
+    }
+    ev.deleted = s.round_before.size() - kept;
+    ev.added = held - kept;
+    ev.nodes_read = s.sweeping ? s.seen.size() : held;
+    ev.duration = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - s.round_began);
+    return ev;
   }
 
   // ---- reads -------------------------------------------------------------------------
@@ -1058,5 +1177,10 @@ Expected<void> Cache::start(std::chrono::milliseconds timeout) {
 }
 
 bool Cache::serving_lkg() const { return m_impl->from_lkg.load(); }
+
+SessionsView Cache::sessions() const {
+  std::lock_guard guard(m_impl->view_mu);
+  return m_impl->view;
+}
 
 }  // namespace svcctl::registry

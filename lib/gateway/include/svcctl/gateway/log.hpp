@@ -8,6 +8,8 @@
 
 #include <svcctl/core/expected.hpp>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -38,6 +40,9 @@ class Log {
   void reopen();
   // One event line: "TS svcctl proxy: message" or {"ts":..,"level":..,"msg":..}.
   void event(std::string_view level, std::string_view message);
+  // The same with fields (a JSON object): JSON lines carry them after "msg"; text lines
+  // only the message.
+  void event(std::string_view level, std::string_view message, const nlohmann::json& fields);
   // Appends one access line to `out` (the caller's buffer, written with write_lines()).
   void format_call(std::string& out, const CallRecord& r) const;
   void write_lines(std::string_view lines);

@@ -26,6 +26,8 @@
 #include <svcctl/core/expected.hpp>
 #include <svcctl/zk/client.hpp>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -116,6 +118,45 @@ struct Change {
 };
 std::string_view to_string(Change::Kind kind);
 
+// A transition of one of the cache's ZooKeeper sessions.
+struct SessionEvent {
+  // Disconnected: the connection is lost (the client is reconnecting). Reconnected: back
+  // within the session. Expired: the session is gone (the server said so, or it could not
+  // reconnect for longer than its timeout: it cannot be alive on the server any more).
+  // Replaced: a new session was opened in its place. Resynced: a round of reading that
+  // session's share again is over.
+  enum class Kind { Disconnected, Reconnected, Expired, Replaced, Resynced };
+  static constexpr std::size_t k_kinds = 5;
+  Kind kind = Kind::Disconnected;
+  std::size_t session = 0;   // which of Options::sessions
+  std::int64_t id = 0;       // its ZooKeeper session id (Replaced: the new one)
+  std::int64_t old_id = 0;   // Replaced: the one it replaces
+  std::string reason;        // Expired and Replaced: why
+  // Resynced: that round's nodes read, and what it found added, modified and deleted.
+  std::size_t nodes_read = 0;
+  std::size_t added = 0;
+  std::size_t modified = 0;
+  std::size_t deleted = 0;
+  std::chrono::milliseconds duration{0};
+};
+std::string_view to_string(SessionEvent::Kind kind);
+// One line for a log: "session 1 (0x…) disconnected: reconnecting".
+std::string describe(const SessionEvent& e);
+// Its fields: {"event":"session","what":"expired","session":1,"session_id":"0x…",...}.
+nlohmann::json to_json(const SessionEvent& e);
+
+// What the sessions have been through, for health reports.
+struct SessionsView {
+  struct One {
+    std::int64_t id = 0;
+    zk::SessionState state = zk::SessionState::Connecting;
+  };
+  std::vector<One> sessions;
+  std::array<std::uint64_t, SessionEvent::k_kinds> events{};  // by SessionEvent::Kind
+  std::string last_replaced_reason;  // empty until a session is replaced
+  std::optional<std::chrono::system_clock::time_point> last_replaced;
+};
+
 class Cache {
  public:
   struct Options {
@@ -129,6 +170,10 @@ class Cache {
     // completion thread or the cache's own. The first load comes all at once, as Added, in
     // no particular order. It must not call into the cache other than snapshot().
     std::function<void(const std::vector<Change>&, const Snapshot&)> on_change;
+    // Called at each session transition, under the cache's lock, on a ZooKeeper completion
+    // thread or the cache's own (after on_change for what a round changed). It must be
+    // cheap and must not call into the cache.
+    std::function<void(const SessionEvent&)> on_session;
     // Last-known-good file: when set, the mirror is written there (atomically, at most once
     // a second, only while connected and not resyncing), and start() falls back to it when
     // ZooKeeper cannot be loaded in time (fail static): the snapshot is then served stale
@@ -149,6 +194,10 @@ class Cache {
   // Whether the current snapshot came from the last-known-good file and has not yet been
   // reconciled with ZooKeeper.
   bool serving_lkg() const;
+
+  // Each session's id and state, and how many transitions of each kind there were (never
+  // waits for the cache's lock).
+  SessionsView sessions() const;
 
   std::shared_ptr<const Snapshot> snapshot() const { return m_snapshot.load(); }
 
