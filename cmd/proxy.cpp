@@ -178,6 +178,7 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   ho.log = [&ctx](std::string_view m) {
     if (ctx.verbose) to_stderr(fmt::format("svcctl proxy: {}\n", m));
   };
+  ho.on_session = [&say, path = ho.path](std::string_view m) { say(fmt::format("{}: {}", path, m)); };
   std::atomic<bool> stop_holding{false};
   std::thread holder([&] {
     // Only what waiting cannot fix ends it (a persistent node at the path, permissions):

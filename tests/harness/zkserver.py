@@ -10,6 +10,7 @@ demo script and the benchmarks.
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -142,6 +143,14 @@ def restart(state, timeout=60.0):
     d = state["dir"]
     return start(d, state["port"], ensemble=state.get("ensemble"), myid=state.get("myid"),
                  timeout=timeout)
+
+
+def rebuild(state, timeout=60.0):
+    """Starts a stopped standalone server again on its port with an empty data folder: what a
+    rebuilt ensemble, or one restored from an older snapshot, is to its clients (its zxids
+    start over, below those they have seen)."""
+    shutil.rmtree(os.path.join(state["dir"], "data"), ignore_errors=True)
+    return restart(state, timeout=timeout)
 
 
 def stop(d, timeout=20.0):

@@ -18,7 +18,7 @@ from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
 from gatewaylib import Load, Proxy, eventually, served_by, start_provider, stop_process, summary
-from watchlib import Relay
+from watchlib import Holder, Relay, Watch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "harness"))
 import zkserver  # noqa: E402
@@ -663,3 +663,64 @@ def test_an_expiry_is_logged_as_expired_replaced_and_resynced(own_zk):
         relay.close()
         kz.stop()
 
+
+
+def test_a_rebuilt_zookeeper_is_taken_up_without_restarts(own_zk):
+    """ZooKeeper started again on an empty data dir refuses every session that has seen a
+    newer zxid than its own. The gateway, a `register --hold` holder and a watch each open
+    a new session once theirs could not reconnect for longer than its timeout, and say so:
+    the holder registers its address again, the gateway routes to it and follows changes
+    made since the rebuild, and the watch shows them."""
+    d, st = own_zk
+    (p1, port1), (p2, port2) = start_provider("json"), start_provider("json")
+    a, b = f"127.0.0.1:{port1}", f"127.0.0.1:{port2}"
+    kz = kazoo(st["connect"])
+    put_service(kz, "s", [])
+    holder = Holder(st["connect"], "--zk-session-timeout", "4000", "register", "address", "s", a, "--hold")
+    gw = Proxy(types.SimpleNamespace(connect=st["connect"]), "--zk-session-timeout", "4000")
+    w = Watch(st["connect"], "--zk-session-timeout", "4000")
+    try:
+        eventually(lambda: gw.call("s", "whoami", {})[0] == 200, what="calls to the held address")
+        for i in range(100):  # the zxid moves on, far past what the rebuilt server will reach
+            kz.create(f"/key/k{i}", b'{"status":"up"}', makepath=True)
+        w.until(lambda e: e.get("path") == "/key/k99")
+        time.sleep(3)  # a ping or two: the holder's session sees the last zxid too
+        seen = int(json.loads(gw.admin_get("/-/healthz")[2])["registry"]["zxid"], 16)
+        kz.stop()
+        zkserver.stop(d)
+        st = zkserver.rebuild(st)
+        kz = kazoo(st["connect"])
+        put_service(kz, "s", [])  # what the test needs of the registry, which is gone
+        # The server is behind what the old sessions have seen: it refuses them for good.
+        now = re.search(r"Zxid: (0x[0-9a-f]+)", zkserver.four_letter(st["port"], "srvr")).group(1)
+        assert int(now, 16) < seen, (now, seen)
+        eventually(lambda: kz.exists(f"/address/s/{a}"), timeout=60, what="the holder's address registered again")
+        kz.create(f"/address/s/{b}", b'{"weight":100,"status":"up"}')
+        eventually(lambda: gw.call("s", "whoami", {})[2] == {"port": port2}, timeout=60,
+                   what="calls to the address added after the rebuild")
+        assert holder.stop() == 0  # its address is removed: calls go to the other one only
+        eventually(lambda: all(gw.call("s", "whoami", {})[2] == {"port": port2} for _ in range(10)),
+                   timeout=30, what="calls no longer sent to the address removed")
+        w.until_state({f"/address/s/{b}": {"weight": 100, "status": "up"}})
+        assert "/key/k0" not in w.state
+        # Each session is replaced after its own delay (the first attempts may find the
+        # server still starting).
+        def replaced():
+            h = json.loads(gw.admin_get("/-/healthz")[2])
+            return h if h["registry"]["sessions_replaced"] == 2 and h["registry"]["session"] == "connected" else None
+        health = eventually(replaced, timeout=60, what="both sessions replaced and connected")
+        assert health["status"] == "ok", health
+        assert "could not reconnect" in health["registry"]["last_replaced_reason"], health
+    finally:
+        if holder.proc.poll() is None:
+            holder.stop()
+        w.stop()
+        gw.stop()
+        kz.stop()
+        stop_process(p1)
+        stop_process(p2)
+    said = r"expired \(could not reconnect for \d+ ms, longer than the session timeout of 4000 ms\): opening a new session"
+    assert sum(re.search(r"svcctl proxy: session \d \(0x[0-9a-f]+\) " + said, line) is not None for line in gw.log) == 2, gw.log
+    assert any(re.search(rf"svcctl proxy: /gateway/{gw.id}: session 0x[0-9a-f]+ {said}", line) for line in gw.log), gw.log
+    assert "could not reconnect for" in holder.err and f"registered /address/s/{a}" in holder.err, holder.err
+    assert re.search(r"svcctl watch: session \d \(0x[0-9a-f]+\) " + said, w.err), w.err

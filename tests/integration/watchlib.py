@@ -1,6 +1,8 @@
-"""Helpers for tests that run `svcctl watch -o json` and follow its output."""
+"""Helpers for tests that run `svcctl watch -o json` and follow its output, hold an address
+with `register address --hold`, or cut svcctl off from ZooKeeper with a relay."""
 import json
 import queue
+import signal
 import socket
 import struct
 import subprocess
@@ -113,6 +115,36 @@ def leaves(kz, roots=(("/service", 1), ("/address", 2), ("/api", 2), ("/key", 1)
     for root, depth in roots:
         walk(root, 0, depth)
     return out
+
+
+class Holder:
+    def __init__(self, connect, *args):
+        self.proc = subprocess.Popen([SVCCTL, "--zk", connect, *args], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines = []  # stderr so far, read as it comes
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def said(self, text):
+        """How many stderr lines so far contain `text`."""
+        return sum(text in line for line in list(self.lines))
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        self.reader.join(timeout=30)
+        self.err = "".join(self.lines)
+        self.proc.stderr.close()
+        return code
 
 
 class Relay:

@@ -291,6 +291,9 @@ struct Cache::Impl {
     std::string reason = "start";  // why it is (re)opened
     std::string why;               // the same, as a SessionEvent says it
     bool was_connected = false;    // this ZooKeeper session has been connected (a Connected now is a reconnect)
+    std::chrono::milliseconds timeout{0};  // the negotiated session timeout
+    // Since when it has been trying to reconnect: past `timeout`, it is given up on.
+    std::optional<SteadyClock::time_point> lost_since;
     // The round under way: when it began, and the session's nodes then (to tell what it
     // added, modified and deleted); reported when the session had completed one before.
     SteadyClock::time_point round_began{};
@@ -403,6 +406,7 @@ struct Cache::Impl {
     s.sync_sent = 0;
     s.blocked = false;
     s.was_connected = false;
+    s.lost_since.reset();
     std::unique_ptr<zk::Client> old = std::move(s.client);
     zk::Options o = options.zk;
     o.on_event = [this, i, e](zk::Event ev) {
@@ -431,6 +435,7 @@ struct Cache::Impl {
     s.backoff = std::chrono::milliseconds(200);
     s.client = std::move(*c);
     const std::int64_t old_id = std::exchange(s.id, s.client->session_id());
+    s.timeout = s.client->negotiated_session_timeout();
     if (old_id != 0) {
       SessionEvent ev = event_of(i, SessionEvent::Kind::Replaced);
       ev.old_id = old_id;
@@ -446,7 +451,7 @@ struct Cache::Impl {
       if (s.last_event == zk::SessionState::Connecting) set_state(i, zk::SessionState::Connecting);
       else start_round(i, s.reason);  // else when it is back
     } else {
-      expire(i, s.last_event);
+      expire(i, s.last_event, expired_why(s.last_event));
     }
     after();
   }
@@ -478,6 +483,12 @@ struct Cache::Impl {
     Session& s = sessions[i];
     if (st != zk::SessionState::Connected && !stale_since) stale_since = Snapshot::Clock::now();
     if (st != s.state) meta_changed = true;
+    if (st != zk::SessionState::Connecting) s.lost_since.reset();
+    else if (!s.lost_since && s.client) {
+      s.lost_since = SteadyClock::now();
+      rearm = true;  // the control thread gives up on it past its timeout
+      cv.notify_all();
+    }
     s.state = st;
     s.blocked = false;
     std::lock_guard guard(view_mu);
@@ -505,16 +516,39 @@ struct Cache::Impl {
     if (options.on_session) options.on_session(ev);
   }
 
+  // Unable to reconnect for longer than its timeout, the session cannot be alive on the
+  // server any more: it is taken as expired (as Curator does). A server that has not seen
+  // the zxids a session has (rebuilt on an empty data dir, restored from an older
+  // snapshot) refuses it for good; a new session starts at zxid 0 and is accepted. Its
+  // events and replies from now on are dropped.
+  void give_up(std::size_t i, SteadyClock::time_point now) {
+    Session& s = sessions[i];
+    const auto lost = std::chrono::duration_cast<std::chrono::milliseconds>(now - *s.lost_since);
+    ++s.epoch;
+    expire(i, zk::SessionState::Expired,
+           fmt::format("could not reconnect for {} ms, longer than the session timeout of {} ms", lost.count(),
+                       s.timeout.count()));
+  }
+
+  std::optional<SteadyClock::time_point> give_up_at(const Session& s) const {
+    if (!s.lost_since || s.state != zk::SessionState::Connecting) return std::nullopt;
+    return *s.lost_since + s.timeout;
+  }
+
   zk::SessionState worst_state() const {
     for (const auto& s : sessions)
       if (s.state != zk::SessionState::Connected) return s.state;
     return zk::SessionState::Connected;
   }
 
+  static std::string expired_why(zk::SessionState st) {
+    return st == zk::SessionState::AuthFailed ? "authentication failed" : "the server ended it";
+  }
+
   // The session is gone for good: a new one after a random delay.
-  void expire(std::size_t i, zk::SessionState st) {
+  void expire(std::size_t i, zk::SessionState st, std::string why) {
     set_state(i, st);
-    sessions[i].why = st == zk::SessionState::AuthFailed ? "authentication failed" : "the server ended it";
+    sessions[i].why = std::move(why);
     SessionEvent ev = event_of(i, SessionEvent::Kind::Expired);
     ev.reason = sessions[i].why;
     report(ev);
@@ -546,7 +580,7 @@ struct Cache::Impl {
             report(event_of(i, SessionEvent::Kind::Disconnected));
           set_state(i, zk::SessionState::Connecting);
         } else {
-          expire(i, ev.state);
+          expire(i, ev.state, expired_why(ev.state));
         }
         break;
       // The watch is this session's: the path is one it reads.
@@ -1079,8 +1113,10 @@ struct Cache::Impl {
     for (auto& s : sessions) s.reconnect_at = SteadyClock::now();
     while (!stopping) {
       auto until = SteadyClock::time_point::max();
-      for (const auto& s : sessions)
+      for (const auto& s : sessions) {
         if (s.reconnect_at) until = std::min(until, *s.reconnect_at);
+        if (auto g = give_up_at(s)) until = std::min(until, *g);
+      }
       if (lkg_due) until = std::min(until, *lkg_due);
       if (publish_due) until = std::min(until, *publish_due);
       if (sync_due) until = std::min(until, *sync_due);
@@ -1117,6 +1153,8 @@ struct Cache::Impl {
           lkg_due = now + std::chrono::seconds(1);
         }
       }
+      for (std::size_t i = 0; i < sessions.size(); ++i)
+        if (auto g = give_up_at(sessions[i]); g && SteadyClock::now() >= *g) give_up(i, SteadyClock::now());
       // One session at a time: a connect attempt can take the whole ZooKeeper timeout.
       for (std::size_t i = 0; i < sessions.size() && !stopping; ++i)
         if (sessions[i].reconnect_at && SteadyClock::now() >= *sessions[i].reconnect_at) {

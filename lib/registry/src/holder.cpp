@@ -61,6 +61,10 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
   auto log = [&](std::string_view m) {
     if (o.log) o.log(m);
   };
+  auto session_log = [&](std::string_view m) {
+    if (o.on_session) o.on_session(m);
+    else log(m);
+  };
 
   Inbox inbox;
   std::unique_ptr<zk::Client> client;
@@ -81,6 +85,8 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
   std::int64_t waiting_for = 0;  // another session holds the node: wait for it to go
   auto next_check = Clock::now();
   auto retry_at = Clock::now();  // next session attempt, or next look at a foreign node
+  bool reconnecting = false;  // the session has lost its connection, since `lost_since`
+  auto lost_since = Clock::now();
 
   auto data_for = [&](bool up) {
     if (o.keep_edits && known.is_object()) {
@@ -263,13 +269,27 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     }
     for (auto s : states) {
       if (s == zk::SessionState::Expired || s == zk::SessionState::AuthFailed) {
-        log("session expired: opening a new one");
+        session_log("session expired: opening a new one");
         client.reset();
         held = false;
       }
+      if (s == zk::SessionState::Connecting && !reconnecting) lost_since = Clock::now();
+      reconnecting = s == zk::SessionState::Connecting;
     }
+    // Unable to reconnect for longer than its timeout, the session cannot be alive on the
+    // server: a rebuilt or restored server (behind the zxids it has seen) refuses it for
+    // good. A new session starts at zxid 0.
+    if (client && reconnecting && Clock::now() - lost_since > client->negotiated_session_timeout()) {
+      const auto lost = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - lost_since);
+      session_log(fmt::format("session 0x{:x} expired (could not reconnect for {} ms, longer than the session "
+                              "timeout of {} ms): opening a new session",
+                              client->session_id(), lost.count(), client->negotiated_session_timeout().count()));
+      client.reset();
+      held = false;
+    }
+    if (!client) reconnecting = false;
     if (!client && Clock::now() >= retry_at) {
-      if (open_session()) log(fmt::format("new session 0x{:x}", client->session_id()));
+      if (open_session()) session_log(fmt::format("new session 0x{:x}", client->session_id()));
       else retry_at = Clock::now() + std::chrono::seconds(1);
     }
 

@@ -19,6 +19,9 @@
 // - A new session after expiry reads again everything it reads (after a random delay);
 //   nodes not seen again are swept away. A reconnect within a session reads only the
 //   roots' listings: the watches the client library sets again bring what changed.
+//   A session that could not reconnect for longer than its negotiated timeout is taken as
+//   expired: it cannot be alive on the server, and a server behind the zxids it has seen
+//   (rebuilt on an empty data dir, restored from an older snapshot) refuses it for good.
 // - Readers take the current Snapshot with snapshot(): an immutable value, swapped
 //   atomically; they never lock on, wait for or call into ZooKeeper.
 #pragma once
@@ -132,7 +135,9 @@ struct SessionEvent {
   std::int64_t id = 0;       // its ZooKeeper session id (Replaced: the new one)
   std::int64_t old_id = 0;   // Replaced: the one it replaces
   std::string reason;        // Expired and Replaced: why
-  // Resynced: that round's nodes read, and what it found added, modified and deleted.
+  // Resynced: that round's nodes read, and what it found added, modified and deleted among
+  // the session's nodes (one another session's listing removed before the round began, or
+  // one read after the round ended, is not counted).
   std::size_t nodes_read = 0;
   std::size_t added = 0;
   std::size_t modified = 0;

@@ -36,6 +36,9 @@ class Holder {
     int fall = 3;  // consecutive failures before it is down
     // Told of every transition ("registered", "down: check failed", "new session", ...).
     std::function<void(std::string_view)> log;
+    // Told instead of `log` when set: the session ending (expired, or given up on after it
+    // could not reconnect for longer than its timeout) and the new one opened.
+    std::function<void(std::string_view)> on_session;
   };
 
   // An address node: /address/{svc}/{host:port} with the given fields and a status that
@@ -48,7 +51,8 @@ class Holder {
   // Runs until `stop` becomes true, then removes the node (if this session holds it) and
   // returns. Fails at once on what waiting cannot fix: a missing service (NotFound), a
   // persistent node at the address (Conflict), a permission error. ZooKeeper being away
-  // is waited out.
+  // is waited out; a session that could not reconnect for longer than its timeout is taken
+  // as expired and replaced by a new one (a rebuilt server refuses it for good).
   Expected<void> run(const std::atomic<bool>& stop);
 
  private:
