@@ -1,12 +1,17 @@
 """The gateway's mass-change guard against the changes that used to pass it: one
 transaction seen in pieces, the /service node removed, removals one after another and a
 service's last address. Real ZooKeeper, real gateway, real providers."""
+import contextlib
 import json
 import time
 import types
 
-from gatewaylib import Load, Proxy, eventually, served_by, start_provider, stop_process
+from gatewaylib import Load, Proxy, eventually, running_providers, served_by
 from watchlib import Relay
+
+
+# n test providers for a `with`: their addresses; stopped after.
+providers = contextlib.contextmanager(running_providers)
 
 
 def register(reg, svc, addrs):
@@ -64,79 +69,71 @@ def test_one_transaction_is_judged_whole(reg):
 def test_service_node_removed_is_held_then_answered_404(reg):
     """`unregister service s --recursive` under load: no call fails during the guard
     delay; once a second read confirms it, calls get the documented 404."""
-    procs = [start_provider("json") for _ in range(2)]
-    addrs = [f"127.0.0.1:{port}" for _, port in procs]
-    register(reg, "s", addrs)
-    gw = Proxy(reg, "--guard-delay-ms", "1500")
-    load = Load(gw, "/s/whoami", {}, threads=2)
-    try:
-        load.wait_for(100)
-        t = time.monotonic()
-        reg.ok("unregister", "service", "s", "--recursive")
-        eventually(lambda: gw.stats()["guard"]["held"] == ["s"], what="the hold")
-        eventually(lambda: any(r[1] == 404 for r in load.since(t)), timeout=30, what="the confirmed removal")
-        during = [r for r in load.since(t) if r[1] != 200]
-        first_404 = min(r[0] for r in during if r[1] == 404)
-        assert first_404 - t >= 1.4, "applied before the guard delay"
-        assert all(r[1] == 200 for r in load.since(t) if r[0] < first_404), \
-            [r for r in load.since(t) if r[0] < first_404 and r[1] != 200][:5]
-        status, _, body = gw.post("/s/whoami", b"{}")
-        assert status == 404 and b"unknown_service" in body
-        log = log_of(gw)
-        assert "remove the service node of a service routed to 2 addresses" in log
-        assert "service s confirmed by a second read" in log
-    finally:
-        load.stop()
-        gw.stop()
-        for p, _ in procs:
-            stop_process(p)
+    with providers("json", 2) as addrs:
+        register(reg, "s", addrs)
+        gw = Proxy(reg, "--guard-delay-ms", "1500")
+        load = Load(gw, "/s/whoami", {}, threads=2)
+        try:
+            load.wait_for(100)
+            t = time.monotonic()
+            reg.ok("unregister", "service", "s", "--recursive")
+            eventually(lambda: gw.stats()["guard"]["held"] == ["s"], what="the hold")
+            eventually(lambda: any(r[1] == 404 for r in load.since(t)), timeout=30, what="the confirmed removal")
+            during = [r for r in load.since(t) if r[1] != 200]
+            first_404 = min(r[0] for r in during if r[1] == 404)
+            assert first_404 - t >= 1.4, "applied before the guard delay"
+            assert all(r[1] == 200 for r in load.since(t) if r[0] < first_404), \
+                [r for r in load.since(t) if r[0] < first_404 and r[1] != 200][:5]
+            status, _, body = gw.post("/s/whoami", b"{}")
+            assert status == 404 and b"unknown_service" in body
+            log = log_of(gw)
+            assert "remove the service node of a service routed to 2 addresses" in log
+            assert "service s confirmed by a second read" in log
+        finally:
+            load.stop()
+            gw.stop()
 
 
 def test_removals_one_after_another_are_held(reg):
     """Four `unregister address` in a row (the last with --force): the third leaves one of
     the four the service had a moment ago, so it is held; calls keep being served by what
     was routed, until the second read confirms that nothing is left (503 no_upstream)."""
-    procs = [start_provider("json") for _ in range(4)]
-    addrs = [f"127.0.0.1:{port}" for _, port in procs]
-    register(reg, "s", addrs)
-    gw = Proxy(reg, "--guard-delay-ms", "2000")
-    load = Load(gw, "/s/whoami", {}, threads=2)
-    try:
-        load.wait_for(100)
-        t = time.monotonic()
-        for a in addrs[:3]:
-            reg.ok("unregister", "address", "s", a)
-        reg.ok("unregister", "address", "s", addrs[3], "--force")
-        eventually(lambda: gw.stats()["guard"]["held"] == ["s"], what="the hold")
-        # Routed as it was: more than one address still serves.
-        t_held = time.monotonic()
-        load.wait_for(load.count() + 100)
-        assert len(served_by(load.since(t_held))) >= 2
-        eventually(lambda: any(r[1] == 503 for r in load.since(t)), timeout=30, what="the confirmed removal")
-        first_503 = min(r[0] for r in load.since(t) if r[1] == 503)
-        assert all(r[1] == 200 for r in load.since(t) if r[0] < first_503)
-        assert all(r[3] == "no_upstream" for r in load.since(first_503 + 0.1) if r[1] != 200)
-        assert "a change would leave 1 of the 4 addresses it was routed to within 2000 ms" in log_of(gw)
-    finally:
-        load.stop()
-        gw.stop()
-        for p, _ in procs:
-            stop_process(p)
+    with providers("json", 4) as addrs:
+        register(reg, "s", addrs)
+        gw = Proxy(reg, "--guard-delay-ms", "2000")
+        load = Load(gw, "/s/whoami", {}, threads=2)
+        try:
+            load.wait_for(100)
+            t = time.monotonic()
+            for a in addrs[:3]:
+                reg.ok("unregister", "address", "s", a)
+            reg.ok("unregister", "address", "s", addrs[3], "--force")
+            eventually(lambda: gw.stats()["guard"]["held"] == ["s"], what="the hold")
+            # Routed as it was: more than one address still serves.
+            t_held = time.monotonic()
+            load.wait_for(load.count() + 100)
+            assert len(served_by(load.since(t_held))) >= 2
+            eventually(lambda: any(r[1] == 503 for r in load.since(t)), timeout=30, what="the confirmed removal")
+            first_503 = min(r[0] for r in load.since(t) if r[1] == 503)
+            assert all(r[1] == 200 for r in load.since(t) if r[0] < first_503)
+            assert all(r[3] == "no_upstream" for r in load.since(first_503 + 0.1) if r[1] != 200)
+            assert "a change would leave 1 of the 4 addresses it was routed to within 2000 ms" in log_of(gw)
+        finally:
+            load.stop()
+            gw.stop()
 
 
 def test_last_address_is_held(reg):
     """A service's only address removed: held, still served, then confirmed."""
-    p, port = start_provider("json")
-    addr = f"127.0.0.1:{port}"
-    register(reg, "s", [addr])
-    gw = Proxy(reg, "--guard-delay-ms", "1500")
-    try:
-        assert gw.call("s", "whoami", {})[0] == 200
-        reg.ok("unregister", "address", "s", addr, "--force")
-        eventually(lambda: gw.stats()["guard"]["held"] == ["s"], what="the hold")
-        assert gw.call("s", "whoami", {})[0] == 200
-        eventually(lambda: gw.call("s", "whoami", {})[0] == 503, timeout=30, what="the confirmed removal")
-        assert "take its last routable address away" in log_of(gw)
-    finally:
-        gw.stop()
-        stop_process(p)
+    with providers("json", 1) as (addr,):
+        register(reg, "s", [addr])
+        gw = Proxy(reg, "--guard-delay-ms", "1500")
+        try:
+            assert gw.call("s", "whoami", {})[0] == 200
+            reg.ok("unregister", "address", "s", addr, "--force")
+            eventually(lambda: gw.stats()["guard"]["held"] == ["s"], what="the hold")
+            assert gw.call("s", "whoami", {})[0] == 200
+            eventually(lambda: gw.call("s", "whoami", {})[0] == 503, timeout=30, what="the confirmed removal")
+            assert "take its last routable address away" in log_of(gw)
+        finally:
+            gw.stop()
