@@ -270,7 +270,8 @@ struct Cache::Impl {
     // before the answer to any read that sees it: once every read queued up to the N-th
     // notification is answered, the changes applied by then hold whole transactions.
     std::uint64_t notifications = 0;
-    // How many reads, queued or in flight, were queued at each notification count.
+    // By the notification count each was queued at: how many reads wait in `pending`, and
+    // how many are in flight (forgotten with the epoch: lost ones come back to `pending`).
     std::map<std::uint64_t, std::size_t> queued_at;
     std::map<std::uint64_t, std::size_t> flying_at;
     bool resyncing = false;  // a round of reading everything of this session is under way
