@@ -252,7 +252,7 @@ struct Cache::Impl {
 
   // One ZooKeeper session and the reads it carries.
   struct Session {
-    std::unique_ptr<zk::Client> client;
+    std::unique_ptr<zk::Session> client;
     std::uint64_t epoch = 0;  // one per ZooKeeper session; replies of older ones are dropped
     bool connecting = false;  // the control thread is opening it (client not installed yet)
     zk::SessionState state = zk::SessionState::Connecting;
@@ -311,7 +311,7 @@ struct Cache::Impl {
   Cache& owner;
   Options options;
   std::size_t window;  // reads in flight per session
-  std::mt19937_64 rng{std::random_device{}()};
+  std::mt19937_64 rng;
 
   // Taken by the completion threads of every session and by the control thread. Recursive:
   // a call that cannot be sent completes at once, on the thread that made it.
@@ -366,12 +366,16 @@ struct Cache::Impl {
 
   Impl(Cache& c, Options o) : owner(c), options(std::move(o)) {
     options.sessions = std::max<std::size_t>(1, options.sessions);
+    if (!options.connect) options.connect = zk::real_connector();
+    rng.seed(options.seed != 0 ? options.seed : std::random_device{}());
     window = std::max<std::size_t>(1, options.max_outstanding / options.sessions);
     sessions.resize(options.sessions);
     view.sessions.resize(options.sessions);
     for (auto& s : shards) s = std::make_shared<Snapshot::Shard>();
     owned.fill(true);
   }
+
+  SteadyClock::time_point now() const { return options.clock ? options.clock() : SteadyClock::now(); }
 
   // The session that reads `path`: a root's listing goes through the first; below a root,
   // the one the next name (service, key, gateway) hashes to.
@@ -408,7 +412,7 @@ struct Cache::Impl {
     s.blocked = false;
     s.was_connected = false;
     s.lost_since.reset();
-    std::unique_ptr<zk::Client> old = std::move(s.client);
+    std::unique_ptr<zk::Session> old = std::move(s.client);
     zk::Options o = options.zk;
     o.on_event = [this, i, e](zk::Event ev) {
       std::lock_guard guard(mu);
@@ -416,7 +420,7 @@ struct Cache::Impl {
     };
     lock.unlock();
     old.reset();
-    auto c = zk::Client::connect(o);
+    auto c = options.connect(o);
     lock.lock();
     s.connecting = false;
     if (stopping || s.epoch != e) {  // the cache is closing
@@ -428,7 +432,7 @@ struct Cache::Impl {
     if (!c) {
       set_state(i, zk::SessionState::Connecting);
       std::uniform_int_distribution<long> d(0, s.backoff.count());
-      s.reconnect_at = SteadyClock::now() + s.backoff + std::chrono::milliseconds(d(rng));
+      s.reconnect_at = now() + s.backoff + std::chrono::milliseconds(d(rng));
       s.backoff = std::min(s.backoff * 2, std::chrono::milliseconds(10000));
       rearm = true;
       return;
@@ -469,13 +473,13 @@ struct Cache::Impl {
     }
     s.catching_up = true;
     const std::uint64_t e = s.epoch;
-    s.client->sync_async("/", [this, i, e, reason](int rc) {
+    s.client->sync_async("/", [this, i, e, reason](zk::Code rc) {
       std::lock_guard guard(mu);
       Session& r = sessions[i];
       if (r.epoch != e || !r.catching_up) return;
       r.catching_up = false;
       // Failed: the connection is gone; the round starts (with a new sync) when it is back.
-      if (rc == 0 && r.state == zk::SessionState::Connected) begin_resync(i, reason);
+      if (rc == zk::Code::Ok && r.state == zk::SessionState::Connected) begin_resync(i, reason);
       after();
     });
   }
@@ -486,7 +490,7 @@ struct Cache::Impl {
     if (st != s.state) meta_changed = true;
     if (st != zk::SessionState::Connecting) s.lost_since.reset();
     else if (!s.lost_since && s.client) {
-      s.lost_since = SteadyClock::now();
+      s.lost_since = now();
       rearm = true;  // the control thread gives up on it past its timeout
       cv.notify_all();
     }
@@ -554,7 +558,7 @@ struct Cache::Impl {
     ev.reason = sessions[i].why;
     report(ev);
     std::uniform_int_distribution<long> d(0, options.resync_jitter.count());
-    sessions[i].reconnect_at = SteadyClock::now() + std::chrono::milliseconds(d(rng));
+    sessions[i].reconnect_at = now() + std::chrono::milliseconds(d(rng));
     sessions[i].reason = "session expired";
     rearm = true;
     cv.notify_all();
@@ -613,7 +617,7 @@ struct Cache::Impl {
     s.sweeping = false;
     s.seen.clear();
     s.sync_sent = 0;  // a sync lost with the connection is sent again
-    s.round_began = SteadyClock::now();
+    s.round_began = now();
     s.round_before.clear();
     s.round_reported = s.loaded;  // a session's first round is its load, not a resync
     if (loaded && !announced_resync) {
@@ -667,7 +671,7 @@ struct Cache::Impl {
     ev.deleted = s.round_before.size() - kept;
     ev.added = held - kept;
     ev.nodes_read = s.sweeping ? s.seen.size() : held;
-    ev.duration = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - s.round_began);
+    ev.duration = std::chrono::duration_cast<std::chrono::milliseconds>(now() - s.round_began);
     return ev;
   }
 
@@ -726,14 +730,14 @@ struct Cache::Impl {
       const std::uint64_t e = s.epoch;
       // A reply: counted off if of this session's epoch, applied, then what follows from it.
       // A read lost with the connection (or with an old session) is queued again.
-      auto reply = [this, i, e, path, kind, cause](int rc, auto&& apply) {
+      auto reply = [this, i, e, path, kind, cause](zk::Code rc, auto&& apply) {
         std::lock_guard guard(mu);
         Session& r = sessions[i];
         if (r.epoch == e && r.outstanding > 0) {
           --r.outstanding;
           count_off(r.flying_at, cause);
         }
-        if (connection_trouble(rc)) {
+        if (zk::connection_trouble(rc)) {
           enqueue(i, path, kind, cause);
           if (sending && r.epoch == e) {  // not sent at all: stop sending until the session's next event
             r.blocked = true;
@@ -749,35 +753,26 @@ struct Cache::Impl {
       sending = true;
       switch (kind) {
         case ReadKind::Data:
-          s.client->get_async(path, zk::Watch::Yes, [reply, this, i, path](int rc, zk::Node n) {
+          s.client->get_async(path, zk::Watch::Yes, [reply, this, i, path](zk::Code rc, zk::Node n) {
             reply(rc, [&] { on_data(i, path, rc, n); });
           });
           break;
         case ReadKind::Children:
           s.client->children_async(
-              path, zk::Watch::Yes, [reply, this, i, path](int rc, std::vector<std::string> names, zk::Stat st) {
+              path, zk::Watch::Yes, [reply, this, i, path](zk::Code rc, std::vector<std::string> names, zk::Stat st) {
                 reply(rc, [&] { on_children(i, path, rc, names, st); });
               });
           break;
         case ReadKind::Exists:
-          s.client->exists_async(path, zk::Watch::Yes, [reply, this, i, path](int rc, zk::Stat) {
+          s.client->exists_async(path, zk::Watch::Yes, [reply, this, i, path](zk::Code rc, zk::Stat) {
             reply(rc, [&] {
-              if (rc == 0) enqueue(i, path, is_container(path) ? ReadKind::Children : ReadKind::Data);
+              if (rc == zk::Code::Ok) enqueue(i, path, is_container(path) ? ReadKind::Children : ReadKind::Data);
             });
           });
           break;
       }
       sending = false;
     }
-  }
-
-  // The connection, or the session, is lost: nothing was read. Other errors (no read
-  // permission, say) are the node's answer and are not asked again.
-  static bool connection_trouble(int rc) {
-    return rc == static_cast<int>(zk::Code::ConnectionLoss) ||
-           rc == static_cast<int>(zk::Code::OperationTimeout) ||
-           rc == static_cast<int>(zk::Code::SessionExpired) || rc == -9 /* ZINVALIDSTATE */ ||
-           rc == -116 /* ZCLOSING */ || rc == -118 /* ZSESSIONMOVED */ || rc == -127 /* ZTHROTTLEDOP */;
   }
 
   // Has the session's own reply told it this zxid?
@@ -847,9 +842,9 @@ struct Cache::Impl {
     }
   }
 
-  void on_data(std::size_t i, const std::string& path, int rc, zk::Node& n) {
+  void on_data(std::size_t i, const std::string& path, zk::Code rc, zk::Node& n) {
     Session& s = sessions[i];
-    if (rc == 0) {
+    if (rc == zk::Code::Ok) {
       saw(s, n.stat.mzxid);
       auto slash = path.rfind('/');
       std::string name = path.substr(slash + 1);
@@ -864,19 +859,19 @@ struct Cache::Impl {
       }
       put(i, path, CacheEntry{std::move(n.data), n.stat.mzxid, n.stat.version, n.stat.ephemeral_owner,
                               false, n.stat.czxid});
-    } else if (rc == static_cast<int>(zk::Code::NoNode)) {
+    } else if (rc == zk::Code::NoNode) {
       absent(i, path);
     }
   }
 
-  void on_children(std::size_t i, const std::string& path, int rc, std::vector<std::string>& names,
+  void on_children(std::size_t i, const std::string& path, zk::Code rc, std::vector<std::string>& names,
                    const zk::Stat& st) {
     Session& s = sessions[i];
-    if (rc == static_cast<int>(zk::Code::NoNode)) {
+    if (rc == zk::Code::NoNode) {
       absent(i, path);
       return;
     }
-    if (rc != 0) return;
+    if (rc != zk::Code::Ok) return;
     // The listing is as of the parent's pzxid: a removal shows in the zxid seen only there.
     saw(s, std::max(st.mzxid, st.pzxid));
     if (auto slash = path.rfind('/'); slash > 0)
@@ -952,14 +947,14 @@ struct Cache::Impl {
       meta_changed = true;
     }
     if (loaded && (!changes.empty() || meta_changed)) {
-      const auto now = SteadyClock::now();
+      const auto t = now();
       // Not half a transaction: reads still due may complete these changes (the other
       // nodes a multi-op removed, a listing's new children). They are waited for, up to
       // k_transaction_wait from the first change held back.
-      if (whole_transactions() == changes.size() || (publish_due && now >= *publish_due)) {
+      if (whole_transactions() == changes.size() || (publish_due && t >= *publish_due)) {
         publish();
       } else if (!publish_due) {
-        publish_due = now + k_transaction_wait;
+        publish_due = t + k_transaction_wait;
         rearm = true;
         cv.notify_all();
       }
@@ -978,7 +973,7 @@ struct Cache::Impl {
   void sync_behind(std::int64_t top) {
     if (!loaded || sync_due) return;
     if (std::none_of(sessions.begin(), sessions.end(), [&](const Session& s) { return behind(s, top); })) return;
-    sync_due = SteadyClock::now() + k_sync_delay;
+    sync_due = now() + k_sync_delay;
     rearm = true;
     cv.notify_all();
   }
@@ -994,10 +989,10 @@ struct Cache::Impl {
       const std::uint64_t e = s.epoch;
       // A failed sync is not sent again for this zxid (that could loop at once): a later
       // zxid, or the round after a reconnect, sends the next.
-      s.client->sync_async("/", [this, i, e, top](int rc) {
+      s.client->sync_async("/", [this, i, e, top](zk::Code rc) {
         std::lock_guard guard(mu);
         Session& r = sessions[i];
-        if (r.epoch != e || rc != 0) return;
+        if (r.epoch != e || rc != zk::Code::Ok) return;
         if (r.sync_sent == top) r.sync_sent = 0;
         r.sync_done = std::max(r.sync_done, top);
         after();
@@ -1096,7 +1091,7 @@ struct Cache::Impl {
       cv.notify_all();
     }
     if (!from_lkg && settled() && !options.lkg_file.empty() && !lkg_due) {
-      lkg_due = SteadyClock::now() + std::chrono::seconds(1);
+      lkg_due = now() + std::chrono::seconds(1);
       rearm = true;
       cv.notify_all();
     }
@@ -1107,62 +1102,83 @@ struct Cache::Impl {
     load_cv.notify_all();
   }
 
-  // The control thread: opens sessions when due, publishes what waited too long, writes
-  // the last-known-good file.
+  // When the control thread has something to do next (nothing: nullopt).
+  std::optional<SteadyClock::time_point> next_due() const {
+    std::optional<SteadyClock::time_point> until;
+    auto consider = [&](const std::optional<SteadyClock::time_point>& t) {
+      if (t && (!until || *t < *until)) until = t;
+    };
+    for (const auto& s : sessions) {
+      consider(s.reconnect_at);
+      consider(give_up_at(s));
+    }
+    consider(lkg_due);
+    consider(publish_due);
+    consider(sync_due);
+    return until;
+  }
+
+  // The control thread's work, all that is due by now(): publishes what waited too long,
+  // sends the syncs due, writes the last-known-good file, gives up on sessions lost past
+  // their timeout, opens the first session due.
+  void due(std::unique_lock<std::recursive_mutex>& lock) {
+    if (!garbage.empty()) {
+      auto g = std::move(garbage);
+      garbage.clear();
+      lock.unlock();
+      g.clear();
+      // And give the allocator's free lists back now (a load frees hundreds of thousands
+      // of small blocks): otherwise the next allocations on a completion thread pay for
+      // consolidating them, milliseconds into the first changes after a load.
+      ::malloc_trim(0);
+      lock.lock();
+    }
+    if (adopt_lkg) {
+      adopt_lkg = false;
+      adopt();
+    }
+    const auto t = now();
+    if (publish_due && t >= *publish_due) after();
+    if (sync_due && t >= *sync_due) send_syncs();
+    if (lkg_due && t >= *lkg_due) {
+      if (!from_lkg && settled()) {
+        lkg_due.reset();
+        auto snap = owner.m_snapshot.load();
+        lock.unlock();
+        if (snap) write_lkg(*snap);
+        lock.lock();
+      } else {
+        lkg_due = t + std::chrono::seconds(1);
+      }
+    }
+    for (std::size_t i = 0; i < sessions.size(); ++i)
+      if (auto g = give_up_at(sessions[i]); g && now() >= *g) give_up(i, now());
+    // One session at a time: a connect attempt can take the whole ZooKeeper timeout.
+    for (std::size_t i = 0; i < sessions.size() && !stopping; ++i)
+      if (sessions[i].reconnect_at && now() >= *sessions[i].reconnect_at) {
+        sessions[i].reconnect_at.reset();
+        open_session(i, lock);
+        break;
+      }
+  }
+
+  bool started = false;  // the sessions have been scheduled
+
+  void schedule_sessions() {
+    started = true;
+    for (auto& s : sessions) s.reconnect_at = now();
+  }
+
+  // The control thread.
   void run() {
     std::unique_lock lock(mu);
-    for (auto& s : sessions) s.reconnect_at = SteadyClock::now();
+    schedule_sessions();
     while (!stopping) {
-      auto until = SteadyClock::time_point::max();
-      for (const auto& s : sessions) {
-        if (s.reconnect_at) until = std::min(until, *s.reconnect_at);
-        if (auto g = give_up_at(s)) until = std::min(until, *g);
-      }
-      if (lkg_due) until = std::min(until, *lkg_due);
-      if (publish_due) until = std::min(until, *publish_due);
-      if (sync_due) until = std::min(until, *sync_due);
-      if (until == SteadyClock::time_point::max()) until = SteadyClock::now() + std::chrono::hours(1);
+      const auto until = next_due().value_or(SteadyClock::now() + std::chrono::hours(1));
       cv.wait_until(lock, until, [&] { return stopping || adopt_lkg || rearm; });
       rearm = false;
       if (stopping) return;
-      if (!garbage.empty()) {
-        auto g = std::move(garbage);
-        garbage.clear();
-        lock.unlock();
-        g.clear();
-        // And give the allocator's free lists back now (a load frees hundreds of thousands
-        // of small blocks): otherwise the next allocations on a completion thread pay for
-        // consolidating them, milliseconds into the first changes after a load.
-        ::malloc_trim(0);
-        lock.lock();
-      }
-      if (adopt_lkg) {
-        adopt_lkg = false;
-        adopt();
-      }
-      const auto now = SteadyClock::now();
-      if (publish_due && now >= *publish_due) after();
-      if (sync_due && now >= *sync_due) send_syncs();
-      if (lkg_due && now >= *lkg_due) {
-        if (!from_lkg && settled()) {
-          lkg_due.reset();
-          auto snap = owner.m_snapshot.load();
-          lock.unlock();
-          if (snap) write_lkg(*snap);
-          lock.lock();
-        } else {
-          lkg_due = now + std::chrono::seconds(1);
-        }
-      }
-      for (std::size_t i = 0; i < sessions.size(); ++i)
-        if (auto g = give_up_at(sessions[i]); g && SteadyClock::now() >= *g) give_up(i, SteadyClock::now());
-      // One session at a time: a connect attempt can take the whole ZooKeeper timeout.
-      for (std::size_t i = 0; i < sessions.size() && !stopping; ++i)
-        if (sessions[i].reconnect_at && SteadyClock::now() >= *sessions[i].reconnect_at) {
-          sessions[i].reconnect_at.reset();
-          open_session(i, lock);
-          break;
-        }
+      due(lock);
     }
   }
 };
@@ -1178,7 +1194,7 @@ Cache::~Cache() {
   if (m_impl->thread.joinable()) m_impl->thread.join();
   // Closed without the lock: closing waits for completion threads that may wait for it.
   // What they still deliver belongs to an old epoch.
-  std::vector<std::unique_ptr<zk::Client>> clients;
+  std::vector<std::unique_ptr<zk::Session>> clients;
   {
     std::lock_guard lock(m_impl->mu);
     for (auto& s : m_impl->sessions) {
@@ -1190,6 +1206,8 @@ Cache::~Cache() {
 }
 
 Expected<void> Cache::start(std::chrono::milliseconds timeout) {
+  if (m_impl->options.clock)
+    return fail(ErrorKind::Error, "a cache with its own clock is driven by tick(), not started");
   m_impl->thread = std::thread([this] { m_impl->run(); });
   {
     std::unique_lock lock(m_impl->load_mu);
@@ -1216,6 +1234,19 @@ Expected<void> Cache::start(std::chrono::milliseconds timeout) {
 }
 
 bool Cache::serving_lkg() const { return m_impl->from_lkg.load(); }
+
+std::optional<SteadyClock::time_point> Cache::tick() {
+  std::unique_lock lock(m_impl->mu);
+  if (!m_impl->started) m_impl->schedule_sessions();
+  // Until nothing more is due now: each turn opens one session at most.
+  for (std::size_t turn = 0; turn <= m_impl->sessions.size(); ++turn) {
+    const auto next = m_impl->next_due();
+    if (m_impl->stopping || !next || *next > m_impl->now()) break;
+    m_impl->due(lock);
+  }
+  m_impl->rearm = false;
+  return m_impl->next_due();
+}
 
 SessionsView Cache::sessions() const {
   std::lock_guard guard(m_impl->view_mu);

@@ -67,7 +67,7 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
   };
 
   Inbox inbox;
-  std::unique_ptr<zk::Client> client;
+  std::unique_ptr<zk::Session> client;
   bool healthy = !o.check;  // without a check: up from the start
   int passes = 0;
   int failures = 0;
@@ -144,11 +144,11 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     }
   };
   auto watch_node = [&] {
-    client->get_async(path, zk::Watch::Yes, [&inbox](int rc, zk::Node n) {
+    client->get_async(path, zk::Watch::Yes, [&inbox](zk::Code rc, zk::Node n) {
       {
         std::lock_guard lock(inbox.mu);
-        if (rc == 0) inbox.read = std::move(n);
-        else if (rc == static_cast<int>(zk::Code::NoNode)) inbox.node_gone = true;  // no watch left
+        if (rc == zk::Code::Ok) inbox.read = std::move(n);
+        else if (rc == zk::Code::NoNode) inbox.node_gone = true;  // no watch left
         else inbox.read_failed = true;  // nor here: the loop reads again on a later turn
       }
       inbox.cv.notify_all();
@@ -208,7 +208,7 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     if (waiting_for != st.ephemeral_owner)
       log(fmt::format("{} is held by session 0x{:x}; waiting for it to go", path, st.ephemeral_owner));
     waiting_for = st.ephemeral_owner;
-    client->exists_async(path, zk::Watch::Yes, [](int, zk::Stat) {});
+    client->exists_async(path, zk::Watch::Yes, [](zk::Code, zk::Stat) {});
     retry_at = Clock::now() + std::chrono::seconds(1);
     return {};
   };
@@ -240,7 +240,7 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
         inbox.cv.notify_all();
       }
     };
-    auto c = zk::Client::connect(zo);
+    auto c = o.connect ? o.connect(zo) : zk::real_connector()(zo);
     if (!c) {
       log(fmt::format("cannot reach ZooKeeper: {}", c.error().message));
       return false;

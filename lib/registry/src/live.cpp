@@ -4,14 +4,15 @@
 
 namespace svcctl::registry {
 
-LiveRegistry::LiveRegistry(zk::Options options, std::function<void(std::string_view)> log)
-    : m_options(std::move(options)), m_log(std::move(log)) {}
+LiveRegistry::LiveRegistry(zk::Options options, std::function<void(std::string_view)> log, zk::Connector connect)
+    : m_options(std::move(options)), m_log(std::move(log)),
+      m_connect(connect ? std::move(connect) : zk::real_connector()) {}
 
 LiveRegistry::~LiveRegistry() = default;
 
 Expected<Registry*> LiveRegistry::current() {
   if (m_registry) return m_registry.get();
-  SVCCTL_TRY(m_client, zk::Client::connect(m_options));
+  SVCCTL_TRY(m_client, m_connect(m_options));
   m_registry = std::make_unique<Registry>(*m_client);
   return m_registry.get();
 }

@@ -14,15 +14,40 @@
 
 namespace svcctl::zk {
 
+// zk::Code is the C client's ZOO_ERRORS, value for value.
+static_assert(static_cast<int>(Code::Ok) == ZOK);
+static_assert(static_cast<int>(Code::SystemError) == ZSYSTEMERROR);
+static_assert(static_cast<int>(Code::RuntimeInconsistency) == ZRUNTIMEINCONSISTENCY);
+static_assert(static_cast<int>(Code::DataInconsistency) == ZDATAINCONSISTENCY);
+static_assert(static_cast<int>(Code::ConnectionLoss) == ZCONNECTIONLOSS);
+static_assert(static_cast<int>(Code::MarshallingError) == ZMARSHALLINGERROR);
+static_assert(static_cast<int>(Code::Unimplemented) == ZUNIMPLEMENTED);
+static_assert(static_cast<int>(Code::OperationTimeout) == ZOPERATIONTIMEOUT);
+static_assert(static_cast<int>(Code::BadArguments) == ZBADARGUMENTS);
+static_assert(static_cast<int>(Code::InvalidState) == ZINVALIDSTATE);
+static_assert(static_cast<int>(Code::NewConfigNoQuorum) == ZNEWCONFIGNOQUORUM);
+static_assert(static_cast<int>(Code::ReconfigInProgress) == ZRECONFIGINPROGRESS);
+static_assert(static_cast<int>(Code::SslConnectionError) == ZSSLCONNECTIONERROR);
+static_assert(static_cast<int>(Code::ApiError) == ZAPIERROR);
 static_assert(static_cast<int>(Code::NoNode) == ZNONODE);
 static_assert(static_cast<int>(Code::NoAuth) == ZNOAUTH);
 static_assert(static_cast<int>(Code::BadVersion) == ZBADVERSION);
+static_assert(static_cast<int>(Code::NoChildrenForEphemerals) == ZNOCHILDRENFOREPHEMERALS);
 static_assert(static_cast<int>(Code::NodeExists) == ZNODEEXISTS);
 static_assert(static_cast<int>(Code::NotEmpty) == ZNOTEMPTY);
 static_assert(static_cast<int>(Code::SessionExpired) == ZSESSIONEXPIRED);
-static_assert(static_cast<int>(Code::ConnectionLoss) == ZCONNECTIONLOSS);
-static_assert(static_cast<int>(Code::OperationTimeout) == ZOPERATIONTIMEOUT);
-static_assert(static_cast<int>(Code::NoChildrenForEphemerals) == ZNOCHILDRENFOREPHEMERALS);
+static_assert(static_cast<int>(Code::InvalidCallback) == ZINVALIDCALLBACK);
+static_assert(static_cast<int>(Code::InvalidAcl) == ZINVALIDACL);
+static_assert(static_cast<int>(Code::AuthFailed) == ZAUTHFAILED);
+static_assert(static_cast<int>(Code::Closing) == ZCLOSING);
+static_assert(static_cast<int>(Code::Nothing) == ZNOTHING);
+static_assert(static_cast<int>(Code::SessionMoved) == ZSESSIONMOVED);
+static_assert(static_cast<int>(Code::NotReadOnly) == ZNOTREADONLY);
+static_assert(static_cast<int>(Code::EphemeralOnLocalSession) == ZEPHEMERALONLOCALSESSION);
+static_assert(static_cast<int>(Code::NoWatcher) == ZNOWATCHER);
+static_assert(static_cast<int>(Code::ReconfigDisabled) == ZRECONFIGDISABLED);
+static_assert(static_cast<int>(Code::SessionClosedRequireSaslAuth) == ZSESSIONCLOSEDREQUIRESASLAUTH);
+static_assert(static_cast<int>(Code::Throttled) == ZTHROTTLEDOP);
 
 namespace {
 
@@ -55,25 +80,6 @@ Stat convert(const ::Stat* s) {
   out.ephemeral_owner = s->ephemeralOwner;
   out.num_children = s->numChildren;
   return out;
-}
-
-const char* describe(int rc) {
-  switch (rc) {
-    case ZNONODE: return "no such node";
-    case ZNODEEXISTS: return "node already exists";
-    case ZBADVERSION: return "version conflict (the node changed since it was read)";
-    case ZNOTEMPTY: return "node has children";
-    case ZNOAUTH: return "permission denied by the node's ACL";
-    case ZAUTHFAILED: return "authentication failed";
-    case ZCONNECTIONLOSS: return "connection to ZooKeeper lost";
-    case ZOPERATIONTIMEOUT: return "ZooKeeper request timed out";
-    case ZSESSIONEXPIRED: return "ZooKeeper session expired";
-    case ZCLOSING: return "ZooKeeper handle closing";
-    case ZINVALIDSTATE: return "ZooKeeper session is not connected";
-    case ZNOCHILDRENFOREPHEMERALS: return "ephemeral nodes cannot have children";
-    case ZBADARGUMENTS: return "invalid path or arguments";
-    default: return zerror(rc);
-  }
 }
 
 // A single asynchronous call waited for with a deadline. The completion may run after the
@@ -188,29 +194,8 @@ void on_batch_strings(int rc, const struct String_vector* v, const void* ctx) {
   });
 }
 
-}  // namespace
-
-Error to_error(int rc, std::string_view context) {
-  ErrorKind kind = ErrorKind::Error;
-  switch (rc) {
-    case ZNONODE: kind = ErrorKind::NotFound; break;
-    case ZNODEEXISTS:
-    case ZBADVERSION:
-    case ZNOTEMPTY: kind = ErrorKind::Conflict; break;
-    case ZNOAUTH:
-    case ZAUTHFAILED:
-    case ZINVALIDACL: kind = ErrorKind::PermissionDenied; break;
-    case ZCONNECTIONLOSS:
-    case ZOPERATIONTIMEOUT:
-    case ZSESSIONEXPIRED:
-    case ZCLOSING:
-    case ZINVALIDSTATE:
-    case ZSESSIONMOVED:
-    case ZTHROTTLEDOP: kind = ErrorKind::Unavailable; break;
-    default: break;
-  }
-  return Error{kind, fmt::format("{}: {}", context, describe(rc)), rc};
-}
+// A C client return code as the Error callers see.
+Error to_error(int rc, std::string_view context) { return zk::to_error(static_cast<Code>(rc), context); }
 
 SessionState session_state(int state) {
   if (state == ZOO_CONNECTED_STATE) return SessionState::Connected;
@@ -218,6 +203,8 @@ SessionState session_state(int state) {
   if (state == ZOO_AUTH_FAILED_STATE) return SessionState::AuthFailed;
   return SessionState::Connecting;
 }
+
+}  // namespace
 
 // Connection state, owned by the Client, reached from the C client's threads.
 struct Client::Impl {
@@ -291,24 +278,6 @@ struct Client::Impl {
   }
 };
 
-Op Op::create(std::string path, std::string data, CreateMode mode) {
-  return Op{Type::Create, std::move(path), std::move(data), -1, mode};
-}
-Op Op::remove(std::string path, int version) {
-  return Op{Type::Remove, std::move(path), {}, version, CreateMode::Persistent};
-}
-Op Op::set(std::string path, std::string data, int version) {
-  return Op{Type::Set, std::move(path), std::move(data), version, CreateMode::Persistent};
-}
-Op Op::check(std::string path, int version) {
-  return Op{Type::Check, std::move(path), {}, version, CreateMode::Persistent};
-}
-
-std::string join(std::string_view parent, std::string_view child) {
-  if (parent == "/" || parent.empty()) return fmt::format("/{}", child);
-  return fmt::format("{}/{}", parent, child);
-}
-
 Client::Client(Options options) : m_options(std::move(options)), m_impl(std::make_unique<Impl>()) {
   m_impl->timeout = m_options.timeout;
   m_impl->sink = m_options.on_event;
@@ -379,17 +348,6 @@ std::chrono::milliseconds Client::negotiated_session_timeout() const {
 
 std::int64_t Client::session_id() const { return zoo_client_id(m_impl->zh)->client_id; }
 
-std::string_view to_string(SessionState s) {
-  switch (s) {
-    case SessionState::Connecting: return "connecting";
-    case SessionState::Connected: return "connected";
-    case SessionState::Expired: return "expired";
-    case SessionState::AuthFailed: return "auth_failed";
-    case SessionState::Closed: return "closed";
-  }
-  return "connecting";
-}
-
 namespace {
 
 void on_async_data(int rc, const char* value, int len, const ::Stat* stat, const void* ctx) {
@@ -399,7 +357,7 @@ void on_async_data(int rc, const char* value, int len, const ::Stat* stat, const
     if (value && len > 0) node.data.assign(value, static_cast<std::size_t>(len));
     node.stat = convert(stat);
   }
-  (*done)(rc, std::move(node));
+  (*done)(static_cast<Code>(rc), std::move(node));
 }
 
 void on_async_children(int rc, const struct String_vector* v, const ::Stat* stat, const void* ctx) {
@@ -409,17 +367,17 @@ void on_async_children(int rc, const struct String_vector* v, const ::Stat* stat
     names.reserve(static_cast<std::size_t>(v->count));
     for (int i = 0; i < v->count; ++i) names.emplace_back(v->data[i]);
   }
-  (*done)(rc, std::move(names), rc == ZOK ? convert(stat) : zk::Stat{});
+  (*done)(static_cast<Code>(rc), std::move(names), rc == ZOK ? convert(stat) : zk::Stat{});
 }
 
 void on_async_stat(int rc, const ::Stat* stat, const void* ctx) {
   std::unique_ptr<StatCallback> done(static_cast<StatCallback*>(const_cast<void*>(ctx)));
-  (*done)(rc, rc == ZOK ? convert(stat) : zk::Stat{});
+  (*done)(static_cast<Code>(rc), rc == ZOK ? convert(stat) : zk::Stat{});
 }
 
 void on_async_string(int rc, const char*, const void* ctx) {
   std::unique_ptr<DoneCallback> done(static_cast<DoneCallback*>(const_cast<void*>(ctx)));
-  (*done)(rc);
+  (*done)(static_cast<Code>(rc));
 }
 
 }  // namespace
@@ -429,7 +387,7 @@ void Client::exists_async(const std::string& path, Watch watch, StatCallback don
   int rc = zoo_aexists(m_impl->zh, path.c_str(), watch == Watch::Yes ? 1 : 0, on_async_stat, ctx);
   if (rc != ZOK) {
     std::unique_ptr<StatCallback> owned(ctx);
-    (*owned)(rc, zk::Stat{});
+    (*owned)(static_cast<Code>(rc), zk::Stat{});
   }
 }
 
@@ -438,7 +396,7 @@ void Client::sync_async(const std::string& path, DoneCallback done) {
   int rc = zoo_async(m_impl->zh, path.c_str(), on_async_string, ctx);
   if (rc != ZOK) {
     std::unique_ptr<DoneCallback> owned(ctx);
-    (*owned)(rc);
+    (*owned)(static_cast<Code>(rc));
   }
 }
 
@@ -447,7 +405,7 @@ void Client::get_async(const std::string& path, Watch watch, NodeCallback done) 
   int rc = zoo_aget(m_impl->zh, path.c_str(), watch == Watch::Yes ? 1 : 0, on_async_data, ctx);
   if (rc != ZOK) {
     std::unique_ptr<NodeCallback> owned(ctx);
-    (*owned)(rc, Node{});
+    (*owned)(static_cast<Code>(rc), Node{});
   }
 }
 
@@ -457,7 +415,7 @@ void Client::children_async(const std::string& path, Watch watch, ChildrenCallba
                               on_async_children, ctx);
   if (rc != ZOK) {
     std::unique_ptr<ChildrenCallback> owned(ctx);
-    (*owned)(rc, {}, zk::Stat{});
+    (*owned)(static_cast<Code>(rc), {}, zk::Stat{});
   }
 }
 

@@ -27,7 +27,7 @@
 #pragma once
 
 #include <svcctl/core/expected.hpp>
-#include <svcctl/zk/client.hpp>
+#include <svcctl/zk/session.hpp>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -166,6 +166,7 @@ class Cache {
  public:
   struct Options {
     zk::Options zk;
+    zk::Connector connect;  // opens its sessions; by default the real client
     std::size_t max_outstanding = 32;  // in all sessions together
     std::size_t sessions = 2;          // at least 1
     // A new session after expiry starts after a random delay up to this, so that many
@@ -184,6 +185,12 @@ class Cache {
     // ZooKeeper cannot be loaded in time (fail static): the snapshot is then served stale
     // until a session reconciles it.
     std::string lkg_file;
+    // For tests of the cache's logic on zk::FakeEnsemble. `clock`: what the cache takes for
+    // now instead of the steady clock; when set, the cache has no control thread: start()
+    // is not called, and tick() does that thread's work. `seed`: the random delays'
+    // (backoff, resync jitter); 0 draws one.
+    std::function<std::chrono::steady_clock::time_point()> clock;
+    std::uint64_t seed = 0;
   };
 
   explicit Cache(Options options);
@@ -199,6 +206,12 @@ class Cache {
   // Whether the current snapshot came from the last-known-good file and has not yet been
   // reconciled with ZooKeeper.
   bool serving_lkg() const;
+
+  // With Options::clock: opens the sessions due (all of them at the first call), gives up
+  // on those lost past their timeout, publishes what waited long enough, sends the syncs
+  // due and writes the last-known-good file, as of clock(). Returns when something is
+  // next due (nothing: nullopt).
+  std::optional<std::chrono::steady_clock::time_point> tick();
 
   // Each session's id and state, and how many transitions of each kind there were (never
   // waits for the cache's lock).

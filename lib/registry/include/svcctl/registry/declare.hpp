@@ -21,7 +21,7 @@
 #pragma once
 
 #include <svcctl/core/expected.hpp>
-#include <svcctl/zk/client.hpp>
+#include <svcctl/zk/session.hpp>
 
 #include <nlohmann/json.hpp>
 

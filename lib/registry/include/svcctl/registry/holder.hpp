@@ -5,7 +5,7 @@
 
 #include <svcctl/core/expected.hpp>
 #include <svcctl/model/model.hpp>
-#include <svcctl/zk/client.hpp>
+#include <svcctl/zk/session.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -18,6 +18,7 @@ class Holder {
  public:
   struct Options {
     zk::Options zk;
+    zk::Connector connect;  // opens its sessions; by default the real client
     std::string path;      // the ephemeral node
     std::string parent;    // created when missing (unless `required` is missing)
     std::string required;  // when set, a node that must exist (else NotFound), e.g. the service

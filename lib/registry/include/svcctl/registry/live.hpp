@@ -6,7 +6,7 @@
 
 #include <svcctl/core/expected.hpp>
 #include <svcctl/registry/registry.hpp>
-#include <svcctl/zk/client.hpp>
+#include <svcctl/zk/session.hpp>
 
 #include <functional>
 #include <memory>
@@ -17,8 +17,10 @@ namespace svcctl::registry {
 
 class LiveRegistry {
  public:
-  // `log` is told when a session is replaced, and why.
-  explicit LiveRegistry(zk::Options options, std::function<void(std::string_view)> log = {});
+  // `log` is told when a session is replaced, and why. Sessions are opened with `connect`
+  // (by default the real client).
+  explicit LiveRegistry(zk::Options options, std::function<void(std::string_view)> log = {},
+                        zk::Connector connect = {});
   ~LiveRegistry();
   LiveRegistry(const LiveRegistry&) = delete;
   LiveRegistry& operator=(const LiveRegistry&) = delete;
@@ -47,7 +49,8 @@ class LiveRegistry {
 
   zk::Options m_options;
   std::function<void(std::string_view)> m_log;
-  std::unique_ptr<zk::Client> m_client;
+  zk::Connector m_connect;
+  std::unique_ptr<zk::Session> m_client;
   std::unique_ptr<Registry> m_registry;  // over m_client; destroyed first
 };
 

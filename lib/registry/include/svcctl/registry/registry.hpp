@@ -10,7 +10,7 @@
 
 #include <svcctl/core/expected.hpp>
 #include <svcctl/model/model.hpp>
-#include <svcctl/zk/client.hpp>
+#include <svcctl/zk/session.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -89,7 +89,7 @@ struct Plan;
 
 class Registry {
  public:
-  explicit Registry(zk::Client& client) : m_zk(client) {}
+  explicit Registry(zk::Session& session) : m_zk(session) {}
 
   // Creates the node, or updates the given fields of an existing one.
   Expected<WriteResult> put_service(const std::string& name, const model::ServiceFields& fields,
@@ -160,7 +160,7 @@ class Registry {
   Expected<std::vector<zk::Op>> last_up_guard(const std::string& service, const std::string& target,
                                               std::string_view doing);
 
-  zk::Client& m_zk;
+  zk::Session& m_zk;
 };
 
 }  // namespace svcctl::registry
