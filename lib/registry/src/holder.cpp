@@ -14,8 +14,6 @@ namespace svcctl::registry {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 // What the ZooKeeper threads tell the holding loop: session events, and what became of
 // the node at our path (ours, watched while held; or a foreign one we wait for).
 struct Inbox {
@@ -55,20 +53,15 @@ Holder::Options Holder::for_address(const std::string& service, const model::Hos
   return o;
 }
 
-Expected<void> Holder::run(const std::atomic<bool>& stop) {
-  const Options& o = m_options;
+struct Holder::Impl {
+  Options o;
   const std::string& path = o.path;
-  auto log = [&](std::string_view m) {
-    if (o.log) o.log(m);
-  };
-  auto session_log = [&](std::string_view m) {
-    if (o.on_session) o.on_session(m);
-    else log(m);
-  };
 
-  Inbox inbox;
+  Inbox inbox;  // before the client: its callbacks write here until the client is closed
   std::unique_ptr<zk::Session> client;
-  bool healthy = !o.check;  // without a check: up from the start
+  Clock::time_point now{};
+  bool started = false;
+  bool healthy = false;     // the check's verdict (without a check: up from the start)
   int passes = 0;
   int failures = 0;
   bool held = false;        // our session's node exists
@@ -83,33 +76,44 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
   std::string unanswered;
   bool said_not_object = false;
   std::int64_t waiting_for = 0;  // another session holds the node: wait for it to go
-  auto next_check = Clock::now();
-  auto retry_at = Clock::now();  // next session attempt, or next look at a foreign node
-  bool reconnecting = false;  // the session has lost its connection, since `lost_since`
-  auto lost_since = Clock::now();
+  Clock::time_point next_check{};
+  Clock::time_point retry_at{};  // next session attempt, or next look at a foreign node
+  bool reconnecting = false;     // the session has lost its connection, since `lost_since`
+  Clock::time_point lost_since{};
 
-  auto data_for = [&](bool up) {
+  explicit Impl(Options options) : o(std::move(options)), healthy(!o.check) {}
+
+  void log(std::string_view m) const {
+    if (o.log) o.log(m);
+  }
+  void session_log(std::string_view m) const {
+    if (o.on_session) o.on_session(m);
+    else log(m);
+  }
+
+  std::string data_for(bool up) const {
     if (o.keep_edits && known.is_object()) {
       nlohmann::json d = known;
       d["status"] = up ? "up" : "down";
       return d.dump();
     }
     return o.data ? o.data(up) : std::string();
-  };
-  auto want_up = [&] { return healthy && !drained; };
+  }
+  bool want_up() const { return healthy && !drained; }
+
   // Our write of `data` was answered: the node holds it, at `version`.
-  auto wrote = [&](const std::string& data, bool up, std::int32_t version) {
+  void wrote(const std::string& data, bool up, std::int32_t version) {
     unanswered.clear();
     written_up = up;
     if (o.keep_edits) {
       known = nlohmann::json::parse(data, nullptr, false);
       known_version = version;
     }
-  };
+  }
 
   // keep_edits: takes in a read of our node. A status this holder did not write is someone
   // else's: "down" is a drain, kept until someone writes "up".
-  auto absorb = [&](const zk::Node& n) {
+  void absorb(const zk::Node& n) {
     if (n.stat.version < known_version) return;  // older than our own last write
     known_version = n.stat.version;  // our next write goes over this one, whatever it holds
     auto j = nlohmann::json::parse(n.data, nullptr, false);
@@ -142,9 +146,10 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
       drained = false;
       log(fmt::format("{} was marked up again", path));
     }
-  };
-  auto watch_node = [&] {
-    client->get_async(path, zk::Watch::Yes, [&inbox](zk::Code rc, zk::Node n) {
+  }
+
+  void watch_node() {
+    client->get_async(path, zk::Watch::Yes, [this](zk::Code rc, zk::Node n) {
       {
         std::lock_guard lock(inbox.mu);
         if (rc == zk::Code::Ok) inbox.read = std::move(n);
@@ -153,11 +158,11 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
       }
       inbox.cv.notify_all();
     });
-  };
+  }
 
   // Creates our node, or takes over one our own session holds; otherwise leaves `held`
   // false to try again later. Fails only on what waiting cannot fix.
-  auto ensure_node = [&]() -> Expected<void> {
+  Expected<void> ensure_node() {
     const bool up = want_up();
     const std::string data = data_for(up);
     unanswered = data;
@@ -167,8 +172,7 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
       waiting_for = 0;
       wrote(data, up, 0);
       watch_node();
-      log(fmt::format("registered {} ({}) in session 0x{:x}", path, up ? "up" : "down",
-                      client->session_id()));
+      log(fmt::format("registered {} ({}) in session 0x{:x}", path, up ? "up" : "down", client->session_id()));
       return {};
     }
     const Error& e = created.error();
@@ -187,21 +191,8 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     if (!existing || !*existing) return {};
     const zk::Stat& st = **existing;
     if (st.ephemeral_owner == 0)
-      return fail(ErrorKind::Conflict,
-                  fmt::format("{} is registered persistently; remove it before holding it", path));
-    if (st.ephemeral_owner == client->session_id()) {  // ours (e.g. after a reconnect)
-      held = true;
-      waiting_for = 0;
-      written_up = !up;  // force the status write below
-      if (o.keep_edits) {
-        // A create whose answer was lost: absorb() tells our write (unanswered) from others'.
-        // Until a read is taken in, nothing is written (known_version < 0).
-        known_version = -1;
-        if (auto n = client->get(path)) absorb(*n);
-      }
-      watch_node();
-      return {};
-    }
+      return fail(ErrorKind::Conflict, fmt::format("{} is registered persistently; remove it before holding it", path));
+    if (st.ephemeral_owner == client->session_id()) return take_over(up);
     // Another session holds it: a previous holder whose session has not ended yet, or a
     // second holder. Wait for its node to go (the watch says when; a look every second
     // covers a lost notification), saying so once.
@@ -209,11 +200,29 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
       log(fmt::format("{} is held by session 0x{:x}; waiting for it to go", path, st.ephemeral_owner));
     waiting_for = st.ephemeral_owner;
     client->exists_async(path, zk::Watch::Yes, [](zk::Code, zk::Stat) {});
-    retry_at = Clock::now() + std::chrono::seconds(1);
+    retry_at = now + std::chrono::seconds(1);
     return {};
-  };
+  }
 
-  auto open_session = [&]() {
+  // The node is our own session's: a create of ours whose answer was lost went through,
+  // `up` in it. It is held again. With keep_edits it is read first: absorb() tells our
+  // unanswered write from an edit made since (a drain is kept), and until a read is taken
+  // in nothing is written. Without, the status is written over.
+  Expected<void> take_over(bool up) {
+    held = true;
+    waiting_for = 0;
+    if (o.keep_edits) {
+      written_up = up;  // what our create wrote: a status other than that is someone else's
+      known_version = -1;
+      if (auto n = client->get(path)) absorb(*n);
+    } else {
+      written_up = !up;
+    }
+    watch_node();
+    return {};
+  }
+
+  bool open_session() {
     held = false;
     waiting_for = 0;  // a watch does not outlive its session
     client.reset();
@@ -224,21 +233,17 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
       inbox.read_failed = false;
     }
     zk::Options zo = o.zk;
-    zo.on_event = [&inbox](zk::Event ev) {
-      if (ev.type == zk::Event::Type::Session) inbox.push(ev.state);
-      else if (ev.type == zk::Event::Type::Changed) {
-        {
-          std::lock_guard lock(inbox.mu);
-          inbox.node_changed = true;
-        }
-        inbox.cv.notify_all();
-      } else if (ev.type == zk::Event::Type::Deleted) {
-        {
-          std::lock_guard lock(inbox.mu);
-          inbox.node_gone = true;
-        }
-        inbox.cv.notify_all();
+    zo.on_event = [this](zk::Event ev) {
+      if (ev.type == zk::Event::Type::Session) {
+        inbox.push(ev.state);
+        return;
       }
+      if (ev.type != zk::Event::Type::Changed && ev.type != zk::Event::Type::Deleted) return;
+      {
+        std::lock_guard lock(inbox.mu);
+        (ev.type == zk::Event::Type::Changed ? inbox.node_changed : inbox.node_gone) = true;
+      }
+      inbox.cv.notify_all();
     };
     auto c = o.connect ? o.connect(zo) : zk::real_connector()(zo);
     if (!c) {
@@ -247,40 +252,43 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
     }
     client = std::move(*c);
     return true;
-  };
+  }
 
-  // A first failure to connect is not final for a sidecar: the loop keeps trying.
-  if (!open_session()) retry_at = Clock::now() + std::chrono::seconds(1);
-
-  while (!stop.load()) {
-    // Session events first.
+  // What the ZooKeeper threads told since the last turn.
+  struct News {
     std::deque<zk::SessionState> states;
     bool gone = false;
     bool changed = false;
     bool read_failed = false;
     std::optional<zk::Node> read;
-    {
-      std::lock_guard lock(inbox.mu);
-      states.swap(inbox.states);
-      gone = std::exchange(inbox.node_gone, false);
-      changed = std::exchange(inbox.node_changed, false);
-      read_failed = std::exchange(inbox.read_failed, false);
-      read.swap(inbox.read);
-    }
+  };
+  News take_news() {
+    News n;
+    std::lock_guard lock(inbox.mu);
+    n.states.swap(inbox.states);
+    n.gone = std::exchange(inbox.node_gone, false);
+    n.changed = std::exchange(inbox.node_changed, false);
+    n.read_failed = std::exchange(inbox.read_failed, false);
+    n.read.swap(inbox.read);
+    return n;
+  }
+
+  // Session events; a session lost past its timeout given up on; a new one when due.
+  void follow_session(const std::deque<zk::SessionState>& states) {
     for (auto s : states) {
       if (s == zk::SessionState::Expired || s == zk::SessionState::AuthFailed) {
         session_log("session expired: opening a new one");
         client.reset();
         held = false;
       }
-      if (s == zk::SessionState::Connecting && !reconnecting) lost_since = Clock::now();
+      if (s == zk::SessionState::Connecting && !reconnecting) lost_since = now;
       reconnecting = s == zk::SessionState::Connecting;
     }
     // Unable to reconnect for longer than its timeout, the session cannot be alive on the
     // server: a rebuilt or restored server (behind the zxids it has seen) refuses it for
     // good. A new session starts at zxid 0.
-    if (client && reconnecting && Clock::now() - lost_since > client->negotiated_session_timeout()) {
-      const auto lost = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - lost_since);
+    if (client && reconnecting && now - lost_since > client->negotiated_session_timeout()) {
+      const auto lost = std::chrono::duration_cast<std::chrono::milliseconds>(now - lost_since);
       session_log(fmt::format("session 0x{:x} expired (could not reconnect for {} ms, longer than the session "
                               "timeout of {} ms): opening a new session",
                               client->session_id(), lost.count(), client->negotiated_session_timeout().count()));
@@ -288,78 +296,113 @@ Expected<void> Holder::run(const std::atomic<bool>& stop) {
       held = false;
     }
     if (!client) reconnecting = false;
-    if (!client && Clock::now() >= retry_at) {
+    if (!client && now >= retry_at) {
       if (open_session()) session_log(fmt::format("new session 0x{:x}", client->session_id()));
-      else retry_at = Clock::now() + std::chrono::seconds(1);
+      else retry_at = now + std::chrono::seconds(1);
     }
+  }
 
+  void run_check() {
+    if (!o.check || now < next_check) return;
+    next_check = now + o.interval;
+    if (o.check()) {
+      failures = 0;
+      if (!healthy && ++passes >= o.rise) {
+        healthy = true;
+        log("check passing: up");
+      }
+    } else {
+      passes = 0;
+      if (healthy && ++failures >= o.fall) {
+        healthy = false;
+        log("check failing: down");
+      }
+    }
+  }
+
+  // The node's status as it should be. keep_edits: only over the version read, so that an
+  // edit made meanwhile is not lost.
+  void write_status() {
+    const bool up = want_up();
+    const std::string data = data_for(up);
+    unanswered = data;
+    auto st = client->set(path, data, o.keep_edits ? known_version : -1);
+    if (st) {
+      wrote(data, up, st->version);
+      log(fmt::format("{} is {}", path, up ? "up" : "down"));
+    } else if (zk::is(st.error(), zk::Code::NoNode)) {
+      unanswered.clear();
+      held = false;  // someone removed it: re-create it on the next turn
+    } else if (o.keep_edits && zk::is(st.error(), zk::Code::BadVersion)) {
+      // Edited meanwhile, or our previous write went through unanswered: read it (absorb
+      // tells which), then write again.
+      if (auto n = client->get(path)) absorb(*n);
+    }
+  }
+
+  Expected<void> turn(Clock::time_point t) {
+    now = t;
+    if (!started) {
+      started = true;
+      next_check = now;
+      // A first failure to connect is not final for a sidecar: it keeps trying.
+      if (!open_session()) retry_at = now + std::chrono::seconds(1);
+    }
+    News news = take_news();
+    follow_session(news.states);
     // Our node removed by someone else: it is registered again. What others wrote to it
     // is taken in with keep_edits.
-    if (client && held && gone) {
+    if (client && held && news.gone) {
       held = false;
       log(fmt::format("{} was removed by someone else: registering it again", path));
     }
     if (client && held) {
-      if (o.keep_edits && read && read->stat.ephemeral_owner == client->session_id()) absorb(*read);
-      if (changed || read_failed) watch_node();
+      if (o.keep_edits && news.read && news.read->stat.ephemeral_owner == client->session_id()) absorb(*news.read);
+      if (news.changed || news.read_failed) watch_node();
     }
-
-    // The health check.
-    if (o.check && Clock::now() >= next_check) {
-      next_check = Clock::now() + o.interval;
-      if (o.check()) {
-        failures = 0;
-        if (!healthy && ++passes >= o.rise) {
-          healthy = true;
-          log("check passing: up");
-        }
-      } else {
-        passes = 0;
-        if (healthy && ++failures >= o.fall) {
-          healthy = false;
-          log("check failing: down");
-        }
-      }
-    }
-
-    // Bring the node in line.
-    if (client && !held && (waiting_for == 0 || gone || Clock::now() >= retry_at)) {
-      SVCCTL_CHECK(ensure_node());
-    }
-    if (client && held && written_up != want_up() && !(o.keep_edits && known_version < 0)) {
-      const bool up = want_up();
-      const std::string data = data_for(up);
-      unanswered = data;
-      // keep_edits: only over the version read, so that an edit made meanwhile is not lost.
-      auto st = client->set(path, data, o.keep_edits ? known_version : -1);
-      if (st) {
-        wrote(data, up, st->version);
-        log(fmt::format("{} is {}", path, up ? "up" : "down"));
-      } else if (zk::is(st.error(), zk::Code::NoNode)) {
-        unanswered.clear();
-        held = false;  // someone removed it: re-create it on the next turn
-      } else if (o.keep_edits && zk::is(st.error(), zk::Code::BadVersion)) {
-        // Edited meanwhile, or our previous write went through unanswered: read it (absorb
-        // tells which), then write again.
-        if (auto n = client->get(path)) absorb(*n);
-      }
-    }
-
-    std::unique_lock lock(inbox.mu);
-    inbox.cv.wait_for(lock, std::chrono::milliseconds(std::min<long>(100, o.interval.count())),
-                      [&] {
-                        return !inbox.states.empty() || inbox.node_gone || inbox.node_changed || inbox.read ||
-                               stop.load();
-                      });
+    run_check();
+    if (client && !held && (waiting_for == 0 || news.gone || now >= retry_at)) SVCCTL_CHECK(ensure_node());
+    if (client && held && written_up != want_up() && !(o.keep_edits && known_version < 0)) write_status();
+    return {};
   }
 
-  if (client && held) {
+  void release() {
+    if (!client || !held) return;
     auto existing = client->exists(path);
-    if (existing && *existing && (*existing)->ephemeral_owner == client->session_id() &&
-        client->remove(path, -1))
+    if (existing && *existing && (*existing)->ephemeral_owner == client->session_id() && client->remove(path, -1)) {
+      held = false;
       log(fmt::format("removed {}", path));
+    }
   }
+};
+
+Holder::Holder(Options options) : m_impl(std::make_unique<Impl>(std::move(options))) {}
+Holder::~Holder() = default;
+
+Expected<void> Holder::turn(Clock::time_point now) { return m_impl->turn(now); }
+
+void Holder::wait(std::chrono::milliseconds most, const std::atomic<bool>* stop) {
+  Inbox& in = m_impl->inbox;
+  std::unique_lock lock(in.mu);
+  in.cv.wait_for(lock, most, [&] {
+    return !in.states.empty() || in.node_gone || in.node_changed || in.read || (stop && stop->load());
+  });
+}
+
+void Holder::release() { m_impl->release(); }
+
+Expected<void> Holder::run(const std::atomic<bool>& stop) {
+  while (!stop.load()) {
+    SVCCTL_CHECK(turn(Clock::now()));
+    wait(std::chrono::milliseconds(std::min<long>(100, m_impl->o.interval.count())), &stop);
+  }
+  release();
   return {};
 }
+
+bool Holder::held() const { return m_impl->held; }
+bool Holder::up() const { return m_impl->written_up; }
+bool Holder::drained() const { return m_impl->drained; }
+std::int64_t Holder::session_id() const { return m_impl->client ? m_impl->client->session_id() : 0; }
 
 }  // namespace svcctl::registry

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <utility>
 
 namespace svcctl::zk {
 
@@ -165,6 +166,7 @@ struct FakeEnsemble::State {
     SessionState state = SessionState::Connected;  // as the client sees it
     bool known = true;     // alive on the ensemble
     bool held = false;
+    bool lose_answer = false;  // the next write is applied, its answer lost with the connection
     std::int64_t last_zxid = 0;
     Options options;
     std::deque<Item> queue;
@@ -280,11 +282,21 @@ struct FakeEnsemble::State {
     s.queue.push_back(std::move(item));
   }
 
-  // Notifications not delivered are lost; replies not delivered get `rc`.
+  // Replies not delivered get `rc`. Notifications not delivered are lost, but not their
+  // watches: the client library keeps a watch until its notification reaches it, and sets
+  // it again on reconnect (SetWatches), where it fires again.
   static void lose_queue(FakeSessionState& s, Code rc) {
     std::deque<Item> kept;
     for (auto& item : s.queue) {
-      if (item.notice && item.event.type != Event::Type::Session) continue;
+      if (item.notice && item.event.type != Event::Type::Session) {
+        const std::string& p = item.event.path;
+        switch (item.event.type) {
+          case Event::Type::Created: s.exist_watches.insert(p); break;
+          case Event::Type::Children: s.child_watches.insert(p); break;
+          default: s.data_watches.insert(p); break;  // Changed, Deleted
+        }
+        continue;
+      }
       if (!item.notice) {
         item.rc = rc;
         item.zxid = 0;
@@ -497,6 +509,10 @@ class FakeSession final : public Session {
     SVCCTL_TRY(auto* s, connected(fmt::format("{} {}", verb(ops.front().type), ops.front().path)));
     SVCCTL_TRY(const std::int64_t z, m_st->commit(ops, m_id));
     m_st->advance(s->member, m_st->log.size());
+    if (std::exchange(s->lose_answer, false)) {
+      m_st->disconnect(*s);
+      return fail(to_error(Code::ConnectionLoss, fmt::format("{} {}", verb(ops.front().type), ops.front().path)));
+    }
     s->last_zxid = std::max(s->last_zxid, z);
     if (stats) {
       stats->clear();
@@ -753,6 +769,11 @@ bool FakeEnsemble::reconnect(std::int64_t session, std::optional<std::size_t> me
     it = s->child_watches.erase(it);
   }
   return true;
+}
+
+void FakeEnsemble::lose_next_answer(std::int64_t session) {
+  std::lock_guard lock(m_state->mu);
+  if (auto* s = m_state->find(session)) s->lose_answer = true;
 }
 
 void FakeEnsemble::expire(std::int64_t session) {

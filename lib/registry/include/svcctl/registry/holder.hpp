@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace svcctl::registry {
@@ -47,17 +48,40 @@ class Holder {
   static Options for_address(const std::string& service, const model::HostPort& address,
                              const model::AddressFields& fields);
 
-  explicit Holder(Options options) : m_options(std::move(options)) {}
+  using Clock = std::chrono::steady_clock;
+
+  explicit Holder(Options options);
+  ~Holder();  // closes its session: the node goes with it
+  Holder(const Holder&) = delete;
+  Holder& operator=(const Holder&) = delete;
 
   // Runs until `stop` becomes true, then removes the node (if this session holds it) and
   // returns. Fails at once on what waiting cannot fix: a missing service (NotFound), a
   // persistent node at the address (Conflict), a permission error. ZooKeeper being away
   // is waited out; a session that could not reconnect for longer than its timeout is taken
   // as expired and replaced by a new one (a rebuilt server refuses it for good).
+  // run() is turn() and wait() in a loop, then release().
   Expected<void> run(const std::atomic<bool>& stop);
 
+  // One turn of the holding loop as of `now`: takes in what the session told (its events,
+  // news of the node), opens a session when due or gives up on one lost past its timeout,
+  // runs the check when due, and brings the node in line (creates it, takes over one this
+  // session holds, writes the status). Fails as run() does.
+  Expected<void> turn(Clock::time_point now);
+  // Waits up to `most` for news from ZooKeeper, or for `stop`.
+  void wait(std::chrono::milliseconds most, const std::atomic<bool>* stop = nullptr);
+  // Removes the node if this session holds it.
+  void release();
+
+  // Where it stands.
+  bool held() const;            // this session's node exists, as far as it knows
+  bool up() const;              // the status it last wrote or read there
+  bool drained() const;         // someone else marked the node down: kept down
+  std::int64_t session_id() const;  // 0 without a session
+
  private:
-  Options m_options;
+  struct Impl;
+  std::unique_ptr<Impl> m_impl;
 };
 
 }  // namespace svcctl::registry

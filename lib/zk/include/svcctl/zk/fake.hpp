@@ -95,14 +95,18 @@ class FakeEnsemble {
   void release(std::int64_t session);
 
   // ---- faults -----------------------------------------------------------------------
-  // The session's connection is lost: notifications not yet delivered are lost with it,
-  // replies not yet delivered become ConnectionLoss, and the session hears Connecting.
+  // The session's connection is lost: notifications not yet delivered are lost with it
+  // (their watches are kept: reconnect() fires them again), replies not yet delivered
+  // become ConnectionLoss, and the session hears Connecting.
   void disconnect(std::int64_t session);
   // The client reconnects to `member` (by default the one it was on). Refused (false, and
   // the session stays Connecting) if the member has not seen the last zxid the session
   // did; a session the ensemble has expired hears Expired; otherwise Connected, then
   // what its watches missed.
   bool reconnect(std::int64_t session, std::optional<std::size_t> member = {});
+  // The session's next write is applied, but its answer is lost with the connection: the
+  // call fails with ConnectionLoss, and the session is disconnected.
+  void lose_next_answer(std::int64_t session);
   // The ensemble ends the session (its ephemerals go, in one transaction). A connected
   // session hears Expired; a disconnected one hears it when it reconnects.
   void expire(std::int64_t session);
