@@ -7,7 +7,7 @@ Starts its own ZooKeeper, creates SERVICES x PER address nodes (/address/svcN/ho
   - kazoo: pipelined asynchronous read of the whole tree, and a re-reading data watch
     (set in one session, event + get in another) over the same number of changes.
 
-  bench/cache_bench.py [--services 10000 --per 10 --reps 3 --changes 1000]
+  bench/cache_bench.py [--services 10000 --per 10 --reps 3 --changes 1000 --heap 2g]
 """
 import argparse
 import json
@@ -108,11 +108,12 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--changes", type=int, default=1000)
     ap.add_argument("--window", type=int, default=32)
+    ap.add_argument("--heap", default="2g", help="the ZooKeeper server's Java heap")
     ap.add_argument("--bench", default=os.path.join(HERE, "..", "build", "bench", "cache_bench"))
     a = ap.parse_args()
 
     d = tempfile.mkdtemp(prefix="svcctl-cachebench-")
-    st = zkserver.start(d, heap="2g", force_sync="yes")
+    st = zkserver.start(d, heap=a.heap, force_sync="yes")
     try:
         kz = KazooClient(hosts=st["connect"], timeout=30)
         kz.start(timeout=30)
@@ -138,11 +139,12 @@ def main():
         ol, kl = med([r["load_s"] for r in ours]), med([r["load_s"] for r in theirs])
         print("\nmedians over", a.reps, "rounds")
         print(f"  full load:            svcctl {ol:.2f} s   kazoo {kl:.2f} s   ratio {ol / kl:.2f}")
-        print(f"  cache memory:         svcctl {med([r['rss_mb'] for r in ours]):.0f} MB")
-        print(f"  write->visible p50:   svcctl {med([r['latency_ms']['p50'] for r in ours]):.2f} ms"
-              f"   kazoo {med([r['p50'] for r in theirs]):.2f} ms")
-        print(f"  write->visible p99:   svcctl {med([r['latency_ms']['p99'] for r in ours]):.2f} ms"
-              f"   kazoo {med([r['p99'] for r in theirs]):.2f} ms")
+        steady = med([r["rss_steady_mb"] for r in ours])
+        print(f"  cache memory:         svcctl {med([r['rss_mb'] for r in ours]):.0f} MB after the load, "
+              f"{steady:.0f} MB steady: {steady * 2**20 / ours[0]['nodes']:.0f} B/node")
+        for q in ("p50", "p99"):
+            o, k = med([r["latency_ms"][q] for r in ours]), med([r[q] for r in theirs])
+            print(f"  write->visible {q}:   svcctl {o:.2f} ms   kazoo {k:.2f} ms   ratio {o / k:.2f}")
     finally:
         zkserver.stop(d)
 

@@ -1,4 +1,5 @@
 #include <svcctl/registry/cache.hpp>
+#include <svcctl/registry/mirror.hpp>
 #include <svcctl/registry/paths.hpp>
 
 #include <fmt/format.h>
@@ -16,8 +17,6 @@
 #include <deque>
 #include <mutex>
 #include <random>
-#include <set>
-#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
@@ -27,39 +26,7 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-// The registry roots and the depth of their leaves: /key/{k} is 1, /address/{svc}/{hp} is 2.
-struct Root {
-  std::string_view path;
-  int leaf_depth;
-};
-constexpr Root k_roots[] = {{paths::k_services, 1}, {paths::k_addresses, 2}, {paths::k_apis, 2},
-                            {paths::k_keys, 1},     {paths::k_acls, 2},      {paths::k_gateways, 1}};
-
-// How deep `path` is below its root (0 for the root itself), or -1 if it is under none.
-int depth_of(std::string_view path, const Root** root) {
-  for (const auto& r : k_roots) {
-    if (path.substr(0, r.path.size()) != r.path) continue;
-    if (path.size() == r.path.size()) {
-      *root = &r;
-      return 0;
-    }
-    if (path[r.path.size()] != '/') continue;
-    *root = &r;
-    return static_cast<int>(std::count(path.begin() + static_cast<std::ptrdiff_t>(r.path.size()),
-                                       path.end(), '/'));
-  }
-  return -1;
-}
-
-bool is_container(std::string_view path) {
-  const Root* root = nullptr;
-  int d = depth_of(path, &root);
-  return d >= 0 && d < root->leaf_depth;
-}
-
-std::size_t shard_of(std::string_view path) {
-  return std::hash<std::string_view>{}(path) % Snapshot::k_shards;
-}
+using ReadKind = Mirror::ReadKind;
 
 // ---- the last-known-good file ------------------------------------------------------
 
@@ -111,10 +78,9 @@ Expected<LkgContent> read_lkg(const std::string& file) {
     return not_lkg(file, "no \"nodes\" array and \"written_ms\" time");
   LkgContent out;
   for (const auto& n : *nodes) {
-    const Root* root = nullptr;
     if (!n.is_array() || n.size() != 6 || !n[0].is_string() || !n[1].is_string() ||
         !n[2].is_number_integer() || !n[3].is_number_integer() || !n[4].is_number_integer() ||
-        !n[5].is_boolean() || depth_of(n[0].get_ref<const std::string&>(), &root) < 0)
+        !n[5].is_boolean() || Mirror::depth_of(n[0].get_ref<const std::string&>()) < 0)
       return not_lkg(file, fmt::format("node {} is not [path under a registry root, data, mzxid, version, "
                                        "owner, container]", out.nodes.size() + 1));
     out.nodes.emplace_back(n[0].get<std::string>(),
@@ -229,7 +195,7 @@ std::optional<CacheEntry> Snapshot::Shard::erase(std::string_view path) {
 }
 
 const CacheEntry* Snapshot::find(std::string_view path) const {
-  const auto& shard = m_shards[shard_of(path)];
+  const auto& shard = m_shards[Mirror::shard_of(path)];
   return shard ? shard->find(path) : nullptr;
 }
 
@@ -248,8 +214,6 @@ std::map<std::string, CacheEntry> Snapshot::entries() const {
 }
 
 struct Cache::Impl {
-  enum class ReadKind : char { Data = 'd', Children = 'c', Exists = 'e' };
-
   // One ZooKeeper session and the reads it carries.
   struct Session {
     std::unique_ptr<zk::Session> client;
@@ -275,10 +239,8 @@ struct Cache::Impl {
     std::map<std::uint64_t, std::size_t> queued_at;
     std::map<std::uint64_t, std::size_t> flying_at;
     bool resyncing = false;  // a round of reading everything of this session is under way
-    bool sweeping = false;   // the round started with nodes held: what it does not see goes
     bool loaded = false;     // a round has completed
     bool lkg_round = false;  // a round must complete before a last-known-good file is reconciled
-    std::unordered_set<std::string> seen;  // during a round: the nodes read again
     // Every change up to `zxid` has reached this session: the highest zxid its replies
     // carried, or what a sync it finished while idle vouched for.
     std::int64_t zxid = 0;
@@ -302,12 +264,6 @@ struct Cache::Impl {
     bool round_reported = false;
   };
 
-  // What the last listing of a container said.
-  struct Kids {
-    std::set<std::string> names;
-    std::int64_t pzxid = 0;
-  };
-
   Cache& owner;
   Options options;
   std::size_t window;  // reads in flight per session
@@ -324,12 +280,7 @@ struct Cache::Impl {
   std::vector<std::vector<Change>> garbage;  // large change lists, freed by the control thread
 
   std::vector<Session> sessions;
-  // The mirror, shard by shard. A published snapshot shares these; a shard is copied only
-  // on its first change after a publish (owned[i] is false until then), so memory holds
-  // one copy of the registry and a change costs a copy of one shard's pointers.
-  std::array<std::shared_ptr<Snapshot::Shard>, Snapshot::k_shards> shards;
-  std::array<bool, Snapshot::k_shards> owned{};
-  std::unordered_map<std::string, Kids> children;
+  Mirror mirror;  // the registry as read so far, shared with published snapshots
   std::vector<Change> changes;
   // Per change: the session whose reply made it, and its notification count then. It may
   // be published once that session has answered every read queued up to that count.
@@ -364,38 +315,18 @@ struct Cache::Impl {
   mutable std::mutex view_mu;  // taken under `mu`, never the other way round
   SessionsView view;
 
-  Impl(Cache& c, Options o) : owner(c), options(std::move(o)) {
+  Impl(Cache& c, Options o) : owner(c), options(std::move(o)), mirror(options.sessions) {
     options.sessions = std::max<std::size_t>(1, options.sessions);
     if (!options.connect) options.connect = zk::real_connector();
     rng.seed(options.seed != 0 ? options.seed : std::random_device{}());
     window = std::max<std::size_t>(1, options.max_outstanding / options.sessions);
     sessions.resize(options.sessions);
     view.sessions.resize(options.sessions);
-    for (auto& s : shards) s = std::make_shared<Snapshot::Shard>();
-    owned.fill(true);
   }
 
   SteadyClock::time_point now() const { return options.clock ? options.clock() : SteadyClock::now(); }
 
-  // The session that reads `path`: a root's listing goes through the first; below a root,
-  // the one the next name (service, key, gateway) hashes to.
-  std::size_t session_of(std::string_view path) const {
-    if (sessions.size() == 1) return 0;
-    auto slash = path.find('/', 1);
-    if (slash == std::string_view::npos) return 0;
-    auto name = path.substr(slash + 1);
-    name = name.substr(0, name.find('/'));
-    return std::hash<std::string_view>{}(name) % sessions.size();
-  }
-
-  // The shard of `path`, made private to this cache first if a snapshot shares it.
-  Snapshot::Shard& writable(std::size_t i) {
-    if (!owned[i]) {
-      shards[i] = std::make_shared<Snapshot::Shard>(*shards[i]);
-      owned[i] = true;
-    }
-    return *shards[i];
-  }
+  std::size_t session_of(std::string_view path) const { return mirror.session_of(path); }
 
   // ---- sessions ----------------------------------------------------------------------
 
@@ -595,7 +526,7 @@ struct Cache::Impl {
       case T::Changed: {
         const std::size_t reader = session_of(ev.path);
         ++sessions[reader].notifications;
-        const bool listing = ev.type == T::Children || is_container(ev.path);
+        const bool listing = ev.type == T::Children || Mirror::is_container(ev.path);
         enqueue(reader, ev.path, listing ? ReadKind::Children : ReadKind::Data);
         break;
       }
@@ -614,8 +545,6 @@ struct Cache::Impl {
   void begin_resync(std::size_t i, const std::string& reason) {
     Session& s = sessions[i];
     s.resyncing = true;
-    s.sweeping = false;
-    s.seen.clear();
     s.sync_sent = 0;  // a sync lost with the connection is sent again
     s.round_began = now();
     s.round_before.clear();
@@ -625,28 +554,20 @@ struct Cache::Impl {
       announced_resync = true;
     }
     if (i == 0)
-      for (const auto& r : k_roots) enqueue(0, std::string(r.path), ReadKind::Children);
+      for (const auto& r : Mirror::k_roots) enqueue(0, std::string(r.path), ReadKind::Children);
     const bool everything = s.fresh || s.lkg_round || !s.loaded;
-    if (!everything) return;
-    for (const auto& shard : shards)
-      for (const auto& item : *shard)
-        if (session_of(item->path) == i) {
-          enqueue(i, item->path, item->entry.container ? ReadKind::Children : ReadKind::Data);
-          if (s.round_reported) s.round_before.push_back(item);
-          s.sweeping = true;
-        }
+    if (everything && s.round_reported) s.round_before = mirror.held_by(i);
+    for (auto& r : mirror.begin_round(i, everything)) enqueue(r.session, std::move(r.path), r.kind);
   }
 
   void finish_round(std::size_t i) {
     Session& s = sessions[i];
-    std::vector<std::string> gone;
-    for (const auto& shard : shards)
-      for (const auto& item : *shard)
-        if (s.sweeping && session_of(item->path) == i && !s.seen.count(item->path)) gone.push_back(item->path);
-    for (const auto& p : gone) remove_subtree(p);
-    if (s.round_reported) report(round_report(i));
+    const bool swept = mirror.sweeping(i);
+    Mirror::Out out;
+    const std::size_t seen = mirror.end_round(i, out);
+    take(out);
+    if (s.round_reported) report(round_report(i, swept ? std::optional<std::size_t>(seen) : std::nullopt));
     s.round_before = {};
-    s.seen = {};  // free it
     s.resyncing = false;
     s.fresh = false;
     s.loaded = true;
@@ -654,23 +575,21 @@ struct Cache::Impl {
   }
 
   // What session i's round, now over, read and found: its nodes now against those it held
-  // when the round began.
-  SessionEvent round_report(std::size_t i) const {
+  // when the round began. `seen`: the nodes a sweeping round read.
+  SessionEvent round_report(std::size_t i, std::optional<std::size_t> seen) const {
     const Session& s = sessions[i];
     SessionEvent ev = event_of(i, SessionEvent::Kind::Resynced);
-    std::size_t held = 0;
-    for (const auto& shard : shards)
-      for (const auto& item : *shard) held += session_of(item->path) == i;
+    const std::size_t held = mirror.held_by(i).size();
     std::size_t kept = 0;
     for (const auto& before : s.round_before) {
-      const CacheEntry* now = find(before->path);
+      const CacheEntry* now = mirror.find(before->path);
       if (!now) continue;
       ++kept;
       if (!(*now == before->entry)) ++ev.modified;
     }
     ev.deleted = s.round_before.size() - kept;
     ev.added = held - kept;
-    ev.nodes_read = s.sweeping ? s.seen.size() : held;
+    ev.nodes_read = seen.value_or(held);
     ev.duration = std::chrono::duration_cast<std::chrono::milliseconds>(now() - s.round_began);
     return ev;
   }
@@ -766,7 +685,11 @@ struct Cache::Impl {
         case ReadKind::Exists:
           s.client->exists_async(path, zk::Watch::Yes, [reply, this, i, path](zk::Code rc, zk::Stat) {
             reply(rc, [&] {
-              if (rc == zk::Code::Ok) enqueue(i, path, is_container(path) ? ReadKind::Children : ReadKind::Data);
+              if (rc == zk::Code::Ok) {
+                Mirror::Out out;
+                mirror.exists(i, path, out);
+                take(out);
+              }
             });
           });
           break;
@@ -780,126 +703,29 @@ struct Cache::Impl {
 
   // ---- applying what was read ------------------------------------------------------------
 
-  void put(std::size_t i, const std::string& path, CacheEntry e) {
-    Session& s = sessions[i];
-    if (s.sweeping) s.seen.insert(path);
-    std::size_t sh = shard_of(path);
-    const CacheEntry* held = shards[sh]->find(path);
-    if (!held) {
-      writable(sh).put(path, e);
-      record(Change{Change::Kind::Added, path, std::nullopt, std::move(e), {}});
-    } else if (e.mzxid < held->mzxid || *held == e) {
-      if (held->czxid == 0 && e.mzxid == held->mzxid) {  // learn when it was created
-        CacheEntry known = *held;
-        known.czxid = e.czxid;
-        writable(sh).put(path, std::move(known));
-      }
-      return;  // an older state than the one held (never go back in time), or no change
-    } else {
-      Change c{Change::Kind::Modified, path, *held, e, {}};
-      writable(sh).put(path, std::move(e));
-      record(std::move(c));
-    }
-    last_change = Snapshot::Clock::now();
-  }
-
-  void remove_subtree(const std::string& path) {
-    // Keep the parent's list of children true, also for a node listed but not read yet: a
-    // name left in the list would hide the node's return from the next listing for good.
-    auto slash = path.rfind('/');
-    if (slash > 0)
-      if (auto p = children.find(path.substr(0, slash)); p != children.end())
-        p->second.names.erase(path.substr(slash + 1));
-    if (auto it = children.find(path); it != children.end()) {
-      auto kids = std::move(it->second.names);
-      children.erase(it);
-      for (const auto& k : kids) remove_subtree(path + "/" + k);
-    }
-    std::size_t sh = shard_of(path);
-    if (!shards[sh]->find(path)) return;
-    auto gone = writable(sh).erase(path);
-    record(Change{Change::Kind::Deleted, path, std::move(gone), std::nullopt, {}});
-    last_change = Snapshot::Clock::now();
-  }
-
-  // The node does not exist for session i. If its parent's listing (read by another
-  // session, maybe from a server further ahead) says it does, wait for it with a watch.
-  void absent(std::size_t i, const std::string& path) {
-    auto slash = path.rfind('/');
-    const std::string parent = slash > 0 ? path.substr(0, slash) : std::string();
-    const std::string name = path.substr(slash + 1);
-    auto p = slash > 0 ? children.find(parent) : children.end();
-    const bool listed = p != children.end() && p->second.names.count(name);
-    remove_subtree(path);
-    const Root* root = nullptr;
-    if (listed && session_of(parent) != i) {
-      // Still named by the listing: kept there, so that the read the watch brings is not
-      // taken for a node deleted since that listing.
-      children[parent].names.insert(name);
-      enqueue(i, path, ReadKind::Exists);
-    } else if (depth_of(path, &root) == 0) {
-      enqueue(i, path, ReadKind::Exists);
-    }
+  // What the mirror made of an answer: its changes recorded (with the replying session's
+  // mark), its reads queued.
+  void take(Mirror::Out& out) {
+    if (!out.changes.empty()) last_change = Snapshot::Clock::now();
+    for (auto& c : out.changes) record(std::move(c));
+    for (auto& r : out.reads) enqueue(r.session, std::move(r.path), r.kind);
   }
 
   void on_data(std::size_t i, const std::string& path, zk::Code rc, zk::Node& n) {
-    Session& s = sessions[i];
-    if (rc == zk::Code::Ok) {
-      saw(s, n.stat.mzxid);
-      auto slash = path.rfind('/');
-      std::string name = path.substr(slash + 1);
-      if (auto p = children.find(path.substr(0, slash)); p != children.end()) {
-        // A listing of the parent made after this node was created, and without it: this
-        // node has been deleted since (its watch brings that here too). Not taken back.
-        if (!p->second.names.count(name) && p->second.pzxid >= n.stat.czxid) {
-          if (s.sweeping) s.seen.insert(path);  // not swept for it: it is not held
-          return;
-        }
-        p->second.names.insert(name);
-      }
-      put(i, path, CacheEntry{std::move(n.data), n.stat.mzxid, n.stat.version, n.stat.ephemeral_owner,
-                              false, n.stat.czxid});
-    } else if (rc == zk::Code::NoNode) {
-      absent(i, path);
-    }
+    if (rc == zk::Code::Ok) saw(sessions[i], n.stat.mzxid);
+    Mirror::Out out;
+    mirror.data(i, path, rc, std::move(n), out);
+    take(out);
   }
 
   void on_children(std::size_t i, const std::string& path, zk::Code rc, std::vector<std::string>& names,
                    const zk::Stat& st) {
-    Session& s = sessions[i];
-    if (rc == zk::Code::NoNode) {
-      absent(i, path);
-      return;
-    }
-    if (rc != zk::Code::Ok) return;
     // The listing is as of the parent's pzxid: a removal shows in the zxid seen only there.
-    saw(s, std::max(st.mzxid, st.pzxid));
-    if (auto slash = path.rfind('/'); slash > 0)
-      if (auto p = children.find(path.substr(0, slash)); p != children.end())
-        p->second.names.insert(path.substr(slash + 1));
-    put(i, path, CacheEntry{{}, st.mzxid, st.version, st.ephemeral_owner, true, st.czxid});
-    std::set<std::string> now(std::make_move_iterator(names.begin()), std::make_move_iterator(names.end()));
-    Kids& known = children[path];
-    for (const auto& name : now)
-      if (!known.names.count(name)) {
-        std::string child = path + "/" + name;
-        enqueue(session_of(child), child, is_container(child) ? ReadKind::Children : ReadKind::Data);
-      }
-    std::vector<std::string> gone;
-    for (const auto& name : known.names) {
-      if (now.count(name)) continue;
-      // Created after this listing was made (read through a session whose server is
-      // further ahead): the listing is too old to say it is gone. The next one will.
-      const CacheEntry* e = find(path + "/" + name);
-      if (e && e->czxid > st.pzxid) now.insert(name);
-      else gone.push_back(name);
-    }
-    known.names = std::move(now);
-    known.pzxid = st.pzxid;
-    for (const auto& name : gone) remove_subtree(path + "/" + name);
+    if (rc == zk::Code::Ok) saw(sessions[i], std::max(st.mzxid, st.pzxid));
+    Mirror::Out out;
+    mirror.children(i, path, rc, names, st, out);
+    take(out);
   }
-
-  const CacheEntry* find(const std::string& path) const { return shards[shard_of(path)]->find(path); }
 
   // ---- after every event and reply -----------------------------------------------------
 
@@ -1006,15 +832,9 @@ struct Cache::Impl {
     if (loaded || options.lkg_file.empty()) return;
     auto content = read_lkg(options.lkg_file);
     if (!content) return;
-    for (auto& [path, entry] : content->nodes) {
-      auto slash = path.rfind('/');
-      const Root* root = nullptr;
-      if (slash > 0 && depth_of(path.substr(0, slash), &root) >= 0)
-        children[path.substr(0, slash)].names.insert(path.substr(slash + 1));
-      std::size_t sh = shard_of(path);
-      writable(sh).put(path, entry);
-      record(Change{Change::Kind::Added, path, std::nullopt, std::move(entry), {}});
-    }
+    Mirror::Out out;
+    for (auto& [path, entry] : content->nodes) mirror.adopt(path, std::move(entry), out);
+    for (auto& c : out.changes) record(std::move(c));
     stale_since = Snapshot::Clock::time_point(std::chrono::milliseconds(content->written_ms));
     loaded = true;
     from_lkg = true;
@@ -1065,10 +885,7 @@ struct Cache::Impl {
   void publish() {
     publish_due.reset();
     auto snap = std::make_shared<Snapshot>();
-    for (std::size_t i = 0; i < Snapshot::k_shards; ++i) {
-      snap->m_shards[i] = shards[i];  // shared from now on: the next change copies it first
-      owned[i] = false;
-    }
+    mirror.share_into(*snap);  // shared from now on: the next change to a shard copies it first
     snap->generation = ++generation;
     snap->max_zxid = published_zxid;
     snap->session = worst_state();

@@ -105,6 +105,7 @@ class Snapshot {
 
  private:
   friend class Cache;
+  friend class Mirror;
   std::array<std::shared_ptr<const Shard>, k_shards> m_shards{};
 };
 
