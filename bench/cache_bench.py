@@ -139,9 +139,10 @@ def main():
         ol, kl = med([r["load_s"] for r in ours]), med([r["load_s"] for r in theirs])
         print("\nmedians over", a.reps, "rounds")
         print(f"  full load:            svcctl {ol:.2f} s   kazoo {kl:.2f} s   ratio {ol / kl:.2f}")
-        steady = med([r["rss_steady_mb"] for r in ours])
-        print(f"  cache memory:         svcctl {med([r['rss_mb'] for r in ours]):.0f} MB after the load, "
-              f"{steady:.0f} MB steady: {steady * 2**20 / ours[0]['nodes']:.0f} B/node")
+        held, heap = med([r["rss_mb"] for r in ours]), med([r["heap_mb"] for r in ours])
+        n = ours[0]["nodes"]
+        print(f"  cache memory:         svcctl {held:.0f} MB resident, {held * 2**20 / n:.0f} B/node "
+              f"({heap:.0f} MB allocated, {heap * 2**20 / n:.0f} B/node)")
         for q in ("p50", "p99"):
             o, k = med([r["latency_ms"][q] for r in ours]), med([r[q] for r in theirs])
             print(f"  write->visible {q}:   svcctl {o:.2f} ms   kazoo {k:.2f} ms   ratio {o / k:.2f}")

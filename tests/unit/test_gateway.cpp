@@ -38,7 +38,7 @@ registry::Change change(registry::Change::Kind kind, std::string path, std::stri
   registry::Change c;
   c.kind = kind;
   c.path = std::move(path);
-  if (kind != registry::Change::Kind::Deleted) c.after = registry::CacheEntry{std::move(data), 1, 0, 0, false};
+  if (kind != registry::Change::Kind::Deleted) c.after = std::make_shared<const registry::CacheEntry>(registry::CacheEntry{std::move(data), 1, 0, 0, false});
   return c;
 }
 

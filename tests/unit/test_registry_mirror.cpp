@@ -38,11 +38,11 @@ std::vector<std::string> said(const Mirror::Out& out) {
   return v;
 }
 
-// A service name session `want` of `sessions` reads.
-std::string read_by(const Mirror& m, std::size_t want) {
+// The nth service name (from 0) that session `want` reads.
+std::string read_by(const Mirror& m, std::size_t want, int nth = 0) {
   for (int i = 0;; ++i) {
     std::string n = fmt::format("svc{}", i);
-    if (m.session_of(paths::service(n)) == want) return n;
+    if (m.session_of(paths::service(n)) == want && nth-- == 0) return n;
   }
 }
 
@@ -171,9 +171,8 @@ TEST_CASE("mirror: a round reads its session's share again and sweeps what it di
   Mirror::Out out;
   m.data(1, a, zk::Code::Ok, node("x", 5, 5), out);
   m.data(0, paths::service(read_by(m, 0)), zk::Code::Ok, node("y", 6, 6), out);
-  const std::string b = paths::key("k-swept");
-  const std::size_t bs = m.session_of(b);
-  m.data(bs, b, zk::Code::Ok, node("{}", 7, 7), out);
+  const std::string b = paths::service(read_by(m, 1, 1));  // gone meanwhile
+  m.data(1, b, zk::Code::Ok, node("{}", 7, 7), out);
 
   auto reads = m.begin_round(1, true);
   CHECK(m.sweeping(1));
@@ -189,8 +188,10 @@ TEST_CASE("mirror: a round reads its session's share again and sweeps what it di
   const std::size_t seen = m.end_round(1, out);
   CHECK(seen == 1);
   CHECK(m.find(a) != nullptr);
-  CHECK(m.held_by(1).size() == 1);  // the rest of session 1's share is swept
-  CHECK(out.changes.size() == paths_read.size() - 1);
+  CHECK(paths_read.size() == 2);
+  CHECK(m.find(b) == nullptr);  // not seen again: swept
+  CHECK(said(out) == std::vector<std::string>{"deleted " + b});
+  CHECK(m.held_by(0).size() == 1);  // session 0's share is not this round's
   CHECK(!m.sweeping(1));
   // A round without a sweep (a reconnect) reads nothing and removes nothing.
   CHECK(m.begin_round(1, false).empty());

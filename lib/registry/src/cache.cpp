@@ -179,17 +179,23 @@ const CacheEntry* Snapshot::Shard::find(std::string_view path) const {
   return it != m_items.end() && (*it)->path == path ? &(*it)->entry : nullptr;
 }
 
-void Snapshot::Shard::put(const std::string& path, CacheEntry entry) {
-  auto item = std::make_shared<const Item>(Item{path, std::move(entry)});
+std::shared_ptr<const Snapshot::Shard::Item> Snapshot::Shard::item(std::string_view path) const {
   auto it = lower_bound(path);
-  if (it != m_items.end() && (*it)->path == path) *it = std::move(item);
-  else m_items.insert(it, std::move(item));
+  return it != m_items.end() && (*it)->path == path ? *it : nullptr;
 }
 
-std::optional<CacheEntry> Snapshot::Shard::erase(std::string_view path) {
+std::shared_ptr<const Snapshot::Shard::Item> Snapshot::Shard::put(const std::string& path, CacheEntry entry) {
+  auto item = std::make_shared<const Item>(Item{path, std::move(entry)});
   auto it = lower_bound(path);
-  if (it == m_items.end() || (*it)->path != path) return std::nullopt;
-  std::optional<CacheEntry> gone = (*it)->entry;
+  if (it != m_items.end() && (*it)->path == path) *it = item;
+  else m_items.insert(it, item);
+  return item;
+}
+
+std::shared_ptr<const Snapshot::Shard::Item> Snapshot::Shard::erase(std::string_view path) {
+  auto it = lower_bound(path);
+  if (it == m_items.end() || (*it)->path != path) return nullptr;
+  auto gone = std::move(*it);
   m_items.erase(it);
   return gone;
 }

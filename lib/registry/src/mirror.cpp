@@ -40,6 +40,25 @@ std::size_t Mirror::shard_of(std::string_view path) {
   return std::hash<std::string_view>{}(path) % Snapshot::k_shards;
 }
 
+Mirror::Names::Names(std::vector<std::string> names) : m_names(std::move(names)) {
+  std::sort(m_names.begin(), m_names.end());
+  m_names.erase(std::unique(m_names.begin(), m_names.end()), m_names.end());
+}
+
+bool Mirror::Names::count(std::string_view name) const {
+  return std::binary_search(m_names.begin(), m_names.end(), name, std::less<>{});
+}
+
+void Mirror::Names::insert(std::string name) {
+  auto it = std::lower_bound(m_names.begin(), m_names.end(), name);
+  if (it == m_names.end() || *it != name) m_names.insert(it, std::move(name));
+}
+
+void Mirror::Names::erase(std::string_view name) {
+  auto it = std::lower_bound(m_names.begin(), m_names.end(), name, std::less<>{});
+  if (it != m_names.end() && *it == name) m_names.erase(it);
+}
+
 Mirror::Mirror(std::size_t sessions) : m_sessions(std::max<std::size_t>(1, sessions)), m_rounds(m_sessions) {
   for (auto& s : m_shards) s = std::make_shared<Snapshot::Shard>();
   m_owned.fill(true);
@@ -90,13 +109,25 @@ void Mirror::mark_seen(std::size_t via, const std::string& path) {
   if (m_rounds[via].sweep) m_rounds[via].seen.insert(path);
 }
 
+namespace {
+
+// The entry of an item, sharing its ownership.
+std::shared_ptr<const CacheEntry> entry_of(std::shared_ptr<const Snapshot::Shard::Item> item) {
+  if (!item) return nullptr;
+  const CacheEntry* e = &item->entry;
+  return std::shared_ptr<const CacheEntry>(std::move(item), e);
+}
+
+}  // namespace
+
 void Mirror::put(std::size_t via, const std::string& path, CacheEntry e, Out& out) {
   mark_seen(via, path);
   const std::size_t sh = shard_of(path);
-  const CacheEntry* held = m_shards[sh]->find(path);
+  auto held_item = m_shards[sh]->item(path);
+  const CacheEntry* held = held_item ? &held_item->entry : nullptr;
   if (!held) {
-    writable(sh).put(path, e);
-    out.changes.push_back(Change{Change::Kind::Added, path, std::nullopt, std::move(e), {}});
+    auto after = writable(sh).put(path, std::move(e));
+    out.changes.push_back(Change{Change::Kind::Added, path, nullptr, entry_of(std::move(after)), {}});
   } else if (e.mzxid < held->mzxid || *held == e) {
     if (held->czxid == 0 && e.mzxid == held->mzxid) {  // learn when it was created
       CacheEntry known = *held;
@@ -105,9 +136,9 @@ void Mirror::put(std::size_t via, const std::string& path, CacheEntry e, Out& ou
     }
     // An older state than the one held (never go back in time), or no change.
   } else {
-    Change c{Change::Kind::Modified, path, *held, e, {}};
-    writable(sh).put(path, std::move(e));
-    out.changes.push_back(std::move(c));
+    auto after = writable(sh).put(path, std::move(e));
+    out.changes.push_back(
+        Change{Change::Kind::Modified, path, entry_of(std::move(held_item)), entry_of(std::move(after)), {}});
   }
 }
 
@@ -126,7 +157,7 @@ void Mirror::remove_subtree(const std::string& path, Out& out) {
   const std::size_t sh = shard_of(path);
   if (!m_shards[sh]->find(path)) return;
   auto gone = writable(sh).erase(path);
-  out.changes.push_back(Change{Change::Kind::Deleted, path, std::move(gone), std::nullopt, {}});
+  out.changes.push_back(Change{Change::Kind::Deleted, path, entry_of(std::move(gone)), nullptr, {}});
 }
 
 // The node does not exist for session `via`. If its parent's listing (read by another
@@ -181,7 +212,7 @@ void Mirror::children(std::size_t via, const std::string& path, zk::Code rc, con
     if (auto p = m_children.find(path.substr(0, slash)); p != m_children.end())
       p->second.names.insert(path.substr(slash + 1));
   put(via, path, CacheEntry{{}, st.mzxid, st.version, st.ephemeral_owner, true, st.czxid}, out);
-  std::set<std::string> now(names.begin(), names.end());
+  Names now(names);
   Kids& known = m_children[path];
   for (const auto& name : now)
     if (!known.names.count(name)) {
@@ -211,8 +242,8 @@ void Mirror::adopt(const std::string& path, CacheEntry entry, Out& out) {
   const auto slash = path.rfind('/');
   if (slash > 0 && depth_of(path.substr(0, slash)) >= 0)
     m_children[path.substr(0, slash)].names.insert(path.substr(slash + 1));
-  writable(shard_of(path)).put(path, entry);
-  out.changes.push_back(Change{Change::Kind::Added, path, std::nullopt, std::move(entry), {}});
+  auto item = writable(shard_of(path)).put(path, std::move(entry));
+  out.changes.push_back(Change{Change::Kind::Added, path, nullptr, entry_of(std::move(item)), {}});
 }
 
 std::vector<Mirror::Read> Mirror::begin_round(std::size_t i, bool sweep) {

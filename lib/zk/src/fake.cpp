@@ -330,7 +330,8 @@ struct FakeEnsemble::State {
   // A read through session s: computes the reply now from its member's state, or how the
   // call fails. Returns false when the call cannot be sent at all (InvalidState, inline).
   template <class Compute>
-  bool read(std::int64_t id, std::uint64_t FakeEnsemble::Counters::*kind, Compute compute, std::function<void(Code)>* reply) {
+  bool read(std::int64_t id, std::uint64_t FakeEnsemble::Counters::*kind, Compute compute,
+            std::function<void(Code)>* reply) {
     FakeSessionState* s = find(id);
     if (!s || s->state == SessionState::Expired || s->state == SessionState::Closed) return false;
     Item item;

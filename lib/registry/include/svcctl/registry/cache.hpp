@@ -74,13 +74,15 @@ class Snapshot {
     };
     using Items = std::vector<std::shared_ptr<const Item>>;
     const CacheEntry* find(std::string_view path) const;
+    // The node's item, shared (null when absent).
+    std::shared_ptr<const Item> item(std::string_view path) const;
     std::size_t size() const { return m_items.size(); }
     Items::const_iterator begin() const { return m_items.begin(); }
     Items::const_iterator end() const { return m_items.end(); }
-    // Sets the node at `path` (added or replaced).
-    void put(const std::string& path, CacheEntry entry);
-    // Removes it and returns what it held.
-    std::optional<CacheEntry> erase(std::string_view path);
+    // Sets the node at `path` (added or replaced); its new item.
+    std::shared_ptr<const Item> put(const std::string& path, CacheEntry entry);
+    // Removes it and returns its item (null when it was absent).
+    std::shared_ptr<const Item> erase(std::string_view path);
 
    private:
     Items::iterator lower_bound(std::string_view path);
@@ -116,8 +118,10 @@ struct Change {
   enum class Kind { Added, Modified, Deleted, Resync, Synced };
   Kind kind = Kind::Added;
   std::string path;
-  std::optional<CacheEntry> before;
-  std::optional<CacheEntry> after;
+  // The node's state before and after (null when it was absent), shared with the mirror
+  // and its snapshots rather than copied: a load's changes cost no copy of its data.
+  std::shared_ptr<const CacheEntry> before;
+  std::shared_ptr<const CacheEntry> after;
   std::string reason;  // for Resync: "reconnected" or "session expired"
 };
 std::string_view to_string(Change::Kind kind);
