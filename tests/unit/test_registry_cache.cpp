@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <functional>
@@ -311,6 +312,15 @@ TEST_CASE("cache: after an expiry a new session reads everything again and sweep
   CHECK(resynced.added == 1);
   CHECK(resynced.modified == 1);
   CHECK(resynced.deleted == 1);
+  // What the gateway's event log and `watch` say of them.
+  std::vector<std::string> said;
+  for (const auto& e : rig.events) said.push_back(describe(e));
+  REQUIRE(said.size() == 3);
+  CHECK(said[0] == fmt::format("session 1 (0x{:x}) expired (the server ended it): opening a new session", old_id));
+  CHECK(said[1] == fmt::format("session 1: new session 0x{:x} replaces 0x{:x} (the server ended it)",
+                               rig.session(1), old_id));
+  CHECK(said[2].find("resync done: 3 nodes read, 1 added, 1 modified, 1 deleted") != std::string::npos);
+  CHECK(to_json(rig.events[1])["old_session_id"] == fmt::format("0x{:x}", old_id));
 }
 
 TEST_CASE("cache: a new session on a member behind the cache catches it up before reading") {
