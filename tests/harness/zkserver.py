@@ -118,12 +118,12 @@ def mode(port):
     return ""
 
 
-def start_ensemble(d, n=3, timeout=90.0):
+def start_ensemble(d, n=3, timeout=90.0, heap="256m"):
     """Starts an n-member ensemble on loopback, members in d/zk1..zkN; returns their states
     once every member is leader or follower. The connect string lists them all."""
     ports = [(free_port(), free_port(), free_port()) for _ in range(n)]
     lines = [f"server.{i + 1}=127.0.0.1:{p[1]}:{p[2]}" for i, p in enumerate(ports)]
-    members = [start(os.path.join(d, f"zk{i + 1}"), ports[i][0], ensemble=lines, myid=i + 1)
+    members = [start(os.path.join(d, f"zk{i + 1}"), ports[i][0], heap=heap, ensemble=lines, myid=i + 1)
                for i in range(n)]
     end = time.monotonic() + timeout
     while time.monotonic() < end:
