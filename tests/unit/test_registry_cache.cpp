@@ -349,12 +349,13 @@ TEST_CASE("cache: a new session on a member behind the cache catches it up befor
 TEST_CASE("cache: a session a restored ensemble refuses is given up past its timeout for a new one") {
   Rig rig;
   for (int i = 0; i < 5; ++i) REQUIRE(rig.ens.create(paths::service(fmt::format("s{}", i)), "v1"));
+  REQUIRE(rig.ens.set(paths::service("s0"), "v2"));  // its mzxid is now above what the rebuilt ensemble gives it
   rig.open();
   rig.settle();
   const auto ids = rig.snap()->session_ids;
   rig.ens.lose_data();  // rebuilt on an empty data dir: zxid 0, no sessions
   for (auto r : k_roots) REQUIRE(rig.ens.create(std::string(r)));
-  REQUIRE(rig.ens.create(paths::service("s0"), "v1"));
+  REQUIRE(rig.ens.create(paths::service("s0"), "rebuilt"));  // the same path, other data, a lower mzxid
   rig.deliver();
   for (auto id : ids) CHECK(!rig.ens.reconnect(id));  // it has seen zxids the ensemble has not
   rig.t += 3900ms;  // not yet the session timeout

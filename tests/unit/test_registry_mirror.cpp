@@ -226,3 +226,24 @@ TEST_CASE("mirror: a node taken from a file learns when it was created from its 
   CHECK(out.changes.empty());
   CHECK(m.find("/service/s")->czxid == 4);
 }
+
+TEST_CASE("mirror: a round that starts a new history takes the answers whatever their zxids") {
+  // A rebuilt or restored ensemble numbers its log again from low zxids: a node recreated
+  // there has a lower mzxid than the one held, and listings' pzxids are lower too.
+  Mirror m(1);
+  Mirror::Out out;
+  m.children(0, "/service", zk::Code::Ok, {"kept", "old"}, listing_stat(1, 40), out);
+  m.data(0, "/service/kept", zk::Code::Ok, node("before", 20, 30), out);
+  m.data(0, "/service/old", zk::Code::Ok, node("x", 40, 40), out);
+  const auto reads = m.begin_round(0, true, true);
+  CHECK(reads.size() == 3);
+  out = {};
+  m.data(0, "/service/new", zk::Code::Ok, node("n", 6, 6), out);  // the old listing (pzxid 40) says nothing
+  m.children(0, "/service", zk::Code::Ok, {"kept", "new"}, listing_stat(1, 8), out);  // "old": created at 40 elsewhere
+  m.data(0, "/service/kept", zk::Code::Ok, node("after", 3, 7), out);
+  m.data(0, "/service/kept", zk::Code::Ok, node("older", 3, 5), out);  // within the new log: never back
+  CHECK(said(out) == std::vector<std::string>{"added /service/new", "deleted /service/old", "modified /service/kept"});
+  CHECK(m.find("/service/kept")->data == "after");
+  m.end_round(0, out);
+  CHECK(m.size() == 3);  // /service, kept, new
+}

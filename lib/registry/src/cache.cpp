@@ -247,6 +247,9 @@ struct Cache::Impl {
     bool resyncing = false;  // a round of reading everything of this session is under way
     bool loaded = false;     // a round has completed
     bool lkg_round = false;  // a round must complete before a last-known-good file is reconciled
+    // Given up on: the ensemble may have been rebuilt or restored, its log another. The next
+    // round compares no zxid of what it held with what it reads (Mirror::begin_round).
+    bool new_history = false;
     // Every change up to `zxid` has reached this session: the highest zxid its replies
     // carried, or what a sync it finished while idle vouched for.
     std::int64_t zxid = 0;
@@ -467,6 +470,7 @@ struct Cache::Impl {
     Session& s = sessions[i];
     const auto lost = std::chrono::duration_cast<std::chrono::milliseconds>(now - *s.lost_since);
     ++s.epoch;
+    s.new_history = true;
     expire(i, zk::SessionState::Expired,
            fmt::format("could not reconnect for {} ms, longer than the session timeout of {} ms", lost.count(),
                        s.timeout.count()));
@@ -563,7 +567,8 @@ struct Cache::Impl {
       for (const auto& r : Mirror::k_roots) enqueue(0, std::string(r.path), ReadKind::Children);
     const bool everything = s.fresh || s.lkg_round || !s.loaded;
     if (everything && s.round_reported) s.round_before = mirror.held_by(i);
-    for (auto& r : mirror.begin_round(i, everything)) enqueue(r.session, std::move(r.path), r.kind);
+    for (auto& r : mirror.begin_round(i, everything, s.new_history || s.lkg_round))
+      enqueue(r.session, std::move(r.path), r.kind);
   }
 
   void finish_round(std::size_t i) {
@@ -574,6 +579,7 @@ struct Cache::Impl {
     take(out);
     if (s.round_reported) report(round_report(i, swept ? std::optional<std::size_t>(seen) : std::nullopt));
     s.round_before = {};
+    s.new_history = false;
     s.resyncing = false;
     s.fresh = false;
     s.loaded = true;

@@ -120,12 +120,22 @@ std::shared_ptr<const CacheEntry> entry_of(std::shared_ptr<const Snapshot::Shard
 
 }  // namespace
 
+bool Mirror::old_history(const std::string& path) const {
+  const Round& r = m_rounds[session_of(path)];
+  return r.new_history && !r.seen.count(path);
+}
+
 void Mirror::put(std::size_t via, const std::string& path, CacheEntry e, Out& out) {
+  const bool old = old_history(path);
   mark_seen(via, path);
   const std::size_t sh = shard_of(path);
   auto held_item = m_shards[sh]->item(path);
   const CacheEntry* held = held_item ? &held_item->entry : nullptr;
-  if (!held) {
+  if (held && old && !(*held == e)) {  // its mzxid is of another log: the answer is the node
+    auto after = writable(sh).put(path, std::move(e));
+    out.changes.push_back(
+        Change{Change::Kind::Modified, path, entry_of(std::move(held_item)), entry_of(std::move(after)), {}});
+  } else if (!held) {
     auto after = writable(sh).put(path, std::move(e));
     out.changes.push_back(Change{Change::Kind::Added, path, nullptr, entry_of(std::move(after)), {}});
   } else if (e.mzxid < held->mzxid || *held == e) {
@@ -190,7 +200,7 @@ void Mirror::data(std::size_t via, const std::string& path, zk::Code rc, zk::Nod
   if (auto p = m_children.find(path.substr(0, slash)); p != m_children.end()) {
     // A listing of the parent made after this node was created, and without it: this
     // node has been deleted since (its watch brings that here too). Not taken back.
-    if (!p->second.names.count(name) && p->second.pzxid >= n.stat.czxid) {
+    if (!p->second.old_history && !p->second.names.count(name) && p->second.pzxid >= n.stat.czxid) {
       mark_seen(via, path);  // not swept for it: it is not held
       return;
     }
@@ -225,12 +235,14 @@ void Mirror::children(std::size_t via, const std::string& path, zk::Code rc, con
     if (now.count(name)) continue;
     // Created after this listing was made (read through a session whose server is
     // further ahead): the listing is too old to say it is gone. The next one will.
-    const CacheEntry* e = find(path + "/" + name);
-    if (e && e->czxid > st.pzxid) now.insert(name);
+    const std::string child = path + "/" + name;
+    const CacheEntry* e = find(child);
+    if (e && e->czxid > st.pzxid && !old_history(child)) now.insert(name);
     else gone.push_back(name);
   }
   known.names = std::move(now);
   known.pzxid = st.pzxid;
+  known.old_history = false;
   for (const auto& name : gone) remove_subtree(path + "/" + name, out);
 }
 
@@ -246,10 +258,15 @@ void Mirror::adopt(const std::string& path, CacheEntry entry, Out& out) {
   out.changes.push_back(Change{Change::Kind::Added, path, nullptr, entry_of(std::move(item)), {}});
 }
 
-std::vector<Mirror::Read> Mirror::begin_round(std::size_t i, bool sweep) {
+std::vector<Mirror::Read> Mirror::begin_round(std::size_t i, bool sweep, bool new_history) {
   Round& r = m_rounds[i];
   r.sweep = false;
+  r.new_history = new_history;
   r.seen.clear();
+  sweep = sweep || new_history;
+  if (new_history)
+    for (auto& [path, kids] : m_children)
+      if (session_of(path) == i) kids.old_history = true;
   std::vector<Read> reads;
   if (!sweep) return reads;
   for (const auto& shard : m_shards)

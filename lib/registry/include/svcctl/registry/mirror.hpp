@@ -11,7 +11,10 @@
 //   is not taken for deleted;
 // - a node one session cannot see yet, but another session's listing names, is waited
 //   for (an exists read with a watch) rather than taken for deleted;
-// - a round (a session reading its share again) sweeps what it did not see.
+// - a round (a session reading its share again) sweeps what it did not see;
+// - a round that starts a new history (a session given up on, which a rebuilt or restored
+//   ensemble may have refused; a last-known-good file) compares no zxid of a node it has
+//   not read again yet with the new answers: those zxids may come from another log.
 #pragma once
 
 #include <svcctl/registry/cache.hpp>
@@ -77,8 +80,10 @@ class Mirror {
   // A round of session i: every node it reads, to read again (its share of what is held;
   // the roots' listings for session 0 are the caller's). With `sweep`, what the round
   // does not see again by end_round() is removed then.
-  // end_round() returns how many distinct nodes a sweeping round saw.
-  std::vector<Read> begin_round(std::size_t i, bool sweep);
+  // With `new_history` (it implies `sweep`), what the session held is taken from its first
+  // answer in the round whatever its zxids, and listings of the session made before the
+  // round decide nothing. end_round() returns how many distinct nodes a sweeping round saw.
+  std::vector<Read> begin_round(std::size_t i, bool sweep, bool new_history = false);
   std::size_t end_round(std::size_t i, Out& out);
   // The round under way sweeps (it began with nodes held).
   bool sweeping(std::size_t i) const { return m_rounds[i].sweep; }
@@ -113,9 +118,11 @@ class Mirror {
   struct Kids {
     Names names;
     std::int64_t pzxid = 0;
+    bool old_history = false;  // listed before a new history began: its pzxid says nothing
   };
   struct Round {
     bool sweep = false;
+    bool new_history = false;
     std::unordered_set<std::string> seen;
   };
 
@@ -124,6 +131,8 @@ class Mirror {
   void remove_subtree(const std::string& path, Out& out);
   void absent(std::size_t via, const std::string& path, Out& out);
   void mark_seen(std::size_t via, const std::string& path);
+  // Held from before a new history its session's round has begun, and not read again yet.
+  bool old_history(const std::string& path) const;
 
   std::size_t m_sessions;
   std::array<std::shared_ptr<Snapshot::Shard>, Snapshot::k_shards> m_shards;
