@@ -1,6 +1,7 @@
 // The cache's reconciliation, driven step by step on the in-memory ensemble: each rule
 // ARCHITECTURE.md states for it, and what the fault runs found, as a case.
 #include <svcctl/registry/cache.hpp>
+#include <svcctl/registry/mirror.hpp>
 #include <svcctl/registry/paths.hpp>
 #include <svcctl/zk/fake.hpp>
 
@@ -21,8 +22,13 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::string_view k_roots[] = {paths::k_services, paths::k_addresses, paths::k_apis,
-                                        paths::k_keys,     paths::k_acls,      paths::k_gateways};
+// The registry's roots and the depth of their leaves (DESIGN §2), as the test knows them.
+struct TestRoot {
+  std::string_view path;
+  int leaf_depth;
+};
+constexpr TestRoot k_roots[] = {{paths::k_services, 1}, {paths::k_addresses, 2}, {paths::k_apis, 2},
+                                {paths::k_keys, 1},     {paths::k_acls, 2},      {paths::k_gateways, 1}};
 
 // An ensemble, a cache of it on a clock the test moves, and what the cache told.
 struct Rig {
@@ -33,7 +39,7 @@ struct Rig {
   std::unique_ptr<Cache> cache;
 
   explicit Rig(std::size_t members = 3, std::uint64_t seed = 1) : ens(members, seed) {
-    for (auto r : k_roots) REQUIRE(ens.create(std::string(r)));
+    for (const auto& r : k_roots) REQUIRE(ens.create(std::string(r.path)));
   }
 
   void open(std::size_t sessions = 2, std::function<void(Cache::Options&)> tweak = {}) {
@@ -98,12 +104,7 @@ struct Rig {
       if (container)
         for (const auto& k : ens.children_of(p)) walk(p + "/" + k, leaf_depth - 1);
     };
-    walk(std::string(paths::k_services), 1);
-    walk(std::string(paths::k_addresses), 2);
-    walk(std::string(paths::k_apis), 2);
-    walk(std::string(paths::k_keys), 1);
-    walk(std::string(paths::k_acls), 2);
-    walk(std::string(paths::k_gateways), 1);
+    for (const auto& r : k_roots) walk(std::string(r.path), r.leaf_depth);
     return out;
   }
 
@@ -121,10 +122,11 @@ struct Rig {
 };
 
 // A service name whose nodes session `want` of `sessions` reads.
-std::string name_read_by(std::size_t want, std::size_t sessions, std::string_view stem = "svc") {
+std::string name_read_by(std::size_t want, std::size_t sessions) {
+  const Mirror layout(sessions);
   for (int i = 0;; ++i) {
-    std::string n = fmt::format("{}{}", stem, i);
-    if (std::hash<std::string_view>{}(n) % sessions == want) return n;
+    std::string n = fmt::format("svc{}", i);
+    if (layout.session_of(paths::service(n)) == want) return n;
   }
 }
 
@@ -354,7 +356,7 @@ TEST_CASE("cache: a session a restored ensemble refuses is given up past its tim
   rig.settle();
   const auto ids = rig.snap()->session_ids;
   rig.ens.lose_data();  // rebuilt on an empty data dir: zxid 0, no sessions
-  for (auto r : k_roots) REQUIRE(rig.ens.create(std::string(r)));
+  for (const auto& r : k_roots) REQUIRE(rig.ens.create(std::string(r.path)));
   REQUIRE(rig.ens.create(paths::service("s0"), "rebuilt"));  // the same path, other data, a lower mzxid
   rig.deliver();
   for (auto id : ids) CHECK(!rig.ens.reconnect(id));  // it has seen zxids the ensemble has not

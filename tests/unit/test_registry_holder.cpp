@@ -42,6 +42,16 @@ struct Rig {
     h = std::make_unique<Holder>(std::move(o));
   }
 
+  // With a health check that answers `healthy`, run every second.
+  void open_checked(int rise, int fall) {
+    open([this, rise, fall](Holder::Options& o) {
+      o.check = [this] { return healthy; };
+      o.interval = 1000ms;
+      o.rise = rise;
+      o.fall = fall;
+    });
+  }
+
   // Delivers what the ensemble has for the holder, and lets it take a turn.
   Expected<void> turn() {
     ens.run();
@@ -130,12 +140,7 @@ TEST_CASE("holder: others' edits are kept, and a drain stays until someone marks
 
 TEST_CASE("holder: the check's verdict is written with rise and fall, over others' edits") {
   Rig rig;
-  rig.open([&](Holder::Options& o) {
-    o.check = [&] { return rig.healthy; };
-    o.interval = 1000ms;
-    o.rise = 2;
-    o.fall = 3;
-  });
+  rig.open_checked(2, 3);
   rig.turns(2);
   CHECK(rig.node()["status"] == "down");  // not up before `rise` passes
   rig.t += 1000ms;
@@ -197,12 +202,7 @@ TEST_CASE("holder: a create whose answer was lost is taken over as its own") {
 
 TEST_CASE("holder: a status write whose answer was lost is told from another's edit") {
   Rig rig;
-  rig.open([&](Holder::Options& o) {
-    o.check = [&] { return rig.healthy; };
-    o.interval = 1000ms;
-    o.rise = 1;
-    o.fall = 1;
-  });
+  rig.open_checked(1, 1);
   rig.turns(3);
   REQUIRE(rig.node()["status"] == "up");
   const auto id = rig.h->session_id();

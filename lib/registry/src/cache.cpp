@@ -591,7 +591,7 @@ struct Cache::Impl {
   SessionEvent round_report(std::size_t i, std::optional<std::size_t> seen) const {
     const Session& s = sessions[i];
     SessionEvent ev = event_of(i, SessionEvent::Kind::Resynced);
-    const std::size_t held = mirror.held_by(i).size();
+    const std::size_t held = mirror.count_held_by(i);
     std::size_t kept = 0;
     for (const auto& before : s.round_before) {
       const CacheEntry* now = mirror.find(before->path);

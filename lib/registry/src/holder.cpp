@@ -8,7 +8,6 @@
 #include <deque>
 #include <mutex>
 #include <optional>
-#include <thread>
 
 namespace svcctl::registry {
 

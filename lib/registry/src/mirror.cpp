@@ -89,6 +89,13 @@ std::vector<std::shared_ptr<const Snapshot::Shard::Item>> Mirror::held_by(std::s
   return out;
 }
 
+std::size_t Mirror::count_held_by(std::size_t i) const {
+  std::size_t n = 0;
+  for (const auto& shard : m_shards)
+    for (const auto& item : *shard) n += session_of(item->path) == i;
+  return n;
+}
+
 void Mirror::share_into(Snapshot& snap) {
   for (std::size_t i = 0; i < Snapshot::k_shards; ++i) {
     snap.m_shards[i] = m_shards[i];
@@ -129,27 +136,22 @@ void Mirror::put(std::size_t via, const std::string& path, CacheEntry e, Out& ou
   const bool old = old_history(path);
   mark_seen(via, path);
   const std::size_t sh = shard_of(path);
-  auto held_item = m_shards[sh]->item(path);
-  const CacheEntry* held = held_item ? &held_item->entry : nullptr;
-  if (held && old && !(*held == e)) {  // its mzxid is of another log: the answer is the node
-    auto after = writable(sh).put(path, std::move(e));
-    out.changes.push_back(
-        Change{Change::Kind::Modified, path, entry_of(std::move(held_item)), entry_of(std::move(after)), {}});
-  } else if (!held) {
+  const CacheEntry* held = m_shards[sh]->find(path);
+  if (!held) {
     auto after = writable(sh).put(path, std::move(e));
     out.changes.push_back(Change{Change::Kind::Added, path, nullptr, entry_of(std::move(after)), {}});
-  } else if (e.mzxid < held->mzxid || *held == e) {
-    if (held->czxid == 0 && e.mzxid == held->mzxid) {  // learn when it was created
-      CacheEntry known = *held;
-      known.czxid = e.czxid;
-      writable(sh).put(path, std::move(known));
-    }
-    // An older state than the one held (never go back in time), or no change.
-  } else {
+  } else if (!(*held == e) && (old || e.mzxid >= held->mzxid)) {
+    // A newer state, or one of another log (its mzxid says nothing): the answer is the node.
+    auto before = m_shards[sh]->item(path);  // kept alive for the change: put() drops it
     auto after = writable(sh).put(path, std::move(e));
     out.changes.push_back(
-        Change{Change::Kind::Modified, path, entry_of(std::move(held_item)), entry_of(std::move(after)), {}});
+        Change{Change::Kind::Modified, path, entry_of(std::move(before)), entry_of(std::move(after)), {}});
+  } else if (held->czxid == 0 && e.mzxid == held->mzxid) {  // the same state: learn when it was created
+    CacheEntry known = *held;
+    known.czxid = e.czxid;
+    writable(sh).put(path, std::move(known));
   }
+  // Otherwise an older state than the one held (never go back in time), or no change.
 }
 
 void Mirror::remove_subtree(const std::string& path, Out& out) {

@@ -173,7 +173,6 @@ struct FakeEnsemble::State {
     std::set<std::string> data_watches;   // get, and exists on a node that exists
     std::set<std::string> exist_watches;  // exists on a node that does not
     std::set<std::string> child_watches;
-    Counters counters;
   };
 
   mutable std::recursive_mutex mu;
@@ -319,11 +318,33 @@ struct FakeEnsemble::State {
     drop_ephemerals(s.id);
     if (s.state == SessionState::Connected) {
       lose_queue(s, Code::SessionExpired);
-      s.state = SessionState::Expired;
-      s.data_watches.clear();
-      s.exist_watches.clear();
-      s.child_watches.clear();
-      session_event(s, SessionState::Expired);
+      hear_expired(s);
+    }
+  }
+
+  // The client learns that its session is gone: its watches with it.
+  void hear_expired(FakeSessionState& s) {
+    s.state = SessionState::Expired;
+    s.data_watches.clear();
+    s.exist_watches.clear();
+    s.child_watches.clear();
+    session_event(s, SessionState::Expired);
+  }
+
+  // SetWatches for one kind of watch, relative to the last zxid the session saw: a watched
+  // node gone fires Deleted, one changed since (by `zxid_of` its stat) fires `changed`.
+  template <class ZxidOf>
+  void set_again(FakeSessionState& s, std::set<std::string>& watches, const Member& mem, Event::Type changed,
+                 ZxidOf zxid_of) {
+    for (auto it = watches.begin(); it != watches.end();) {
+      auto n = mem.tree.find(*it);
+      if (n == mem.tree.end()) notify(s, Event::Type::Deleted, *it, mem.zxid);
+      else if (zxid_of(n->second.stat) > s.last_zxid) notify(s, changed, *it, mem.zxid);
+      else {
+        ++it;
+        continue;
+      }
+      it = watches.erase(it);
     }
   }
 
@@ -339,7 +360,6 @@ struct FakeEnsemble::State {
       item.rc = Code::ConnectionLoss;
     } else {
       ++(counters.*kind);
-      ++(s->counters.*kind);
       item.rc = compute(*s, members[s->member].tree);
       item.zxid = members[s->member].zxid;
     }
@@ -434,7 +454,6 @@ class FakeSession final : public Session {
     std::lock_guard lock(m_st->mu);
     SVCCTL_TRY(auto* s, connected(fmt::format("read {}", path)));
     ++m_st->counters.gets;
-    ++s->counters.gets;
     const Tree& t = m_st->members[s->member].tree;
     auto it = t.find(path);
     if (it == t.end()) return fail(to_error(Code::NoNode, fmt::format("read {}", path)));
@@ -445,7 +464,6 @@ class FakeSession final : public Session {
     std::lock_guard lock(m_st->mu);
     SVCCTL_TRY(auto* s, connected(fmt::format("list {}", path)));
     ++m_st->counters.listings;
-    ++s->counters.listings;
     const Tree& t = m_st->members[s->member].tree;
     auto it = t.find(path);
     if (it == t.end()) return fail(to_error(Code::NoNode, fmt::format("list {}", path)));
@@ -456,7 +474,6 @@ class FakeSession final : public Session {
     std::lock_guard lock(m_st->mu);
     SVCCTL_TRY(auto* s, connected(fmt::format("read {}", path)));
     ++m_st->counters.exists;
-    ++s->counters.exists;
     const Tree& t = m_st->members[s->member].tree;
     auto it = t.find(path);
     if (it == t.end()) return std::optional<Stat>{};
@@ -701,19 +718,27 @@ std::size_t FakeEnsemble::queued() const {
   return n;
 }
 
+namespace {
+
+// Does `f` to the session under the ensemble's lock; nothing for a session closed.
+template <class F>
+void with_session(FakeEnsemble::State& st, std::int64_t session, F f) {
+  std::lock_guard lock(st.mu);
+  if (auto* s = st.find(session)) f(*s);
+}
+
+}  // namespace
+
 void FakeEnsemble::hold(std::int64_t session) {
-  std::lock_guard lock(m_state->mu);
-  if (auto* s = m_state->find(session)) s->held = true;
+  with_session(*m_state, session, [](auto& s) { s.held = true; });
 }
 
 void FakeEnsemble::release(std::int64_t session) {
-  std::lock_guard lock(m_state->mu);
-  if (auto* s = m_state->find(session)) s->held = false;
+  with_session(*m_state, session, [](auto& s) { s.held = false; });
 }
 
 void FakeEnsemble::disconnect(std::int64_t session) {
-  std::lock_guard lock(m_state->mu);
-  if (auto* s = m_state->find(session)) m_state->disconnect(*s);
+  with_session(*m_state, session, [this](auto& s) { m_state->disconnect(s); });
 }
 
 bool FakeEnsemble::reconnect(std::int64_t session, std::optional<std::size_t> member) {
@@ -724,33 +749,19 @@ bool FakeEnsemble::reconnect(std::int64_t session, std::optional<std::size_t> me
   const State::Member& mem = m_state->members[m];
   if (mem.zxid < s->last_zxid) {  // "Refusing session request for client as it has seen zxid ..."
     ++m_state->counters.refused;
-    ++s->counters.refused;
     return false;
   }
   if (!s->known) {
-    s->state = SessionState::Expired;
-    s->data_watches.clear();
-    s->exist_watches.clear();
-    s->child_watches.clear();
-    m_state->session_event(*s, SessionState::Expired);
+    m_state->hear_expired(*s);
     return true;
   }
   s->member = m;
   s->state = SessionState::Connected;
   m_state->session_event(*s, SessionState::Connected);
-  // SetWatches, relative to the last zxid the session saw.
-  const std::int64_t rel = s->last_zxid;
+  // SetWatches.
+  m_state->set_again(*s, s->data_watches, mem, Event::Type::Changed, [](const Stat& st) { return st.mzxid; });
+  m_state->set_again(*s, s->child_watches, mem, Event::Type::Children, [](const Stat& st) { return st.pzxid; });
   const Tree& t = mem.tree;
-  for (auto it = s->data_watches.begin(); it != s->data_watches.end();) {
-    auto n = t.find(*it);
-    if (n == t.end()) m_state->notify(*s, Event::Type::Deleted, *it, mem.zxid);
-    else if (n->second.stat.mzxid > rel) m_state->notify(*s, Event::Type::Changed, *it, mem.zxid);
-    else {
-      ++it;
-      continue;
-    }
-    it = s->data_watches.erase(it);
-  }
   for (auto it = s->exist_watches.begin(); it != s->exist_watches.end();) {
     if (t.count(*it)) {
       m_state->notify(*s, Event::Type::Created, *it, mem.zxid);
@@ -759,27 +770,15 @@ bool FakeEnsemble::reconnect(std::int64_t session, std::optional<std::size_t> me
       ++it;
     }
   }
-  for (auto it = s->child_watches.begin(); it != s->child_watches.end();) {
-    auto n = t.find(*it);
-    if (n == t.end()) m_state->notify(*s, Event::Type::Deleted, *it, mem.zxid);
-    else if (n->second.stat.pzxid > rel) m_state->notify(*s, Event::Type::Children, *it, mem.zxid);
-    else {
-      ++it;
-      continue;
-    }
-    it = s->child_watches.erase(it);
-  }
   return true;
 }
 
 void FakeEnsemble::lose_next_answer(std::int64_t session) {
-  std::lock_guard lock(m_state->mu);
-  if (auto* s = m_state->find(session)) s->lose_answer = true;
+  with_session(*m_state, session, [](auto& s) { s.lose_answer = true; });
 }
 
 void FakeEnsemble::expire(std::int64_t session) {
-  std::lock_guard lock(m_state->mu);
-  if (auto* s = m_state->find(session)) m_state->expire(*s);
+  with_session(*m_state, session, [this](auto& s) { m_state->expire(s); });
 }
 
 void FakeEnsemble::lose_data() {
@@ -802,13 +801,6 @@ std::vector<std::int64_t> FakeEnsemble::sessions() const {
   return out;
 }
 
-std::optional<SessionState> FakeEnsemble::state_of(std::int64_t session) const {
-  std::lock_guard lock(m_state->mu);
-  auto it = m_state->sessions.find(session);
-  if (it == m_state->sessions.end()) return std::nullopt;
-  return it->second.state;
-}
-
 std::optional<std::size_t> FakeEnsemble::member_of(std::int64_t session) const {
   std::lock_guard lock(m_state->mu);
   auto it = m_state->sessions.find(session);
@@ -816,21 +808,9 @@ std::optional<std::size_t> FakeEnsemble::member_of(std::int64_t session) const {
   return it->second.member;
 }
 
-std::int64_t FakeEnsemble::last_zxid_of(std::int64_t session) const {
-  std::lock_guard lock(m_state->mu);
-  auto it = m_state->sessions.find(session);
-  return it == m_state->sessions.end() ? 0 : it->second.last_zxid;
-}
-
 FakeEnsemble::Counters FakeEnsemble::counters() const {
   std::lock_guard lock(m_state->mu);
   return m_state->counters;
-}
-
-FakeEnsemble::Counters FakeEnsemble::counters_of(std::int64_t session) const {
-  std::lock_guard lock(m_state->mu);
-  auto it = m_state->sessions.find(session);
-  return it == m_state->sessions.end() ? Counters{} : it->second.counters;
 }
 
 }  // namespace svcctl::zk

@@ -91,6 +91,7 @@ class Mirror {
   const CacheEntry* find(std::string_view path) const;
   // Session i's nodes, as shared with snapshots.
   std::vector<std::shared_ptr<const Snapshot::Shard::Item>> held_by(std::size_t i) const;
+  std::size_t count_held_by(std::size_t i) const;
   std::size_t size() const;
 
   // The mirror's shards, shared with `snap` from now on (the next change to one copies it

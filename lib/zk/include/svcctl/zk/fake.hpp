@@ -116,13 +116,9 @@ class FakeEnsemble {
 
   // Sessions opened and not closed, oldest first.
   std::vector<std::int64_t> sessions() const;
-  std::optional<SessionState> state_of(std::int64_t session) const;
   // The member the session is (or was last) connected to.
   std::optional<std::size_t> member_of(std::int64_t session) const;
-  // The last zxid the session has heard of (from replies and notifications delivered).
-  std::int64_t last_zxid_of(std::int64_t session) const;
   Counters counters() const;
-  Counters counters_of(std::int64_t session) const;
 
   struct State;
 
