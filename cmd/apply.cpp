@@ -4,8 +4,8 @@
 // after a yes on a terminal), and with --wait returns once every live gateway's registry
 // view has reached the write.
 #include "commands.hpp"
-#include "drain_report.hpp"
-#include "fleet.hpp"
+#include <svcctl/ops/drain_report.hpp>
+#include <svcctl/ops/fleet.hpp>
 
 #include <svcctl/model/model.hpp>
 #include <svcctl/registry/declare.hpp>
@@ -25,6 +25,9 @@
 #include <sstream>
 
 namespace svcctl::cmd {
+
+namespace drain = ops::drain;
+namespace fleet = ops::fleet;
 
 namespace {
 
@@ -128,7 +131,7 @@ Expected<void> run_apply(Context& ctx, const ApplyArgs& a) {
   if (ctx.format != output::Format::Json && !ctx.quiet) fmt::print("applied at zxid {}\n", drain::hex(zxid));
   if (!a.wait) return finish();
   drain::Progress progress(zxid, drain::Need::Seen, drain::Unreachable::Wait);
-  auto o = fleet::follow(ctx, *reg, {services_of(plan), {}}, std::chrono::milliseconds(a.wait_timeout_ms),
+  auto o = fleet::follow({ctx.noter(), ctx.warner()}, *reg, {services_of(plan), {}}, std::chrono::milliseconds(a.wait_timeout_ms),
                          std::move(progress));
   if (!o) {
     if (ctx.format == output::Format::Json) output::print_json(out);

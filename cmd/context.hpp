@@ -53,6 +53,13 @@ struct Context {
   // Standard input, read to its end. On a terminal, a note first says what is awaited
   // ("reading <what> from standard input; end it with Ctrl-D").
   std::string read_stdin(std::string_view what) const;
+  // note() and warn() as functions, for the libraries that tell as they go.
+  std::function<void(std::string_view)> noter() const {
+    return [this](std::string_view m) { note(m); };
+  }
+  std::function<void(std::string_view)> warner() const {
+    return [this](std::string_view m) { warn(m); };
+  }
   // Prints each problem found in node data as a warning.
   void warn_problems(const std::vector<std::string>& problems) const;
   // Prints a write's result: JSON, or one line for people (nothing with -q).

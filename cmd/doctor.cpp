@@ -5,8 +5,8 @@
 // Exit codes: 0 nothing found (checks that could not run are listed as skipped); 11 at
 // least one finding; 5 ZooKeeper unreachable (nothing could be checked).
 #include "commands.hpp"
-#include "doctor_report.hpp"
-#include "fleet.hpp"
+#include <svcctl/ops/doctor_report.hpp>
+#include <svcctl/ops/fleet.hpp>
 
 #include <svcctl/model/model.hpp>
 #include <svcctl/registry/paths.hpp>
@@ -20,6 +20,9 @@
 #include <memory>
 
 namespace svcctl::cmd {
+
+namespace doctor = ops::doctor;
+namespace fleet = ops::fleet;
 
 namespace {
 

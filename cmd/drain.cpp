@@ -8,8 +8,8 @@
 // 10 timed out (stderr says which gateways still had calls in flight, had not seen the
 // change, or did not answer; the address stays down); 5 ZooKeeper unreachable.
 #include "commands.hpp"
-#include "drain_report.hpp"
-#include "fleet.hpp"
+#include <svcctl/ops/drain_report.hpp>
+#include <svcctl/ops/fleet.hpp>
 
 #include <svcctl/model/model.hpp>
 
@@ -20,6 +20,9 @@
 #include <memory>
 
 namespace svcctl::cmd {
+
+namespace drain = ops::drain;
+namespace fleet = ops::fleet;
 
 namespace {
 
@@ -98,7 +101,7 @@ Expected<void> wait_for_fleet(Context& ctx, const DrainArgs& a, const registry::
                        need == drain::Need::Idle ? "" : " to see it"));
   SVCCTL_TRY(auto* reg, ctx.registry());
   drain::Progress p(w.zxid, need, a.ignore_unreachable ? drain::Unreachable::Ignore : drain::Unreachable::Wait);
-  SVCCTL_TRY(auto o, fleet::follow(ctx, *reg, {{a.service}, need == drain::Need::Idle ? a.address : std::string()},
+  SVCCTL_TRY(auto o, fleet::follow({ctx.noter(), ctx.warner()}, *reg, {{a.service}, need == drain::Need::Idle ? a.address : std::string()},
                                     milliseconds(a.timeout_ms), std::move(p)));
   if (o.no_gateway) ctx.note("no gateway registered under /gateway: nothing to wait for");
   print_outcome(ctx, a, o, state, w);

@@ -139,8 +139,7 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
     }
     std::vector<std::string> names;
     for (const auto& addr : d->addresses)
-      if (addr.status == model::Status::Up && addr.weight > 0 && model::parse_host_port(addr.address))
-        names.push_back(addr.address);
+      if (model::routable(addr)) names.push_back(addr.address);
     return names;
   };
   co.on_change = [&builder](const std::vector<registry::Change>& changes, const registry::Snapshot&) {

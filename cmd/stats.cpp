@@ -9,8 +9,8 @@
 // until SIGINT or SIGTERM, and then exits 0.
 #include "cli_tree.hpp"
 #include "commands.hpp"
-#include "fleet.hpp"
-#include "stats_report.hpp"
+#include <svcctl/ops/fleet.hpp>
+#include <svcctl/ops/stats_report.hpp>
 
 #include <svcctl/gateway/stats.hpp>
 #include <svcctl/model/model.hpp>
@@ -28,6 +28,9 @@
 #include <thread>
 
 namespace svcctl::cmd {
+
+namespace stats = ops::stats;
+namespace fleet = ops::fleet;
 
 namespace {
 

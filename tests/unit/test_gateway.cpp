@@ -556,3 +556,18 @@ TEST_CASE("stats: per-key counters and shadow counts merge, and survive a round 
   CHECK_FALSE(stats_from_json(nlohmann::json::array()));
   CHECK_FALSE(stats_from_json(nlohmann::json::parse(R"({"services":{"s":{"histogram":"x"}}})")));
 }
+
+TEST_CASE("prometheus: each family's samples together, in the order declared, label values escaped") {
+  Prometheus p;
+  p.family("a_total", "counter", "As.");
+  p.family("b", "gauge", "Bs.");
+  p.sample("b", {{"x", "q\"uo\\te\nd"}}, 2.5);
+  p.sample("a_total", {}, 1);
+  p.sample("a_total", Prometheus::Labels{{"s", "one"}}.with("code", "two"), 3);
+  p.family("a_total", "gauge", "declared again: ignored");
+  p.sample("c", {}, 4);  // never declared: still valid text
+  CHECK(p.text() ==
+        "# HELP a_total As.\n# TYPE a_total counter\na_total 1\na_total{s=\"one\",code=\"two\"} 3\n"
+        "# HELP b Bs.\n# TYPE b gauge\nb{x=\"q\\\"uo\\\\te\\nd\"} 2.5\n"
+        "# HELP c (undeclared)\n# TYPE c untyped\nc 4\n");
+}

@@ -140,3 +140,19 @@ TEST_CASE("listing form") {
   CHECK(j["timeout_ms"].is_null());
   CHECK(j["encoding"] == "json");
 }
+
+TEST_CASE("routable: up, weight above 0, and a host:port to connect to") {
+  model::Address a;
+  a.address = "10.0.0.1:80";
+  CHECK(model::routable(a));
+  a.weight = 0;
+  CHECK_FALSE(model::routable(a));
+  a.weight = 1;
+  a.status = model::Status::Down;
+  CHECK_FALSE(model::routable(a));
+  a.status = model::Status::Up;
+  a.address = "not-an-address";
+  CHECK_FALSE(model::routable(a));
+  a.address = "[::1]:8080";
+  CHECK(model::routable(a));
+}

@@ -44,14 +44,11 @@ void add_sessions(nlohmann::json& j, const registry::SessionsView& view) {
 }
 
 // The session transitions as a Prometheus counter, by kind.
-std::string session_metrics(const registry::SessionsView& view) {
-  std::string out =
-      "# HELP svcctl_zk_session_events_total ZooKeeper session transitions of the registry view, by kind.\n"
-      "# TYPE svcctl_zk_session_events_total counter\n";
+void session_metrics(Prometheus& p, const registry::SessionsView& view) {
+  p.family("svcctl_zk_session_events_total", "counter", "ZooKeeper session transitions of the registry view, by kind.");
   for (std::size_t k = 0; k < registry::SessionEvent::k_kinds; ++k)
-    out += fmt::format("svcctl_zk_session_events_total{{event=\"{}\"}} {}\n",
-                       registry::to_string(static_cast<registry::SessionEvent::Kind>(k)), view.events[k]);
-  return out;
+    p.sample("svcctl_zk_session_events_total",
+             {{"event", registry::to_string(static_cast<registry::SessionEvent::Kind>(k))}}, view.events[k]);
 }
 
 // What every admin answer says of the registry view.
@@ -140,19 +137,19 @@ Gateway::Impl::Admin::Reply Gateway::Impl::Admin::handle(std::string_view target
   }
   if (path == "/metrics") {
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = to_prometheus(gw.gather());
+    Prometheus p;
+    to_prometheus(p, gw.gather());
     auto snap = gw.cache.snapshot();
     bool connected = snap && snap->session == zk::SessionState::Connected;
     double stale = snap && snap->stale_since ? seconds_since(*snap->stale_since) : 0.0;
-    r.body += fmt::format(
-        "# HELP svcctl_registry_connected Whether the ZooKeeper session is connected.\n"
-        "# TYPE svcctl_registry_connected gauge\nsvcctl_registry_connected {}\n"
-        "# HELP svcctl_registry_stale_seconds How long the registry view has not been followed.\n"
-        "# TYPE svcctl_registry_stale_seconds gauge\nsvcctl_registry_stale_seconds {}\n"
-        "# HELP svcctl_registry_nodes Nodes in the registry view.\n"
-        "# TYPE svcctl_registry_nodes gauge\nsvcctl_registry_nodes {}\n",
-        connected ? 1 : 0, stale, snap ? snap->size() : 0);
-    r.body += session_metrics(gw.cache.sessions());
+    p.family("svcctl_registry_connected", "gauge", "Whether the ZooKeeper session is connected.");
+    p.sample("svcctl_registry_connected", {}, connected ? 1 : 0);
+    p.family("svcctl_registry_stale_seconds", "gauge", "How long the registry view has not been followed.");
+    p.sample("svcctl_registry_stale_seconds", {}, stale);
+    p.family("svcctl_registry_nodes", "gauge", "Nodes in the registry view.");
+    p.sample("svcctl_registry_nodes", {}, snap ? snap->size() : 0);
+    session_metrics(p, gw.cache.sessions());
+    r.body = p.text();
     return r;
   }
   if (path == "/-/registry") {

@@ -22,9 +22,8 @@ std::shared_ptr<const ServiceRoute> build_service(
   r->name = service.name;
   r->up = service.status == model::Status::Up;
   for (const auto& a : addresses) {
-    if (a.status != model::Status::Up || a.weight <= 0) continue;
+    if (!model::routable(a)) continue;
     auto hp = model::parse_host_port(a.address);
-    if (!hp) continue;  // not a host:port node name: nothing to connect to
     AddrRoute ar;
     ar.name = a.address;
     ar.host = hp->host;

@@ -236,156 +236,100 @@ Expected<StatsView> stats_from_json(const nlohmann::json& j) {
 
 namespace {
 
-// A label value, escaped as the exposition format wants (\\, \", \n).
-std::string esc(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
-  }
-  return out;
-}
-
 constexpr std::uint64_t k_le_us[] = {500, 1000, 2500, 5000, 10000, 25000, 50000,
                                      100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
 
-void counters_text(std::string& out, std::string_view prefix, const std::string& labels,
-                   const Counters& c) {
-  fmt::format_to(std::back_inserter(out), "{}_requests_total{{{}}} {}\n", prefix, labels, c.requests);
+// The families one set of counters feeds: {prefix}_requests_total, _errors_total by code,
+// and the _duration_seconds histogram.
+void declare_counters(Prometheus& p, const std::string& prefix, std::string_view what, std::string_view errors,
+                      std::string_view latency) {
+  p.family(prefix + "_requests_total", "counter", what);
+  p.family(prefix + "_errors_total", "counter", errors);
+  p.family(prefix + "_duration_seconds", "histogram", latency);
+}
+
+void counters_samples(Prometheus& p, const std::string& prefix, const Prometheus::Labels& labels,
+                      const Counters& c) {
+  p.sample(prefix + "_requests_total", labels, c.requests);
+  const std::string errors = prefix + "_errors_total";
   for (std::size_t i = 0; i < k_err_count; ++i)
-    if (c.errors[i])
-      fmt::format_to(std::back_inserter(out), "{}_errors_total{{{},code=\"{}\"}} {}\n", prefix, labels,
-                     info(static_cast<Err>(i)).code, c.errors[i]);
+    if (c.errors[i]) p.sample(errors, labels.with("code", info(static_cast<Err>(i)).code), c.errors[i]);
+  const std::string d = prefix + "_duration_seconds";
+  const std::string bucket = d + "_bucket";
   for (auto le : k_le_us)
-    fmt::format_to(std::back_inserter(out), "{}_duration_seconds_bucket{{{},le=\"{}\"}} {}\n", prefix,
-                   labels, static_cast<double>(le) / 1e6, c.latency.count_at_most(le));
-  fmt::format_to(std::back_inserter(out), "{}_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n", prefix,
-                 labels, c.latency.count());
-  fmt::format_to(std::back_inserter(out), "{}_duration_seconds_sum{{{}}} {}\n", prefix, labels,
-                 static_cast<double>(c.latency_sum_us) / 1e6);
-  fmt::format_to(std::back_inserter(out), "{}_duration_seconds_count{{{}}} {}\n", prefix, labels,
-                 c.latency.count());
-}
-
-// Sends the lines counters_text() wrote for one label set to their families' texts: the
-// exposition format wants each family's samples together.
-void split_families(std::string_view all, std::string_view prefix, std::string& requests, std::string& errors,
-                    std::string& durations) {
-  const std::string req = std::string(prefix) + "_requests_total";
-  const std::string err = std::string(prefix) + "_errors_total";
-  while (!all.empty()) {
-    auto nl = all.find('\n');
-    std::string_view line = all.substr(0, nl + 1);
-    if (line.starts_with(req)) requests += line;
-    else if (line.starts_with(err)) errors += line;
-    else durations += line;
-    all.remove_prefix(line.size());
-  }
-}
-
-void family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
-  fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    p.sample(d, labels.with("le", fmt::format("{}", static_cast<double>(le) / 1e6)), c.latency.count_at_most(le),
+             bucket);
+  p.sample(d, labels.with("le", "+Inf"), c.latency.count(), bucket);
+  p.sample(d, labels, static_cast<double>(c.latency_sum_us) / 1e6, d + "_sum");
+  p.sample(d, labels, c.latency.count(), d + "_count");
 }
 
 }  // namespace
 
-std::string to_prometheus(const StatsView& v) {
-  std::string out;
-  family(out, "svcctl_connections", "gauge", "Client connections open.");
-  fmt::format_to(std::back_inserter(out), "svcctl_connections {}\n", v.connections);
-  family(out, "svcctl_connections_accepted_total", "counter", "Client connections accepted.");
-  fmt::format_to(std::back_inserter(out), "svcctl_connections_accepted_total {}\n", v.accepted);
-  family(out, "svcctl_upstream_connects_total", "counter", "Upstream connections opened.");
-  fmt::format_to(std::back_inserter(out), "svcctl_upstream_connects_total {}\n", v.upstream_connects);
+void to_prometheus(Prometheus& p, const StatsView& v) {
+  p.family("svcctl_connections", "gauge", "Client connections open.");
+  p.sample("svcctl_connections", {}, v.connections);
+  p.family("svcctl_connections_accepted_total", "counter", "Client connections accepted.");
+  p.sample("svcctl_connections_accepted_total", {}, v.accepted);
+  p.family("svcctl_upstream_connects_total", "counter", "Upstream connections opened.");
+  p.sample("svcctl_upstream_connects_total", {}, v.upstream_connects);
 
-  // One family at a time, as the format requires.
-  auto each_iface = [&](auto&& fn) {
-    for (const auto& [svc, s] : v.services)
-      for (const auto& [iface, c] : s.interfaces)
-        fn(fmt::format("service=\"{}\",interface=\"{}\"", esc(svc), esc(iface)), c);
-  };
-  auto each_addr = [&](auto&& fn) {
-    for (const auto& [svc, s] : v.services)
-      for (const auto& [addr, a] : s.addresses)
-        fn(fmt::format("service=\"{}\",address=\"{}\"", esc(svc), esc(addr)), a);
-  };
-  std::string body;
-  family(out, "svcctl_requests_total", "counter", "Calls per service and interface.");
-  family(body, "svcctl_errors_total", "counter", "Calls answered with an error, by code.");
-  std::string hist;
-  family(hist, "svcctl_duration_seconds", "histogram", "Call latency through the gateway.");
-  each_iface([&](const std::string& labels, const Counters& c) {
-    std::string all;
-    counters_text(all, "svcctl", labels, c);
-    split_families(all, "svcctl", out, body, hist);
-  });
-  out += body;
-  out += hist;
+  declare_counters(p, "svcctl", "Calls per service and interface.", "Calls answered with an error, by code.",
+                   "Call latency through the gateway.");
+  for (const auto& [svc, s] : v.services)
+    for (const auto& [iface, c] : s.interfaces)
+      counters_samples(p, "svcctl", {{"service", svc}, {"interface", iface}}, c);
 
-  family(out, "svcctl_upstream_requests_total", "counter", "Calls sent to each provider address.");
-  std::string uerr, uhist, ufl;
-  family(uerr, "svcctl_upstream_errors_total", "counter", "Calls to each address that failed, by code.");
-  family(uhist, "svcctl_upstream_duration_seconds", "histogram", "Latency of each provider address.");
-  family(ufl, "svcctl_upstream_in_flight", "gauge", "Calls waiting for each provider address.");
-  std::string uej, uejn;
-  family(uej, "svcctl_upstream_ejections_total", "counter", "Times each address was taken out of rotation.");
-  family(uejn, "svcctl_upstream_ejected", "gauge", "1 while the address is out of rotation.");
-  each_addr([&](const std::string& labels, const StatsView::Address& a) {
-    std::string all;
-    counters_text(all, "svcctl_upstream", labels, a.counters);
-    split_families(all, "svcctl_upstream", out, uerr, uhist);
-    fmt::format_to(std::back_inserter(ufl), "svcctl_upstream_in_flight{{{}}} {}\n", labels, a.in_flight);
-    fmt::format_to(std::back_inserter(uej), "svcctl_upstream_ejections_total{{{}}} {}\n", labels, a.ejections);
-    fmt::format_to(std::back_inserter(uejn), "svcctl_upstream_ejected{{{}}} {}\n", labels, a.ejected_ms > 0 ? 1 : 0);
-  });
-  out += uerr;
-  out += uhist;
-  out += ufl;
-  out += uej;
-  out += uejn;
+  declare_counters(p, "svcctl_upstream", "Calls sent to each provider address.",
+                   "Calls to each address that failed, by code.", "Latency of each provider address.");
+  p.family("svcctl_upstream_in_flight", "gauge", "Calls waiting for each provider address.");
+  p.family("svcctl_upstream_ejections_total", "counter", "Times each address was taken out of rotation.");
+  p.family("svcctl_upstream_ejected", "gauge", "1 while the address is out of rotation.");
+  for (const auto& [svc, s] : v.services)
+    for (const auto& [addr, a] : s.addresses) {
+      const Prometheus::Labels labels{{"service", svc}, {"address", addr}};
+      counters_samples(p, "svcctl_upstream", labels, a.counters);
+      p.sample("svcctl_upstream_in_flight", labels, a.in_flight);
+      p.sample("svcctl_upstream_ejections_total", labels, a.ejections);
+      p.sample("svcctl_upstream_ejected", labels, a.ejected_ms > 0 ? 1 : 0);
+    }
 
-  std::string rd, pn;
-  family(out, "svcctl_retries_total", "counter", "Calls sent again to another address, per service.");
-  family(rd, "svcctl_retries_denied_total", "counter", "Retries the retry budget refused, per service.");
-  family(pn, "svcctl_panic_total", "counter", "Calls routed with ejections ignored (too few healthy addresses).");
+  p.family("svcctl_retries_total", "counter", "Calls sent again to another address, per service.");
+  p.family("svcctl_retries_denied_total", "counter", "Retries the retry budget refused, per service.");
+  p.family("svcctl_panic_total", "counter", "Calls routed with ejections ignored (too few healthy addresses).");
   for (const auto& [svc, s] : v.services) {
-    fmt::format_to(std::back_inserter(out), "svcctl_retries_total{{service=\"{}\"}} {}\n", esc(svc), s.retries);
-    fmt::format_to(std::back_inserter(rd), "svcctl_retries_denied_total{{service=\"{}\"}} {}\n", esc(svc),
-                   s.retries_denied);
-    fmt::format_to(std::back_inserter(pn), "svcctl_panic_total{{service=\"{}\"}} {}\n", esc(svc), s.panic);
+    const Prometheus::Labels labels{{"service", svc}};
+    p.sample("svcctl_retries_total", labels, s.retries);
+    p.sample("svcctl_retries_denied_total", labels, s.retries_denied);
+    p.sample("svcctl_panic_total", labels, s.panic);
   }
-  out += rd;
-  out += pn;
 
-  std::string krl, sh;
-  family(out, "svcctl_key_requests_total", "counter", "Calls per service and caller key.");
-  family(krl, "svcctl_key_rate_limited_total", "counter", "Calls refused for their key's rate, per service and key.");
-  family(sh, "svcctl_shadow_rejections_total", "counter",
-         "Calls an ACL in shadow mode would have refused, per service and code.");
+  p.family("svcctl_key_requests_total", "counter", "Calls per service and caller key.");
+  p.family("svcctl_key_rate_limited_total", "counter", "Calls refused for their key's rate, per service and key.");
+  p.family("svcctl_shadow_rejections_total", "counter",
+           "Calls an ACL in shadow mode would have refused, per service and code.");
   for (const auto& [svc, s] : v.services) {
     for (const auto& [key, k] : s.keys) {
-      const auto labels = fmt::format("service=\"{}\",key=\"{}\"", esc(svc), esc(key));
-      fmt::format_to(std::back_inserter(out), "svcctl_key_requests_total{{{}}} {}\n", labels, k.counters.requests);
-      fmt::format_to(std::back_inserter(krl), "svcctl_key_rate_limited_total{{{}}} {}\n", labels,
-                     k.counters.errors[index(Err::RateLimited)]);
+      const Prometheus::Labels labels{{"service", svc}, {"key", key}};
+      p.sample("svcctl_key_requests_total", labels, k.counters.requests);
+      p.sample("svcctl_key_rate_limited_total", labels, k.counters.errors[index(Err::RateLimited)]);
     }
     for (std::size_t i = 0; i < k_err_count; ++i)
       if (s.shadow[i])
-        fmt::format_to(std::back_inserter(sh), "svcctl_shadow_rejections_total{{service=\"{}\",code=\"{}\"}} {}\n",
-                       esc(svc), info(static_cast<Err>(i)).code, s.shadow[i]);
+        p.sample("svcctl_shadow_rejections_total", {{"service", svc}, {"code", info(static_cast<Err>(i)).code}},
+                 s.shadow[i]);
   }
-  out += krl;
-  out += sh;
 
-  family(out, "svcctl_unrouted_errors_total", "counter", "Requests refused before a service was known.");
+  p.family("svcctl_unrouted_errors_total", "counter", "Requests refused before a service was known.");
   for (std::size_t i = 0; i < k_err_count; ++i)
     if (v.unrouted.errors[i])
-      fmt::format_to(std::back_inserter(out), "svcctl_unrouted_errors_total{{code=\"{}\"}} {}\n",
-                     info(static_cast<Err>(i)).code, v.unrouted.errors[i]);
-  return out;
+      p.sample("svcctl_unrouted_errors_total", {{"code", info(static_cast<Err>(i)).code}}, v.unrouted.errors[i]);
+}
+
+std::string to_prometheus(const StatsView& v) {
+  Prometheus p;
+  to_prometheus(p, v);
+  return p.text();
 }
 
 }  // namespace svcctl::gateway

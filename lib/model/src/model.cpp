@@ -100,6 +100,10 @@ std::string HostPort::str() const {
   return fmt::format("{}:{}", host, port);
 }
 
+bool routable(const Address& a) {
+  return a.status == Status::Up && a.weight > 0 && parse_host_port(a.address).has_value();
+}
+
 Expected<HostPort> parse_host_port(std::string_view text) {
   auto bad = [&](std::string_view why) {
     return fail(ErrorKind::Usage,

@@ -50,9 +50,11 @@ std::vector<std::string> problems_of(const paths::Leaf& leaf, const json& data) 
   return out;
 }
 
-bool is_up_address(const json& data) {
-  auto d = model::decode_address("", "", data.is_object() ? data.dump() : std::string());
-  return d.value.status == model::Status::Up && d.value.weight > 0;
+// Whether the address node at `path` (/address/{svc}/{host:port}) with `data` is routable.
+bool routable_address(std::string_view path, const json& data) {
+  auto leaf = paths::parse_leaf(path);
+  if (!leaf) return false;
+  return model::routable(model::decode_address(leaf->service, leaf->name, data.is_object() ? data.dump() : std::string()).value);
 }
 
 // Every service name the tree knows: /service nodes and the per-service containers.
@@ -229,20 +231,20 @@ struct Planner {
       for (const auto& [path, node] : tree.nodes) {
         if (!path.starts_with(prefix)) continue;
         ++total;
-        up_before += is_up_address(node.data);
+        up_before += routable_address(path, node.data);
         auto step = std::find_if(steps.begin(), steps.end(), [&](const PlanStep* s) { return s->path == path; });
         if (step == steps.end()) {
-          if (is_up_address(node.data)) {
+          if (routable_address(path, node.data)) {
             ++up_after;
             if (!node.ephemeral) kept_up.emplace_back(path, node.version);
           }
         } else if ((*step)->kind == PlanStep::Kind::Delete) {
           ++removed;
         } else {
-          up_after += is_up_address((*step)->after);
+          up_after += routable_address(path, (*step)->after);
         }
       }
-      for (const PlanStep* s : steps) up_after += s->kind == PlanStep::Kind::Create && is_up_address(s->after);
+      for (const PlanStep* s : steps) up_after += s->kind == PlanStep::Kind::Create && routable_address(s->path, s->after);
       if (total > 0 && removed * 2 > total)
         plan.unsafe.push_back(fmt::format("service {}: removes {} of its {} addresses", svc, removed, total));
       if (up_before > 0 && up_after == 0)

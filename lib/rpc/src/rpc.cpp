@@ -332,9 +332,7 @@ Expected<Result> call_gateway(const std::string& base_url, const std::string& se
 
 std::optional<Choice> pick_address(const std::vector<model::Address>& addresses,
                                    const std::string& dc, std::mt19937_64& rng) {
-  auto eligible = [](const model::Address& a) {
-    return a.status == model::Status::Up && a.weight > 0;
-  };
+  auto eligible = [](const model::Address& a) { return model::routable(a); };
   Choice c;
   std::vector<const model::Address*> pool;
   if (!dc.empty())

@@ -92,7 +92,7 @@ struct AclRoute {
 struct ServiceRoute {
   std::string name;
   bool up = true;
-  // The addresses a request may go to: up, weight > 0; the gateway's datacenter first.
+  // The addresses a request may go to (model::routable); the gateway's datacenter first.
   std::vector<AddrRoute> addrs;
   // How many of `addrs` the balancer chooses among: the local ones when any is up,
   // otherwise all of them.

@@ -5,6 +5,7 @@
 
 #include <svcctl/core/expected.hpp>
 #include <svcctl/gateway/errors.hpp>
+#include <svcctl/gateway/prometheus.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -105,7 +106,9 @@ nlohmann::json to_json(const StatsView& v, bool histograms = false);
 // Reads back what to_json(v, true) wrote (unknown fields are ignored, missing ones are 0;
 // without histograms the latencies are lost). Usage error when it is not that shape.
 Expected<StatsView> stats_from_json(const nlohmann::json& j);
-// Prometheus text exposition (version 0.0.4), every family with HELP and TYPE.
+// Prometheus text exposition (version 0.0.4), every family with HELP and TYPE: the
+// counters' families added to `p`, or alone as text.
+void to_prometheus(Prometheus& p, const StatsView& v);
 std::string to_prometheus(const StatsView& v);
 
 }  // namespace svcctl::gateway

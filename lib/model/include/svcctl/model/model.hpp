@@ -72,6 +72,11 @@ struct Address {
   bool ephemeral = false;  // from the node's ZooKeeper stat, not its data
 };
 
+// Whether calls may go to the address: up, weight > 0, and its node name a host:port to
+// connect to. The one rule the gateway's routes, its mass-change guard, `svcctl call` and
+// `apply`'s safety check share.
+bool routable(const Address& a);
+
 struct Api {
   std::string service;
   std::string name;

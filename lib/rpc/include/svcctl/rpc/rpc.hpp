@@ -73,8 +73,8 @@ Expected<Result> call_gateway(const std::string& base_url, const std::string& se
                               const std::string& iface, std::string_view json_body,
                               const std::string& key, const Timeouts& timeouts);
 
-// Chooses an up address with weight > 0 at random, by weight, among those in `dc` when
-// any is (then among all). nullopt when none is up with a weight.
+// Chooses a routable address (model::routable) at random, by weight, among those in `dc`
+// when any is (then among all). nullopt when none is routable.
 struct Choice {
   const model::Address* address = nullptr;
   std::size_t candidates = 0;      // addresses it chose among

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-namespace svcctl::cmd::drain {
+namespace svcctl::ops::drain {
 
 // What one gateway's /-/stats says about the address being drained.
 struct Seen {
@@ -93,4 +93,4 @@ std::string hex(std::int64_t zxid);
 nlohmann::json result_json(const Progress& p, std::string_view done_field, const std::string& service,
                            const std::string& address, std::string_view action, std::int64_t waited_ms);
 
-}  // namespace svcctl::cmd::drain
+}  // namespace svcctl::ops::drain

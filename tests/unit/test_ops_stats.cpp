@@ -1,6 +1,6 @@
 // `svcctl stats`: gateways' figures read back from their JSON and merged exactly, and the
-// rows, rates and forms built from the merge (cmd/stats_report.*).
-#include "stats_report.hpp"
+// rows, rates and forms built from the merge (lib/ops stats_report.*).
+#include <svcctl/ops/stats_report.hpp>
 
 #include <svcctl/gateway/stats.hpp>
 
@@ -9,7 +9,7 @@
 
 using namespace svcctl;
 using namespace svcctl::gateway;
-using namespace svcctl::cmd::stats;
+using namespace svcctl::ops::stats;
 
 namespace {
 

@@ -4,19 +4,20 @@
 // each has what drain::Progress asks of it or the time is up.
 #pragma once
 
-#include "context.hpp"
-#include "drain_report.hpp"
+#include <svcctl/ops/drain_report.hpp>
 
 #include <svcctl/model/model.hpp>
+#include <svcctl/registry/registry.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-namespace svcctl::cmd::fleet {
+namespace svcctl::ops::fleet {
 
 // Asks every gateway's admin listener for `path` (/-/stats, with a query or not) at once,
 // each for at most `timeout`. Per gateway, in order: the answer's JSON, or why there is
@@ -39,10 +40,17 @@ struct Outcome {
   bool no_gateway = false;  // none was registered at the first round
 };
 
-// Polls every gateway (at most every 100 ms) until `progress` is done or `timeout` passes,
-// telling progress on stderr. Fails only when ZooKeeper cannot be read at the first round;
-// later, it warns and asks again.
-Expected<Outcome> follow(Context& ctx, registry::Registry& reg, const Target& target,
+// Where follow() tells what it waits for (at most once a second, and when it changes) and
+// the rounds that could not read ZooKeeper.
+struct Tell {
+  std::function<void(std::string_view)> note;
+  std::function<void(std::string_view)> warn;
+};
+
+// Polls every gateway (at most every 100 ms) until `progress` is done or `timeout` passes.
+// Fails only when ZooKeeper cannot be read at the first round; later, it warns and asks
+// again.
+Expected<Outcome> follow(const Tell& tell, registry::Registry& reg, const Target& target,
                          std::chrono::milliseconds timeout, drain::Progress progress);
 
-}  // namespace svcctl::cmd::fleet
+}  // namespace svcctl::ops::fleet

@@ -1,4 +1,4 @@
-#include "drain_report.hpp"
+#include <svcctl/ops/drain_report.hpp>
 
 #include <fmt/format.h>
 
@@ -6,7 +6,7 @@
 #include <charconv>
 #include <map>
 
-namespace svcctl::cmd::drain {
+namespace svcctl::ops::drain {
 
 std::optional<std::int64_t> parse_zxid(std::string_view text) {
   int base = 10;
@@ -140,4 +140,4 @@ nlohmann::json result_json(const Progress& p, std::string_view done_field, const
           {"gateways", std::move(gateways)}};
 }
 
-}  // namespace svcctl::cmd::drain
+}  // namespace svcctl::ops::drain

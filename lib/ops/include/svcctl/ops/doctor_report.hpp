@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-namespace svcctl::cmd::doctor {
+namespace svcctl::ops::doctor {
 
 struct Finding {
   std::string check;    // "no-address", "stale-ephemeral", ... (see k_checks)
@@ -88,4 +88,4 @@ nlohmann::json to_json(const Report& r);
 // CHECK, WHAT, FIX
 output::Table table(const Report& r);
 
-}  // namespace svcctl::cmd::doctor
+}  // namespace svcctl::ops::doctor

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-namespace svcctl::cmd::stats {
+namespace svcctl::ops::stats {
 
 enum class By { Service, Interface, Address, Key };
 std::string_view to_string(By by);
@@ -104,4 +104,4 @@ std::string format_ms(std::uint64_t us, std::uint64_t requests);
 // "0.0%", "<0.1%", "12.5%"; "-" for no requests.
 std::string format_pct(std::uint64_t part, std::uint64_t whole);
 
-}  // namespace svcctl::cmd::stats
+}  // namespace svcctl::ops::stats

@@ -1,4 +1,4 @@
-#include "stats_report.hpp"
+#include <svcctl/ops/stats_report.hpp>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -9,7 +9,7 @@
 #include <tuple>
 #include <utility>
 
-namespace svcctl::cmd::stats {
+namespace svcctl::ops::stats {
 
 using gateway::Counters;
 using gateway::Err;
@@ -303,4 +303,4 @@ nlohmann::json rows_json(const std::vector<Row>& rows, By by) {
   return out;
 }
 
-}  // namespace svcctl::cmd::stats
+}  // namespace svcctl::ops::stats

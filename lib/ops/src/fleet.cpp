@@ -1,4 +1,4 @@
-#include "fleet.hpp"
+#include <svcctl/ops/fleet.hpp>
 
 #include <svcctl/rpc/rpc.hpp>
 
@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <thread>
 
-namespace svcctl::cmd::fleet {
+namespace svcctl::ops::fleet {
 
 namespace {
 
@@ -44,20 +44,20 @@ Expected<std::vector<drain::Answer>> ask_gateways(registry::Registry& reg, const
 // Tells progress on stderr when what is waited for changes, and at most once a second.
 class Reporter {
  public:
-  explicit Reporter(const Context& ctx) : m_ctx(ctx) {}
+  explicit Reporter(const Tell& tell) : m_tell(tell) {}
   void report(const drain::Progress& p) {
     auto w = p.waiting();
     if (w.empty()) return;
     auto line = fmt::format("waiting: {}", fmt::join(w, "; "));
     const auto now = Clock::now();
     if (line == m_last || now - m_at < std::chrono::seconds(1)) return;
-    m_ctx.note(line);
+    if (m_tell.note) m_tell.note(line);
     m_last = std::move(line);
     m_at = now;
   }
 
  private:
-  const Context& m_ctx;
+  const Tell& m_tell;
   std::string m_last;
   Clock::time_point m_at{};
 };
@@ -95,11 +95,11 @@ std::vector<Expected<nlohmann::json>> ask_admins(const std::vector<model::Gatewa
   return out;
 }
 
-Expected<Outcome> follow(Context& ctx, registry::Registry& reg, const Target& target, milliseconds timeout,
+Expected<Outcome> follow(const Tell& tell, registry::Registry& reg, const Target& target, milliseconds timeout,
                          drain::Progress progress) {
   const auto start = Clock::now();
   const auto deadline = start + timeout;
-  Reporter reporter(ctx);
+  Reporter reporter(tell);
   bool first = true;
   for (;;) {
     const auto round_start = Clock::now();
@@ -108,7 +108,7 @@ Expected<Outcome> follow(Context& ctx, registry::Registry& reg, const Target& ta
     if (!answers) {
       // ZooKeeper away for a moment: the gateways are still there; ask again next round.
       if (first) return fail(answers.error());
-      ctx.warn(answers.error().message);
+      if (tell.warn) tell.warn(answers.error().message);
     } else {
       if (first && answers->empty())
         return Outcome{std::move(progress), 0, false, true};
@@ -123,4 +123,4 @@ Expected<Outcome> follow(Context& ctx, registry::Registry& reg, const Target& ta
   }
 }
 
-}  // namespace svcctl::cmd::fleet
+}  // namespace svcctl::ops::fleet

@@ -1,9 +1,9 @@
 // `svcctl drain` and `svcctl doctor`: whether the gateways are done with an address, from
-// their answers round after round (cmd/drain_report.*); the findings computed from a
-// registry listing, sessions, gateway stats and probes (cmd/doctor_report.*); and the
+// their answers round after round (lib/ops drain_report.*); the findings computed from a
+// registry listing, sessions, gateway stats and probes (lib/ops doctor_report.*); and the
 // parsing of ZooKeeper's four-letter words they rely on (lib/zk four_letter).
-#include "doctor_report.hpp"
-#include "drain_report.hpp"
+#include <svcctl/ops/doctor_report.hpp>
+#include <svcctl/ops/drain_report.hpp>
 
 #include <svcctl/zk/four_letter.hpp>
 
@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 using namespace svcctl;
-using namespace svcctl::cmd;
+using namespace svcctl::ops;
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "doctor_report.hpp"
+#include <svcctl/ops/doctor_report.hpp>
 
 #include <svcctl/model/model.hpp>
 #include <svcctl/registry/paths.hpp>
@@ -10,7 +10,7 @@
 #include <iterator>
 #include <tuple>
 
-namespace svcctl::cmd::doctor {
+namespace svcctl::ops::doctor {
 
 namespace {
 
@@ -268,4 +268,4 @@ output::Table table(const Report& r) {
   return t;
 }
 
-}  // namespace svcctl::cmd::doctor
+}  // namespace svcctl::ops::doctor
