@@ -1,22 +1,16 @@
-// svcctl proxy: the gateway. Loads the registry into the watch-driven cache, serves calls
-// from it, registers itself as an ephemeral /gateway/{id}, and runs until SIGTERM/SIGINT.
+// svcctl proxy: the gateway. Its options, checked, then control::run_gateway (the cache,
+// the routes, the gateway, /gateway/{id}, the drain) until SIGTERM/SIGINT.
 #include "cli_tree.hpp"
 #include "commands.hpp"
 
+#include <svcctl/control/run.hpp>
 #include <svcctl/gateway/gateway.hpp>
-#include <svcctl/gateway/routes.hpp>
+#include <svcctl/gateway/log.hpp>
 #include <svcctl/model/model.hpp>
-#include <svcctl/registry/holder.hpp>
-#include <svcctl/registry/live.hpp>
-#include <svcctl/registry/paths.hpp>
 
-#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include <sys/resource.h>
-#include <unistd.h>
-
-#include <thread>
 
 namespace svcctl::cmd {
 
@@ -49,21 +43,6 @@ struct ProxyArgs {
   bool require_keys = false;
 };
 
-std::string default_id(const std::string& listen) {
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0 || !host[0]) std::snprintf(host, sizeof host, "gateway");
-  std::string id;
-  for (const char* p = host; *p; ++p) {
-    char c = *p;
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-    id += ok ? c : '-';
-    if (c == '.') break;  // the short host name
-  }
-  if (!id.empty() && id.back() == '-') id.pop_back();
-  auto colon = listen.rfind(':');
-  return fmt::format("{}-{}", id, colon == std::string::npos ? listen : listen.substr(colon + 1));
-}
-
 // A gateway holds a descriptor per client and per pooled upstream connection: take the
 // whole allowance (the soft limit is often 1024 of a hard limit many times larger).
 void raise_fd_limit(const Context& ctx) {
@@ -73,9 +52,8 @@ void raise_fd_limit(const Context& ctx) {
   if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) ctx.warn("could not raise the open-files limit");
 }
 
-Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
-  ignore_sigpipe();
-  raise_fd_limit(ctx);
+// The gateway's options from the command line (Usage when one is out of range).
+Expected<gateway::Options> gateway_options(const ProxyArgs& a) {
   gateway::Options go;
   go.listen = a.listen;
   go.admin = a.admin;
@@ -89,17 +67,12 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
     return fail(ErrorKind::Usage, "--header-timeout-ms and --idle-timeout-ms must be positive");
   go.header_timeout = std::chrono::milliseconds(a.header_timeout_ms);
   go.idle_timeout = std::chrono::milliseconds(a.idle_timeout_ms);
-  if (!a.id.empty()) SVCCTL_CHECK(model::validate_name("gateway id", a.id));
-  if (!a.dc.empty()) SVCCTL_CHECK(model::validate_name("datacenter", a.dc));
   if (a.eject_ms <= 0 || a.eject_max_ms < a.eject_ms)
     return fail(ErrorKind::Usage, "--eject-ms must be positive and at most --eject-max-ms");
   if (a.max_ejected_percent > 100 || a.retry_budget > 100)
     return fail(ErrorKind::Usage, "--max-ejected-percent and --retry-budget are percentages (0 to 100)");
-  if (a.max_pending == 0 || a.drain_timeout_ms < 0 || a.max_stale_s <= 0 || a.guard_delay_ms < 0 ||
-      a.guard_window_ms < 0)
-    return fail(ErrorKind::Usage,
-                "--max-pending and --max-stale-s must be positive, --drain-timeout-ms, --guard-delay-ms and "
-                "--guard-window-ms not negative");
+  if (a.max_pending == 0 || a.max_stale_s <= 0)
+    return fail(ErrorKind::Usage, "--max-pending and --max-stale-s must be positive");
   go.retry_budget_percent = a.retry_budget;
   go.eject_after = a.eject_after;
   go.eject_base = std::chrono::milliseconds(a.eject_ms);
@@ -108,102 +81,42 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   go.max_pending_per_address = a.max_pending;
   go.max_stale = std::chrono::seconds(a.max_stale_s);
   go.require_keys = a.require_keys;
+  return go;
+}
+
+Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
+  ignore_sigpipe();
+  raise_fd_limit(ctx);
+  control::GatewayRun run;
+  SVCCTL_TRY(run.gateway, gateway_options(a));
+  if (!a.id.empty()) SVCCTL_CHECK(model::validate_name("gateway id", a.id));
+  if (!a.dc.empty()) SVCCTL_CHECK(model::validate_name("datacenter", a.dc));
+  if (a.drain_timeout_ms < 0 || a.guard_delay_ms < 0 || a.guard_window_ms < 0)
+    return fail(ErrorKind::Usage, "--drain-timeout-ms, --guard-delay-ms and --guard-window-ms must not be negative");
+  run.id = a.id;
+  run.dc = a.dc;
+  run.guard_delay = std::chrono::milliseconds(a.guard_delay_ms);
+  run.guard_window = std::chrono::milliseconds(a.guard_window_ms);
+  run.drain_timeout = std::chrono::milliseconds(a.drain_timeout_ms);
+  run.version = SVCCTL_VERSION;
   if (a.log_format != "text" && a.log_format != "json")
     return fail(ErrorKind::Usage, fmt::format("--log-format \"{}\": expected text or json", a.log_format));
   SVCCTL_TRY(auto log, gateway::Log::open(a.log_file, a.log_format == "json"));
-  const bool quiet = ctx.quiet;
-  auto say = [&log, quiet](std::string_view m) {
-    if (!quiet) log->event("info", m);
+  if (!ctx.quiet) {
+    run.events = log.get();
+    run.gateway.log = [&log](std::string_view m) { log->event("info", m); };
+  }
+  if (a.access_log) run.gateway.access_log = log.get();
+  SVCCTL_TRY(run.cache, ctx.cache_options(a.cache));
+  run.start_timeout = std::chrono::milliseconds(ctx.zk_timeout_ms);
+  run.warn = ctx.warner();
+  if (ctx.verbose) run.debug = [](std::string_view m) { to_stderr(fmt::format("svcctl proxy: {}\n", m)); };
+  run.on_tick = [&log] {
+    if (take_reopen_signal()) log->reopen();
   };
-  go.log = say;
-  if (a.access_log) go.access_log = log.get();
-
-  gateway::Routes routes;
-  gateway::RouteBuilder builder(routes, a.dc);
-  builder.on_problem = [&ctx](std::string_view path, std::string_view problem) {
-    ctx.warn(fmt::format("{}: {}", path, problem));
-  };
-  builder.on_event = say;
-  builder.guard_delay = std::chrono::milliseconds(a.guard_delay_ms);
-  builder.guard_window = std::chrono::milliseconds(a.guard_window_ms);
-  SVCCTL_TRY(registry::Cache::Options co, ctx.cache_options(a.cache));
-  const zk::Options zo = co.zk;  // also the self-registration's and the guard's
-  // The guard's second read: the service's up addresses, straight from ZooKeeper, through
-  // a session live at the time (the guard may be needed right after ZooKeeper was away).
-  registry::LiveRegistry confirming(zo, [&say](std::string_view m) { say(fmt::format("mass-change guard: {}", m)); });
-  builder.confirm = [&confirming](const std::string& svc) -> std::optional<std::vector<std::string>> {
-    auto d = confirming.read([&svc](registry::Registry& reg) { return reg.describe_service(svc); });
-    if (!d) {
-      if (d.error().kind == ErrorKind::NotFound) return std::vector<std::string>{};
-      return std::nullopt;
-    }
-    std::vector<std::string> names;
-    for (const auto& addr : d->addresses)
-      if (model::routable(addr)) names.push_back(addr.address);
-    return names;
-  };
-  co.on_change = [&builder](const std::vector<registry::Change>& changes, const registry::Snapshot&) {
-    builder.apply(changes);
-  };
-  co.on_session = [&log, quiet](const registry::SessionEvent& e) {
-    using K = registry::SessionEvent::Kind;
-    const bool trouble = e.kind == K::Disconnected || e.kind == K::Expired;
-    if (!quiet) log->event(trouble ? "warn" : "info", registry::describe(e), registry::to_json(e));
-  };
-
   const auto& stop = stop_on_signals();
   catch_reopen_signal();
-  registry::Cache cache(std::move(co));
-  SVCCTL_CHECK(ctx.start_cache(cache, a.cache, "serving the last-known-good registry"));
-
-  gateway::Gateway gw(go, cache, routes);
-  SVCCTL_CHECK(gw.start());
-  const std::string id = a.id.empty() ? default_id(gw.listen_address()) : a.id;
-  gw.set_id(id);
-
-  // Self-registration: /gateway/{id} says where this gateway and its admin listener are.
-  registry::Holder::Options ho;
-  ho.zk = zo;
-  ho.path = registry::paths::under(registry::paths::k_gateways, id);
-  ho.parent = std::string(registry::paths::k_gateways);
-  const auto started = std::chrono::system_clock::now();
-  nlohmann::json node = {{"listen", gw.listen_address()},
-                         {"admin", gw.admin_address()},
-                         {"dc", a.dc},
-                         {"started", fmt::format("{:%FT%TZ}", fmt::gmtime(std::chrono::system_clock::to_time_t(started)))},
-                         {"version", SVCCTL_VERSION},
-                         {"pid", ::getpid()}};
-  ho.data = [text = node.dump()](bool) { return text; };
-  ho.log = [&ctx](std::string_view m) {
-    if (ctx.verbose) to_stderr(fmt::format("svcctl proxy: {}\n", m));
-  };
-  ho.on_session = [&say, path = ho.path](std::string_view m) { say(fmt::format("{}: {}", path, m)); };
-  std::atomic<bool> stop_holding{false};
-  std::thread holder([&] {
-    // Only what waiting cannot fix ends it (a persistent node at the path, permissions):
-    // the gateway keeps serving, unregistered, and says so now.
-    auto r = registry::Holder(ho).run(stop_holding);
-    if (!r) ctx.warn(fmt::format("cannot register {}: {}", ho.path, r.error().message));
-  });
-
-  say(fmt::format("listening on {}{}, gateway id {}, {} services", gw.listen_address(),
-                  gw.admin_address().empty() ? std::string() : fmt::format(" (admin {})", gw.admin_address()), id,
-                  routes.current()->services.size()));
-  while (!stop) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (take_reopen_signal()) log->reopen();
-    builder.tick();
-  }
-
-  // Drain: stop accepting, leave /gateway, let the calls under way finish.
-  say(fmt::format("draining: not accepting, calls under way have {} ms", a.drain_timeout_ms));
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(a.drain_timeout_ms);
-  stop_holding = true;  // the holder leaves /gateway/{id} while the calls finish
-  const bool drained = gw.drain(deadline);
-  holder.join();
-  gw.stop();
-  say(drained ? "drained, stopped" : "drain deadline passed: closed the connections left, stopped");
-  return {};
+  return control::run_gateway(std::move(run), stop);
 }
 
 }  // namespace

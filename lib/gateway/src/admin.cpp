@@ -26,53 +26,48 @@ std::int64_t epoch_ms(std::chrono::system_clock::time_point t) {
 }
 
 // Each session's id and state, and the transitions the sessions have been through.
-void add_sessions(nlohmann::json& j, const registry::SessionsView& view) {
+void add_sessions(nlohmann::json& j, const RegistryStatus& st) {
   nlohmann::json each = nlohmann::json::array();
-  for (std::size_t i = 0; i < view.sessions.size(); ++i)
-    each.push_back({{"session", i}, {"id", fmt::format("0x{:x}", view.sessions[i].id)},
-                    {"state", zk::to_string(view.sessions[i].state)}});
+  for (std::size_t i = 0; i < st.sessions.size(); ++i)
+    each.push_back({{"session", i}, {"id", fmt::format("0x{:x}", st.sessions[i].id)}, {"state", st.sessions[i].state}});
   j["sessions"] = std::move(each);
   nlohmann::json events = nlohmann::json::object();
-  for (std::size_t k = 0; k < registry::SessionEvent::k_kinds; ++k)
-    events[std::string(registry::to_string(static_cast<registry::SessionEvent::Kind>(k)))] = view.events[k];
+  for (const auto& [kind, n] : st.session_events) events[kind] = n;
   j["session_events"] = std::move(events);
-  j["sessions_replaced"] = view.events[static_cast<std::size_t>(registry::SessionEvent::Kind::Replaced)];
-  if (view.last_replaced) {
-    j["last_replaced_ms"] = epoch_ms(*view.last_replaced);
-    j["last_replaced_reason"] = view.last_replaced_reason;
+  j["sessions_replaced"] = st.sessions_replaced;
+  if (st.last_replaced) {
+    j["last_replaced_ms"] = epoch_ms(*st.last_replaced);
+    j["last_replaced_reason"] = st.last_replaced_reason;
   }
 }
 
 // The session transitions as a Prometheus counter, by kind.
-void session_metrics(Prometheus& p, const registry::SessionsView& view) {
+void session_metrics(Prometheus& p, const RegistryStatus& st) {
   p.family("svcctl_zk_session_events_total", "counter", "ZooKeeper session transitions of the registry view, by kind.");
-  for (std::size_t k = 0; k < registry::SessionEvent::k_kinds; ++k)
-    p.sample("svcctl_zk_session_events_total",
-             {{"event", registry::to_string(static_cast<registry::SessionEvent::Kind>(k))}}, view.events[k]);
+  for (const auto& [kind, n] : st.session_events) p.sample("svcctl_zk_session_events_total", {{"event", kind}}, n);
 }
 
 // What every admin answer says of the registry view.
-nlohmann::json registry_state(const registry::Cache& cache) {
-  auto snap = cache.snapshot();
-  nlohmann::json j = {{"loaded", snap && snap->loaded}};
-  if (!snap) return j;
-  j["session"] = zk::to_string(snap->session);
-  j["session_id"] = fmt::format("0x{:x}", snap->session_ids.empty() ? 0 : snap->session_ids.front());
+nlohmann::json registry_state(const RegistryStatus& st) {
+  nlohmann::json j = {{"loaded", st.loaded}};
+  if (!st.started) return j;
+  j["session"] = st.session;
+  j["session_id"] = fmt::format("0x{:x}", st.session_ids.empty() ? 0 : st.session_ids.front());
   nlohmann::json ids = nlohmann::json::array();
-  for (auto id : snap->session_ids) ids.push_back(fmt::format("0x{:x}", id));
+  for (auto id : st.session_ids) ids.push_back(fmt::format("0x{:x}", id));
   j["session_ids"] = std::move(ids);
-  j["zxid"] = fmt::format("0x{:x}", snap->max_zxid);
-  j["generation"] = snap->generation;
-  j["nodes"] = snap->size();
-  j["serving_last_known_good"] = cache.serving_lkg();
-  if (snap->last_change.time_since_epoch().count() != 0) j["last_change_ms"] = epoch_ms(snap->last_change);
-  if (snap->stale_since) {
-    j["stale_since_ms"] = epoch_ms(*snap->stale_since);
-    j["stale_seconds"] = seconds_since(*snap->stale_since);
+  j["zxid"] = fmt::format("0x{:x}", st.zxid);
+  j["generation"] = st.generation;
+  j["nodes"] = st.nodes;
+  j["serving_last_known_good"] = st.serving_last_known_good;
+  if (st.last_change) j["last_change_ms"] = epoch_ms(*st.last_change);
+  if (st.stale_since) {
+    j["stale_since_ms"] = epoch_ms(*st.stale_since);
+    j["stale_seconds"] = seconds_since(*st.stale_since);
   } else {
     j["stale_seconds"] = 0.0;
   }
-  add_sessions(j, cache.sessions());
+  add_sessions(j, st);
   return j;
 }
 
@@ -106,7 +101,7 @@ Gateway::Impl::Admin::Reply Gateway::Impl::Admin::handle(std::string_view target
   if (path == "/-/healthz") {
     // Healthy while the registry view is loaded and fresh enough: a gateway cut off from
     // ZooKeeper keeps routing from its snapshot, and says how stale it is.
-    auto reg = registry_state(gw.cache);
+    auto reg = registry_state(gw.registry.status());
     const double stale = reg.value("stale_seconds", 0.0);
     const double max_stale = std::chrono::duration<double>(gw.options.max_stale).count();
     std::string_view status = "ok";
@@ -129,7 +124,7 @@ Gateway::Impl::Admin::Reply Gateway::Impl::Admin::handle(std::string_view target
     j["id"] = gw.get_id();
     j["listen"] = gw.listen_address;
     j["uptime_seconds"] = seconds_since(gw.started);
-    j["registry"] = registry_state(gw.cache);
+    j["registry"] = registry_state(gw.registry.status());
     auto guard = gw.routes.guard();
     j["guard"] = {{"holds", guard.holds}, {"held", guard.held}};
     r.body = j.dump();
@@ -139,30 +134,26 @@ Gateway::Impl::Admin::Reply Gateway::Impl::Admin::handle(std::string_view target
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     Prometheus p;
     to_prometheus(p, gw.gather());
-    auto snap = gw.cache.snapshot();
-    bool connected = snap && snap->session == zk::SessionState::Connected;
-    double stale = snap && snap->stale_since ? seconds_since(*snap->stale_since) : 0.0;
+    const RegistryStatus st = gw.registry.status();
+    const double stale = st.stale_since ? seconds_since(*st.stale_since) : 0.0;
     p.family("svcctl_registry_connected", "gauge", "Whether the ZooKeeper session is connected.");
-    p.sample("svcctl_registry_connected", {}, connected ? 1 : 0);
+    p.sample("svcctl_registry_connected", {}, st.connected ? 1 : 0);
     p.family("svcctl_registry_stale_seconds", "gauge", "How long the registry view has not been followed.");
     p.sample("svcctl_registry_stale_seconds", {}, stale);
     p.family("svcctl_registry_nodes", "gauge", "Nodes in the registry view.");
-    p.sample("svcctl_registry_nodes", {}, snap ? snap->size() : 0);
-    session_metrics(p, gw.cache.sessions());
+    p.sample("svcctl_registry_nodes", {}, st.nodes);
+    session_metrics(p, st);
     r.body = p.text();
     return r;
   }
   if (path == "/-/registry") {
-    nlohmann::json j = registry_state(gw.cache);
+    nlohmann::json j = registry_state(gw.registry.status());
     nlohmann::json nodes = nlohmann::json::object();
-    if (auto snap = gw.cache.snapshot())
-      for (const auto& [p, e] : snap->entries()) {
-        if (e.container) continue;
-        nlohmann::json data = nlohmann::json::parse(e.data, nullptr, false);
-        if (data.is_discarded()) data = e.data;
-        nodes[p] = {{"data", std::move(data)}, {"version", e.version},
-                    {"ephemeral", e.ephemeral_owner != 0}};
-      }
+    gw.registry.each_node([&nodes](const RegistryNode& n) {
+      nlohmann::json data = nlohmann::json::parse(n.data, nullptr, false);
+      if (data.is_discarded()) data = n.data;
+      nodes[std::string(n.path)] = {{"data", std::move(data)}, {"version", n.version}, {"ephemeral", n.ephemeral}};
+    });
     j["nodes"] = std::move(nodes);
     nlohmann::json routes = nlohmann::json::object();
     auto table = gw.routes.current();

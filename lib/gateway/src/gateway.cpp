@@ -58,11 +58,12 @@ Expected<void> open_acceptor(tcp::acceptor& a, const tcp::endpoint& ep, bool sha
 
 }  // namespace
 
-Gateway::Impl::Impl(Options o, registry::Cache& c, const Routes& r) : options(std::move(o)), cache(c), routes(r) {}
+Gateway::Impl::Impl(Options o, const RegistrySource& source, const Routes& r)
+    : options(std::move(o)), registry(source), routes(r) {}
 Gateway::Impl::~Impl() = default;
 
-Gateway::Gateway(Options options, registry::Cache& cache, const Routes& routes)
-    : m_impl(std::make_unique<Impl>(std::move(options), cache, routes)) {}
+Gateway::Gateway(Options options, const RegistrySource& registry, const Routes& routes)
+    : m_impl(std::make_unique<Impl>(std::move(options), registry, routes)) {}
 
 Gateway::~Gateway() { stop(); }
 

@@ -296,7 +296,7 @@ struct Worker {
 };
 
 struct Gateway::Impl {
-  Impl(Options o, registry::Cache& c, const Routes& r);
+  Impl(Options o, const RegistrySource& source, const Routes& r);
   ~Impl();
   Options options;
   mutable std::mutex id_mu;
@@ -305,7 +305,7 @@ struct Gateway::Impl {
     std::lock_guard lock(id_mu);
     return id;
   }
-  registry::Cache& cache;
+  const RegistrySource& registry;
   const Routes& routes;
   std::vector<std::unique_ptr<Worker>> workers;
   std::string listen_address;

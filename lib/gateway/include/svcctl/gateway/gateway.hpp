@@ -9,9 +9,9 @@
 
 #include <svcctl/core/expected.hpp>
 #include <svcctl/gateway/log.hpp>
+#include <svcctl/gateway/registry_source.hpp>
 #include <svcctl/gateway/routes.hpp>
 #include <svcctl/gateway/stats.hpp>
-#include <svcctl/registry/cache.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -63,7 +63,9 @@ struct Options {
 
 class Gateway {
  public:
-  Gateway(Options options, registry::Cache& cache, const Routes& routes);
+  // `registry` answers the admin listener's questions about the view `routes` come from;
+  // both must outlive the gateway.
+  Gateway(Options options, const RegistrySource& registry, const Routes& routes);
   ~Gateway();
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
