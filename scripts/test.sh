@@ -46,6 +46,6 @@ if [ $fast -eq 0 ]; then
   echo "== libFuzzer targets (clang)"
   cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DSVCCTL_FUZZ=ON -DSVCCTL_TESTS=OFF >/dev/null
-  cmake --build build-fuzz -j "$jobs" --target fuzz_yar fuzz_msgpack fuzz_json
+  cmake --build build-fuzz -j "$jobs" --target fuzz_yar fuzz_msgpack fuzz_json fuzz_convert
   tests/fuzz/run.sh build-fuzz "${SVCCTL_FUZZ_SECONDS:-15}"
 fi

@@ -7,6 +7,7 @@
 #include <svcctl/codec/msgpack.hpp>
 #include <svcctl/codec/params.hpp>
 #include <svcctl/codec/yar.hpp>
+#include <svcctl/gateway/convert.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -70,6 +71,49 @@ inline void json(std::string_view data) {
   require(codec::to_json_text(*again) == text);
   check_msgpack_roundtrip(*v);
   if (auto p = codec::yar_params_from_json(*v)) (void)codec::json_from_yar_params(*p);
+}
+
+// Any bytes through the gateway's conversion, both ways: the first byte chooses the
+// provider's encoding, the caller's kind and the provider's HTTP status; the rest is the
+// caller's body and then the provider's answer. What comes out is what it says it is.
+inline void convert(std::string_view data) {
+  if (data.empty()) return;
+  const auto pick = static_cast<unsigned char>(data.front());
+  data.remove_prefix(1);
+  gateway::ApiRoute api;
+  api.method = "m";
+  api.encoding = pick % 3 == 0 ? model::Encoding::Json : pick % 3 == 1 ? model::Encoding::YarJson : model::Encoding::YarMsgpack;
+  gateway::convert::Caller caller;
+  codec::Value params = codec::Value::array();
+  const unsigned kind = (pick / 3) % 3;  // JSON, Yar with JSON, Yar with msgpack
+  if (kind != 0) {
+    auto frame = codec::decode_frame(data);
+    if (!frame) return;  // the data plane answers a bad packet before converting
+    auto req = codec::decode_request(*frame);
+    if (!req) return;
+    caller.yar = true;
+    caller.packager = frame->packager;
+    caller.yar_id = req->id;
+    caller.yar_method = "m";
+    params = std::move(req->params);
+  }
+  std::string out;
+  auto request = gateway::convert::provider_request(api, caller, params, data, "key", 7, out);
+  if (!request) {
+    require(!request.error().message.empty());
+    return;
+  }
+  if (!request->as_sent && api.encoding != model::Encoding::Json) require(codec::decode_frame(out).has_value());
+  const int status = pick >= 192 ? 500 : pick >= 160 ? 404 : 200;
+  std::string answer_out;
+  auto a = gateway::convert::caller_answer(api, caller, *request, status, data, "p", answer_out);
+  using Kind = gateway::convert::Answer::Kind;
+  if (a.kind == Kind::Failure) {
+    require(!a.message.empty());
+  } else if (a.kind == Kind::Out) {
+    if (caller.yar) require(codec::decode_frame(answer_out).has_value());
+    else require(codec::parse_json(answer_out).has_value());
+  }
 }
 
 }  // namespace svcctl::fuzz

@@ -31,4 +31,5 @@ TEST_CASE("saved fuzz findings stay fixed") {
   CHECK(replay("yar", svcctl::fuzz::yar) >= 2);
   CHECK(replay("msgpack", svcctl::fuzz::msgpack) >= 2);
   CHECK(replay("json", svcctl::fuzz::json) >= 1);
+  CHECK(replay("convert", svcctl::fuzz::convert) >= 4);
 }

@@ -5,6 +5,7 @@
 
 #include <svcctl/codec/value.hpp>
 #include <svcctl/codec/yar.hpp>
+#include <svcctl/gateway/convert.hpp>
 #include <svcctl/gateway/gateway.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -110,12 +111,11 @@ struct Exchange {
   bool shadowed = false;                 // an ACL in shadow mode would have refused it
   bool counted_in_flight = false;
   // The provider's side.
-  const char* up_content_type = "application/json";
+  convert::Request up_request;  // how the provider's body was made
   std::string up_head;
   std::string up_body;
   const std::string* up_body_ref = nullptr;  // up_body, or the caller's body as it came
   std::string up_rest;
-  bool yar_passthrough = false;
   bool stale_retry = false;
   bool retried = false;  // sent again to another address already
   boost::intrusive_ptr<UpConn> up;
@@ -154,7 +154,7 @@ struct Exchange {
     rate.reset();
     shadowed = false;
     counted_in_flight = false;
-    yar_passthrough = false;
+    up_request = {};
     stale_retry = false;
     retried = false;
     up_body_ref = nullptr;
@@ -271,7 +271,9 @@ struct Worker {
   bool within_rate(Conn* c, bool enforcing);
   template <typename Message>
   bool refuse(Conn* c, Err e, bool shadow, Message&& message);
+  // The provider's request body (false when the call was answered: refused).
   bool prepare_upstream_body(Conn* c);
+  convert::Caller caller_of(const Exchange& x) const;
   void send_upstream(Conn* c);
   void write_upstream(Conn* c);
   void wait_upstream(Conn* c);

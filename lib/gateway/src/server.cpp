@@ -12,9 +12,8 @@
 // upstream connections every 250 ms.
 #include "internal.hpp"
 
-#include <svcctl/codec/json.hpp>
-#include <svcctl/codec/params.hpp>
 #include <svcctl/codec/yar.hpp>
+#include <svcctl/gateway/convert.hpp>
 #include <svcctl/model/model.hpp>
 
 #include <fmt/format.h>
@@ -660,56 +659,29 @@ bool Worker::within_rate(Conn* c, bool enforcing) {
   });
 }
 
+convert::Caller Worker::caller_of(const Exchange& x) const {
+  convert::Caller caller;
+  caller.yar = x.yar_caller;
+  caller.packager = x.caller_packager;
+  caller.yar_id = x.yar_id;
+  caller.yar_method = x.yar_method;
+  caller.provider_field = x.yar_provider_field;
+  caller.token_field = x.yar_token_field;
+  return caller;
+}
+
 bool Worker::prepare_upstream_body(Conn* c) {
   Exchange& x = c->ex;
-  const ApiRoute& api = *x.api;
   x.up_body.clear();
-  x.up_body_ref = &x.up_body;
-  if (api.encoding == model::Encoding::Json) {
-    x.up_content_type = "application/json";
-    if (!x.yar_caller) {
-      x.up_body_ref = &c->req.body;  // passthrough, unparsed
-      return true;
-    }
-    x.up_body = codec::to_json_text(codec::json_from_yar_params(std::move(x.yar_params)));
-    return true;
-  }
-  const auto provider_packager =
-      api.encoding == model::Encoding::YarMsgpack ? codec::Packager::Msgpack : codec::Packager::Json;
-  x.up_content_type = "application/x-www-form-urlencoded";
-  if (x.yar_caller) {
-    if (provider_packager == x.caller_packager && api.method == x.yar_method) {
-      x.up_body_ref = &c->req.body;  // the caller's packet as it came
-      x.yar_passthrough = true;
-      return true;
-    }
-    codec::YarRequest req{x.yar_id, api.method, std::move(x.yar_params)};
-    auto packet = codec::encode_request(req, provider_packager, x.yar_provider_field, x.yar_token_field);
-    if (!packet) {
-      fail(c, Err::BadRequest, packet.error().message);
-      return false;
-    }
-    x.up_body = std::move(*packet);
-    return true;
-  }
-  auto body = codec::parse_json(c->req.body);
-  if (!body) {
-    fail(c, Err::BadRequest, body.error().message);
+  const std::int64_t new_id = static_cast<std::int64_t>((request_counter + 1) & 0x7fffffff) | 1;
+  auto r = convert::provider_request(*x.api, caller_of(x), x.yar_params, c->req.body, x.key, new_id, x.up_body);
+  if (!r) {
+    fail(c, Err::BadRequest, r.error().message);
     return false;
   }
-  auto params = codec::yar_params_from_json(std::move(*body));
-  if (!params) {
-    fail(c, Err::BadRequest, params.error().message);
-    return false;
-  }
-  x.yar_id = static_cast<std::int64_t>((++request_counter & 0x7fffffff) | 1);
-  codec::YarRequest req{x.yar_id, api.method, std::move(*params)};
-  auto packet = codec::encode_request(req, provider_packager, {}, x.key);
-  if (!packet) {
-    fail(c, Err::BadRequest, packet.error().message);
-    return false;
-  }
-  x.up_body = std::move(*packet);
+  if (!x.yar_caller && r->yar_id != 0) ++request_counter;  // new_id was taken
+  x.up_request = *r;
+  x.up_body_ref = r->as_sent ? &c->req.body : &x.up_body;
   return true;
 }
 
@@ -765,7 +737,7 @@ void Worker::write_upstream(Conn* c) {
   h += " HTTP/1.1\r\nHost: ";
   h += *x.addr_name;
   h += "\r\nContent-Type: ";
-  h += x.up_content_type;
+  h += x.up_request.content_type;
   h += "\r\nContent-Length: ";
   append_uint(h, body.size());
   h += "\r\nX-Request-Id: ";
@@ -951,82 +923,22 @@ void Worker::upstream_done(Conn* c) {
   const int status = u.resp.status;
   release_upstream(c, reusable);
 
-  const ApiRoute& api = *x.api;
   if (status >= 500) {  // a failure of the address; an idempotent call goes to another one
     x.addr_err = Err::ProviderError;
     if (try_retry(c)) return;
   }
-  if (api.encoding == model::Encoding::Json) {
-    if (status < 200 || status > 299) {
-      codec::Value extra = codec::Value::object();
-      extra["provider_status"] = status;
-      auto parsed = codec::parse_json(x.resp_body);
-      if (parsed) extra["provider_body"] = std::move(*parsed);
-      else extra["provider_body"] = x.resp_body.substr(0, 4096);
-      return fail(c, Err::ProviderError, fmt::format("{} answered HTTP {}", *x.addr_name, status), &extra);
-    }
-    if (!x.yar_caller) return respond(c, status, "application/json", x.resp_body);
-    auto value = codec::parse_json(x.resp_body);
-    if (!value) {
-      x.addr_err = Err::BadResponse;
-      return fail(c, Err::BadResponse, fmt::format("{} answered with invalid JSON", *x.addr_name));
-    }
-    codec::YarResponse yr;
-    yr.id = x.yar_id;
-    yr.result = std::move(*value);
-    auto packet = codec::encode_response(yr, x.caller_packager);
-    if (!packet) return fail(c, Err::BadResponse, packet.error().message);
-    x.out_body = std::move(*packet);
-    return respond(c, 200, "application/octet-stream", x.out_body);
+  convert::Answer answer =
+      convert::caller_answer(*x.api, caller_of(x), x.up_request, status, x.resp_body, *x.addr_name, x.out_body);
+  if (answer.address_failed) x.addr_err = Err::BadResponse;
+  if (answer.provider_error) x.final_err = Err::ProviderError;
+  switch (answer.kind) {
+    case convert::Answer::Kind::Provider:
+      return respond(c, answer.status, answer.content_type, x.resp_body);
+    case convert::Answer::Kind::Out:
+      return respond(c, answer.status, answer.content_type, x.out_body);
+    case convert::Answer::Kind::Failure:
+      return fail(c, answer.error, answer.message, answer.extra ? &*answer.extra : nullptr);
   }
-
-  // A Yar provider.
-  if (status != 200) {
-    return fail(c, Err::ProviderError, fmt::format("{} answered HTTP {}", *x.addr_name, status));
-  }
-  auto frame = codec::decode_frame(x.resp_body);
-  Expected<codec::YarResponse> yr = frame ? codec::decode_response(*frame) : Expected<codec::YarResponse>(svcctl::fail(frame.error()));
-  if (!yr) {
-    x.addr_err = Err::BadResponse;
-    return fail(c, Err::BadResponse,
-                fmt::format("unreadable Yar answer from {}: {}", *x.addr_name, yr.error().message));
-  }
-  if (yr->id != 0 && yr->id != x.yar_id) {
-    x.addr_err = Err::BadResponse;
-    return fail(c, Err::BadResponse, fmt::format("{} answered another request's id", *x.addr_name));
-  }
-  if (x.yar_caller) {
-    // The answer as it came (errors included: the PHP client raises what the provider
-    // raised), in the caller's packager.
-    if (yr->status != 0) x.final_err = Err::ProviderError;  // counted as a JSON caller's would be
-    if (x.yar_passthrough || frame->packager == x.caller_packager)
-      return respond(c, 200, "application/octet-stream", x.resp_body);
-    yr->id = x.yar_id;
-    auto packet = codec::encode_response(*yr, x.caller_packager);
-    if (!packet) return fail(c, Err::BadResponse, packet.error().message);
-    x.out_body = std::move(*packet);
-    return respond(c, 200, "application/octet-stream", x.out_body);
-  }
-  if (yr->status == 0) {
-    x.out_body = codec::to_json_text(yr->result);
-    return respond(c, 200, "application/json", x.out_body);
-  }
-  // A Yar error for a JSON caller: 502 with the provider's message and code.
-  codec::Value extra = codec::Value::object();
-  extra["yar_status"] = yr->status;
-  std::string message;
-  if (yr->error && yr->error->is_object()) {
-    const auto& e = *yr->error;
-    if (auto m = e.find("message"); m != e.end() && m->is_string()) message = m->get<std::string>();
-    codec::Value ex = codec::Value::object();
-    for (const char* k : {"_type", "code", "file", "line"})
-      if (auto f = e.find(k); f != e.end()) ex[k[0] == '_' ? "type" : k] = *f;
-    extra["exception"] = std::move(ex);
-  } else if (yr->error && yr->error->is_string()) {
-    message = yr->error->get<std::string>();
-  }
-  if (message.empty()) message = fmt::format("Yar error {}", yr->status);
-  return fail(c, Err::ProviderError, message, &extra);
 }
 
 // ---- answering ---------------------------------------------------------------------------
