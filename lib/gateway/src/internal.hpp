@@ -106,9 +106,7 @@ struct Exchange {
   Counters* iface_stats = nullptr;
   StatsView::Address* addr_stats = nullptr;
   StatsView::Key* key_stats = nullptr;   // a known, enabled key
-  const AclRoute* acl = nullptr;         // the caller's ACL for the service (in `route`)
   std::optional<RateDecision> rate;      // when its rate was enforced: for the headers
-  bool shadowed = false;                 // an ACL in shadow mode would have refused it
   bool counted_in_flight = false;
   // The provider's side.
   convert::Request up_request;  // how the provider's body was made
@@ -150,9 +148,7 @@ struct Exchange {
     iface_stats = nullptr;
     addr_stats = nullptr;
     key_stats = nullptr;
-    acl = nullptr;
     rate.reset();
-    shadowed = false;
     counted_in_flight = false;
     up_request = {};
     stale_retry = false;
@@ -264,13 +260,6 @@ struct Worker {
   void on_readable(Conn* c, boost::system::error_code ec, std::size_t n);
   void process(Conn* c);
   void dispatch(Conn* c);
-  // Caller keys and ACLs (DESIGN §4): false when the call was answered (refused).
-  // `up`: the caller's key in the key table (null: not registered); `enforcing`: refusals
-  // are answered, not only counted.
-  bool authorize(Conn* c, const ServiceRoute& r, std::string_view iface, const bool* up, bool enforcing);
-  bool within_rate(Conn* c, bool enforcing);
-  template <typename Message>
-  bool refuse(Conn* c, Err e, bool shadow, Message&& message);
   // The provider's request body (false when the call was answered: refused).
   bool prepare_upstream_body(Conn* c);
   convert::Caller caller_of(const Exchange& x) const;

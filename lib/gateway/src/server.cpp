@@ -14,6 +14,7 @@
 
 #include <svcctl/codec/yar.hpp>
 #include <svcctl/gateway/convert.hpp>
+#include <svcctl/gateway/router.hpp>
 #include <svcctl/model/model.hpp>
 
 #include <fmt/format.h>
@@ -34,27 +35,6 @@ constexpr std::size_t k_keep_buffer = 64 * 1024;
 constexpr auto k_tick = std::chrono::milliseconds(10);
 constexpr double k_retry_burst = 20;  // retries a worker may make before the budget counts
 constexpr std::size_t npos = static_cast<std::size_t>(-1);
-
-// The value of `name` in a query string (no percent-decoding: keys are plain names).
-std::string_view query_param(std::string_view query, std::string_view name) {
-  while (!query.empty()) {
-    auto amp = query.find('&');
-    auto part = query.substr(0, amp);
-    auto eq = part.find('=');
-    if (eq != std::string_view::npos && part.substr(0, eq) == name) return part.substr(eq + 1);
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
-  return {};
-}
-
-// A request id from the caller is kept when it is short and printable.
-bool request_id_ok(std::string_view s) {
-  if (s.empty() || s.size() > 128) return false;
-  for (char c : s)
-    if (c <= ' ' || c > '~') return false;
-  return true;
-}
 
 void append_uint(std::string& out, std::uint64_t v) {
   char buf[24];
@@ -502,7 +482,7 @@ void Worker::dispatch(Conn* c) {
   c->request_started = false;
   if (c->req.body.capacity() > 64 * 1024 && c->req.body.size() < 1024) c->req.body.shrink_to_fit();
 
-  if (request_id_ok(c->req.request_id)) {
+  if (router::request_id_ok(c->req.request_id)) {
     x.request_id = c->req.request_id;
   } else {
     append_hex(x.request_id, id_prefix, 8);
@@ -510,23 +490,9 @@ void Worker::dispatch(Conn* c) {
     append_hex(x.request_id, ++request_counter, 12);
   }
 
-  // The target: /{svc} or /{svc}/{iface}, then ?query.
-  std::string_view target = c->req.target;
-  std::string_view query;
-  if (auto q = target.find('?'); q != std::string_view::npos) {
-    query = target.substr(q + 1);
-    target = target.substr(0, q);
-  }
-  std::string_view svc, iface;
-  if (target.size() > 1 && target.front() == '/') {
-    std::string_view rest = target.substr(1);
-    auto slash = rest.find('/');
-    svc = rest.substr(0, slash);
-    if (slash != std::string_view::npos) {
-      iface = rest.substr(slash + 1);
-      if (!iface.empty() && iface.back() == '/') iface.remove_suffix(1);
-    }
-  }
+  const router::Target target = router::parse_target(c->req.target);
+  const std::string_view svc = target.service;
+  std::string_view iface = target.iface;
   if (c->req.method != beast::http::verb::post)
     return fail_unrouted(c, Err::MethodNotAllowed, "only POST calls an interface");
   // Yar is told by its magic number; a POST to /{svc} without it is a bad Yar packet.
@@ -537,7 +503,7 @@ void Worker::dispatch(Conn* c) {
 
   // The caller's key: X-Api-Key, else ?key=, else the Yar token (enforced in a later layer).
   x.key = c->req.api_key;  // Beast has trimmed the white space around it
-  if (x.key.empty()) x.key = query_param(query, "key");
+  if (x.key.empty()) x.key = router::query_param(target.query, "key");
 
   // A Yar caller: the method is the interface.
   if (x.yar_caller) {
@@ -565,24 +531,20 @@ void Worker::dispatch(Conn* c) {
   x.route = b->route;
   x.svc_stats = b->svc_stats;
   const ServiceRoute& r = *x.route;
-  const ApiRoute* api = r.find_api(iface);
-  if (api) {
-    x.api = api;
-    x.iface_stats = b->iface_stats[static_cast<std::size_t>(api - r.apis.data())];
+  const router::Verdict v =
+      router::route(*table, r, {svc, iface, x.key, gw.options.require_keys, x.start.time_since_epoch().count()});
+  if (v.api) {
+    x.api = v.api;
+    x.iface_stats = b->iface_stats[static_cast<std::size_t>(v.api - r.apis.data())];
   }
-  const bool* key_up = x.key.empty() ? nullptr : table->find_key(x.key);  // null: none, or not registered
-  if (key_up && *key_up) x.key_stats = &x.svc_stats->keys[x.key];
-  const bool keyed = !r.acls.empty() || gw.options.require_keys;
-  const bool enforcing = r.enforcing || gw.options.require_keys;  // else every refusal is only counted
-  if (keyed && !authorize(c, r, iface, key_up, enforcing)) return;
-  if (!r.up) return fail(c, Err::ServiceDown, fmt::format("service \"{}\" is down", svc));
-  if (!api)
-    return fail(c, Err::UnknownInterface,
-                fmt::format("service \"{}\" has no interface \"{}\"", svc, iface));
-  if (!api->up) return fail(c, Err::InterfaceDown, fmt::format("interface \"{}\" of \"{}\" is down", iface, svc));
-  if (r.candidates == 0)
-    return fail(c, Err::NoUpstream, fmt::format("service \"{}\" has no address up", svc));
-  if (x.acl && x.acl->rate && !x.shadowed && !within_rate(c, enforcing)) return;
+  if (v.key_enabled) x.key_stats = &x.svc_stats->keys[x.key];
+  x.rate = v.rate;
+  if (v.shadow) {  // counted, not answered
+    ++x.svc_stats->shadow[index(*v.shadow)];
+    if (x.key_stats) ++x.key_stats->shadow[index(*v.shadow)];
+  }
+  if (v.refusal) return fail(c, *v.refusal, v.message);
+  const ApiRoute* api = v.api;
 
   // The body the provider gets.
   if (!prepare_upstream_body(c)) return;
@@ -597,67 +559,7 @@ void Worker::dispatch(Conn* c) {
   start_call(c, *b, i);
 }
 
-// ---- caller keys -------------------------------------------------------------------
-
-namespace {
-// A key as a message shows it: keys come from callers, so at most 64 bytes of it.
-std::string_view shown(std::string_view key) { return key.substr(0, 64); }
-}  // namespace
-
-// A refusal of an ACL in shadow mode (or of a service whose ACLs are all in shadow mode)
-// is counted, not answered; `message` is only written for a refusal that is answered.
-template <typename Message>
-bool Worker::refuse(Conn* c, Err e, bool shadow, Message&& message) {
-  Exchange& x = c->ex;
-  if (shadow) {
-    x.shadowed = true;  // one would-be refusal per call: the first
-    ++x.svc_stats->shadow[index(e)];
-    if (x.key_stats) ++x.key_stats->shadow[index(e)];
-    return true;
-  }
-  fail(c, e, message());
-  return false;
-}
-
-bool Worker::authorize(Conn* c, const ServiceRoute& r, std::string_view iface, const bool* up, bool enforcing) {
-  Exchange& x = c->ex;
-  if (x.key.empty())
-    return refuse(c, Err::MissingKey, !enforcing, [&] {
-      return fmt::format("service \"{}\" needs a caller key: send it in X-Api-Key, ?key= or the Yar token",
-                         x.service);
-    });
-  if (!up)
-    return refuse(c, Err::UnknownKey, !enforcing,
-                  [&] { return fmt::format("key \"{}\" is not registered", shown(x.key)); });
-  if (!*up)
-    return refuse(c, Err::KeyDisabled, !enforcing, [&] { return fmt::format("key \"{}\" is disabled", shown(x.key)); });
-  const AclRoute* acl = r.find_acl(x.key);
-  if (!acl)
-    return refuse(c, Err::Forbidden, !enforcing, [&] {
-      return fmt::format("key \"{}\" may not call service \"{}\"", shown(x.key), x.service);
-    });
-  x.acl = acl;
-  if (!acl->allows(iface))
-    return refuse(c, Err::Forbidden, acl->shadow || !enforcing, [&] {
-      return fmt::format("key \"{}\" may not call interface \"{}\" of \"{}\"", shown(x.key), iface, x.service);
-    });
-  return true;
-}
-
-bool Worker::within_rate(Conn* c, bool enforcing) {
-  Exchange& x = c->ex;
-  const AclRoute& acl = *x.acl;
-  const RateDecision d = take_token(*acl.bucket, *acl.rate, acl.burst, table->gateways,
-                                    x.start.time_since_epoch().count());
-  const bool shadow = acl.shadow || !enforcing;
-  if (!shadow) x.rate = d;  // the X-RateLimit-* headers
-  if (d.allowed) return true;
-  return refuse(c, Err::RateLimited, shadow, [&] {
-    return fmt::format("key \"{}\" is over its rate for \"{}\": {:g}/s, burst {}, shared by {} gateway{}",
-                       shown(x.key), x.service, *acl.rate, acl.burst, table->gateways,
-                       table->gateways == 1 ? "" : "s");
-  });
-}
+// ---- the provider's request body ----
 
 convert::Caller Worker::caller_of(const Exchange& x) const {
   convert::Caller caller;
