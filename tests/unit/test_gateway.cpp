@@ -62,56 +62,6 @@ TEST_CASE("build_service: only up addresses with a weight, the local datacenter 
   CHECK(none->candidates == 0);
 }
 
-TEST_CASE("smooth weighted round robin: exact shares, spread out") {
-  std::vector<AddrRoute> c(3);
-  c[0].weight = 5;
-  c[1].weight = 1;
-  c[2].weight = 1;
-  std::vector<std::int64_t> cur(3, 0);
-  std::string order;
-  for (int i = 0; i < 7; ++i) order += static_cast<char>('a' + pick_swrr(c, cur));
-  CHECK(order == "aabacaa");  // nginx's sequence for 5:1:1
-  std::map<std::size_t, int> n;
-  for (int i = 0; i < 700; ++i) ++n[pick_swrr(c, cur)];
-  CHECK(n[0] == 500);
-  CHECK(n[1] == 100);
-  CHECK(n[2] == 100);
-}
-
-TEST_CASE("power of two choices: weights when idle, load when busy") {
-  std::vector<AddrRoute> c(2);
-  c[0].weight = 100;
-  c[1].weight = 300;
-  std::vector<std::int64_t> cum{100, 400};
-  std::mt19937_64 rng(7);
-  auto random = [&] { return rng(); };
-  std::vector<std::int64_t> in_flight{0, 0};
-  auto f = [&](std::size_t i) { return in_flight[i]; };
-  int second = 0;
-  for (int i = 0; i < 40000; ++i) second += pick_p2c(c, cum, f, random) == 1;
-  CHECK(second > 29000);  // 75 % of 40000 = 30000, sd ~87
-  CHECK(second < 31000);
-  // The heavier one is busier per unit of weight: the lighter one gets every split draw.
-  in_flight = {0, 10};
-  int first = 0;
-  for (int i = 0; i < 10000; ++i) first += pick_p2c(c, cum, f, random) == 0;
-  CHECK(first > 3300);  // P(at least one draw is 0) = 1 - 0.75^2 = 0.4375
-  CHECK(first < 5400);
-  // Equal weights, distinct draws: both of two are always compared.
-  std::vector<AddrRoute> two(2);
-  two[0].weight = two[1].weight = 100;
-  std::vector<std::int64_t> cum2{100, 200};
-  in_flight = {5, 0};
-  for (int i = 0; i < 1000; ++i) CHECK(pick_p2c(two, cum2, f, random, true) == 1);
-  in_flight = {0, 0};
-  int zero = 0;
-  for (int i = 0; i < 10000; ++i) zero += pick_p2c(two, cum2, f, random, true) == 0;
-  CHECK(zero > 4700);  // a tie goes to the first draw: even
-  CHECK(zero < 5300);
-  std::vector<AddrRoute> one(1);
-  CHECK(pick_p2c(one, std::vector<std::int64_t>{100}, f, random) == 0);
-}
-
 TEST_CASE("histogram: buckets, edges and quantiles") {
   CHECK(Histogram::bucket_of(0) == 0);
   CHECK(Histogram::bucket_of(15) == 15);

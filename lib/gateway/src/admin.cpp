@@ -155,10 +155,10 @@ Gateway::Impl::Admin::Reply Gateway::Impl::Admin::handle(std::string_view target
       nodes[std::string(n.path)] = {{"data", std::move(data)}, {"version", n.version}, {"ephemeral", n.ephemeral}};
     });
     j["nodes"] = std::move(nodes);
-    nlohmann::json routes = nlohmann::json::object();
+    nlohmann::json by_service = nlohmann::json::object();
     auto table = gw.routes.current();
-    for (const auto& [name, route] : table->services) routes[name] = route_json(*route);
-    j["routes"] = std::move(routes);
+    for (const auto& [name, route] : table->services) by_service[name] = route_json(*route);
+    j["routes"] = std::move(by_service);
     nlohmann::json keys = nlohmann::json::object();
     for (const auto& [k, up] : *table->keys) keys[k] = up ? "up" : "down";
     j["keys"] = std::move(keys);

@@ -7,6 +7,7 @@
 #include <svcctl/codec/yar.hpp>
 #include <svcctl/gateway/convert.hpp>
 #include <svcctl/gateway/gateway.hpp>
+#include <svcctl/gateway/outlier.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -61,16 +62,6 @@ struct UpConn : RefCounted<UpConn> {
   Clock::time_point idle_since{};
 };
 
-// A provider address's health, shared by every worker (one per host:port): failures in a
-// row and, while ejected, until when (steady clock, ns). Relaxed atomics: a count off by
-// one under a race only moves an ejection by a call.
-struct Health {
-  std::atomic<int> failures{0};
-  std::atomic<int> times_ejected{0};
-  std::atomic<std::int64_t> ejected_until{0};
-  bool ejected(std::int64_t now) const { return ejected_until.load(std::memory_order_relaxed) > now; }
-};
-
 // A provider address, per worker: where to connect and the idle connections.
 struct AddrState {
   std::string host;
@@ -81,22 +72,16 @@ struct AddrState {
   std::int64_t in_flight = 0;  // this worker's calls to it, whatever the service
 };
 
-// One call in progress on a client connection.
-struct Exchange {
+// One call's state, set as the call goes: reset by value when the next call begins, so a
+// field added here starts each call at its default without a line elsewhere.
+struct CallState {
   Clock::time_point start{};
   Clock::time_point deadline{};
-  std::string request_id;
-  std::string service;
-  std::string iface;
-  std::string key;
   // The caller.
   bool yar_caller = false;
   codec::Packager caller_packager = codec::Packager::Json;
   std::int64_t yar_id = 0;
-  std::string yar_method;
   codec::Value yar_params;
-  std::string yar_provider_field;
-  std::string yar_token_field;
   // Routing.
   std::shared_ptr<const ServiceRoute> route;  // keeps `api` and `addr_name` alive
   const ApiRoute* api = nullptr;
@@ -109,55 +94,58 @@ struct Exchange {
   std::optional<RateDecision> rate;      // when its rate was enforced: for the headers
   bool counted_in_flight = false;
   // The provider's side.
-  convert::Request up_request;  // how the provider's body was made
-  std::string up_head;
-  std::string up_body;
+  convert::Request up_request;               // how the provider's body was made
   const std::string* up_body_ref = nullptr;  // up_body, or the caller's body as it came
-  std::string up_rest;
   bool stale_retry = false;
   bool retried = false;  // sent again to another address already
-  boost::intrusive_ptr<UpConn> up;
-  std::string resp_body;
   // The answer.
-  std::string out_head;
-  std::string out_body;
-  std::string out_rest;
   std::optional<Err> final_err;  // what the caller was answered
   std::optional<Err> addr_err;   // what counts against the address
   bool unrouted = false;
   bool recorded = false;
   std::uint64_t elapsed_us = 0;  // from start to the answer, set by record()
+};
 
-  void reset() {
+// A call's names, emptied when the next call begins but keeping their capacity (a request
+// id is longer than a short string holds: freeing it would allocate once per call).
+struct CallNames {
+  std::string request_id;
+  std::string service;
+  std::string iface;
+  std::string key;
+  std::string yar_method;
+  std::string yar_provider_field;
+  std::string yar_token_field;
+  void clear() {  // every member
     request_id.clear();
     service.clear();
     iface.clear();
     key.clear();
-    yar_caller = false;
-    caller_packager = codec::Packager::Json;
-    yar_id = 0;
     yar_method.clear();
-    yar_params = nullptr;
     yar_provider_field.clear();
     yar_token_field.clear();
-    route.reset();
-    api = nullptr;
-    addr = nullptr;
-    addr_name = nullptr;
-    svc_stats = nullptr;
-    iface_stats = nullptr;
-    addr_stats = nullptr;
-    key_stats = nullptr;
-    rate.reset();
-    counted_in_flight = false;
-    up_request = {};
-    stale_retry = false;
-    retried = false;
-    up_body_ref = nullptr;
-    final_err.reset();
-    addr_err.reset();
-    unrouted = false;
-    recorded = false;
+  }
+};
+
+// The bytes a call writes and reads, reused from call to call: each is cleared by the
+// code that fills it, and one grown past 64 KiB is given back after its answer.
+struct CallBuffers {
+  std::string up_head;
+  std::string up_body;
+  std::string up_rest;    // what a full socket buffer left of the provider's request
+  std::string resp_body;  // the provider's answer
+  std::string out_head;
+  std::string out_body;
+  std::string out_rest;   // what a full socket buffer left of the caller's answer
+};
+
+// One call in progress on a client connection, and the provider connection it holds.
+struct Exchange : CallState, CallNames, CallBuffers {
+  boost::intrusive_ptr<UpConn> up;  // released by Worker::release_upstream, never by reset()
+
+  void reset() {
+    static_cast<CallState&>(*this) = CallState{};
+    CallNames::clear();
   }
 };
 
@@ -198,6 +186,7 @@ struct Worker {
 
   Gateway::Impl& gw;
   const unsigned number;
+  const outlier::Rules ejection;  // from the gateway's options
   // Sockets and timers are used by this worker's thread only: no locking in the reactor.
   // Other threads only post (admin's counters, stop), which the scheduler still locks.
   asio::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
@@ -243,10 +232,10 @@ struct Worker {
   void on_tick();
   void refresh_routes();
   Bound* bind(std::string_view svc);
-  // The address for a call: an index into b.route->addrs, or npos when every address is
-  // ejected past panic, at its pending limit, or `avoid`.
+  // The address for a call (balance::choose over this worker's state): an index into
+  // b.route->addrs, or npos when every address is ejected past panic, at its pending
+  // limit, or `avoid`.
   std::size_t choose(Bound& b, const AddrState* avoid = nullptr);
-  std::size_t choose_slow(Bound& b, const AddrState* avoid);
   std::int64_t now_ns() const { return now_cached.time_since_epoch().count(); }
   void note_success(AddrState& a);
   void note_failure(Conn* c);

@@ -34,7 +34,7 @@ constexpr std::size_t k_read_chunk = 16 * 1024;
 constexpr std::size_t k_keep_buffer = 64 * 1024;
 constexpr auto k_tick = std::chrono::milliseconds(10);
 constexpr double k_retry_burst = 20;  // retries a worker may make before the budget counts
-constexpr std::size_t npos = static_cast<std::size_t>(-1);
+constexpr std::size_t npos = balance::k_none;
 
 void append_uint(std::string& out, std::uint64_t v) {
   char buf[24];
@@ -78,7 +78,13 @@ void rest_of(std::string& out, const std::string& head, const std::string& body,
 // ---- worker: setup, routing state, timers ------------------------------------------
 
 Worker::Worker(Gateway::Impl& impl, unsigned n)
-    : gw(impl), number(n), acceptor(ioc), tick(ioc), resolver(ioc) {
+    : gw(impl),
+      number(n),
+      ejection{impl.options.eject_after, impl.options.eject_base, impl.options.eject_max,
+               impl.options.max_ejected_percent},
+      acceptor(ioc),
+      tick(ioc),
+      resolver(ioc) {
   std::random_device rd;
   rng = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ (static_cast<std::uint64_t>(number) << 56);
   id_prefix = static_cast<std::uint32_t>(next_random());
@@ -246,96 +252,53 @@ Worker::Bound* Worker::bind(std::string_view svc) {
   return &b;
 }
 
+namespace {
+// A service's addresses as balance::choose asks about them: this worker's state for them.
+struct BoundAddrs {
+  const Worker::Bound& b;
+  const AddrState* avoid;
+  std::int64_t now;
+  std::int64_t in_flight(std::size_t i) const { return b.addr_stats[i]->in_flight; }
+  std::int64_t pending(std::size_t i) const { return b.addrs[i]->in_flight; }
+  bool ejected(std::size_t i) const { return b.addrs[i]->health->ejected(now); }
+  bool avoided(std::size_t i) const { return b.addrs[i] == avoid; }
+};
+}  // namespace
+
 std::size_t Worker::choose(Bound& b, const AddrState* avoid) {
-  const ServiceRoute& r = *b.route;
-  // The common case: no ejection anywhere, nothing to avoid. The pending limit is checked
-  // on the address chosen only.
-  if (avoid || now_ns() < gw.ejection_horizon.load(std::memory_order_relaxed) || r.candidates == 0)
-    return choose_slow(b, avoid);
-  std::size_t i = 0;
-  if (r.candidates > 1) {
-    if (gw.options.balance == Balance::RoundRobin) i = pick_swrr(r.candidate_addrs(), b.swrr);
-    else
-      i = pick_p2c(r.candidate_addrs(), r.cumulative, [&](std::size_t k) { return b.addr_stats[k]->in_flight; },
-                   [&] { return next_random(); }, r.equal_weights);
-  }
-  if (b.addrs[i]->in_flight >= static_cast<std::int64_t>(pending_limit)) return choose_slow(b, avoid);
-  return i;
-}
-
-// With ejections, an address to avoid or an address at its limit: the usable addresses of
-// the gateway's datacenter, else of the others; weighted power of two choices among them.
-// Fewer than panic_percent of the addresses healthy: panic, ejections are ignored.
-std::size_t Worker::choose_slow(Bound& b, const AddrState* avoid) {
-  const ServiceRoute& r = *b.route;
   const std::int64_t now = now_ns();
-  const bool check_health = now < gw.ejection_horizon.load(std::memory_order_relaxed);
-  bool panic = false;
-  if (check_health && !r.addrs.empty()) {
-    std::size_t healthy = 0;
-    for (const AddrState* a : b.addrs) if (!a->health->ejected(now)) ++healthy;
-    panic = healthy * 100 < gw.options.panic_percent * r.addrs.size();
-  }
-  auto usable = [&](std::size_t i) {
-    const AddrState* a = b.addrs[i];
-    return a != avoid && a->in_flight < static_cast<std::int64_t>(pending_limit) &&
-           (panic || !check_health || !a->health->ejected(now));
-  };
-  std::array<std::size_t, 64> pick{};  // the first 64 usable ones: enough to spread load
-  std::size_t n = 0;
-  for (std::size_t i = 0; i < r.candidates && n < pick.size(); ++i)
-    if (usable(i)) pick[n++] = i;
-  for (std::size_t i = r.candidates; n == 0 && i < r.addrs.size() && n < pick.size(); ++i)
-    if (usable(i)) pick[n++] = i;
-  if (n == 0) return npos;
-  if (panic) ++b.svc_stats->panic;
-  std::array<std::int64_t, 64> cumulative{};
-  std::int64_t sum = 0;
-  for (std::size_t k = 0; k < n; ++k) cumulative[k] = sum += r.addrs[pick[k]].weight;
-  return pick[pick_p2c_by(
-      n, std::span<const std::int64_t>(cumulative.data(), n), [&](std::size_t k) { return r.addrs[pick[k]].weight; },
-      [&](std::size_t k) { return b.addr_stats[pick[k]]->in_flight; }, [&] { return next_random(); })];
+  BoundAddrs addrs{b, avoid, now};
+  const balance::Rules rules{gw.options.balance, gw.options.panic_percent, static_cast<std::int64_t>(pending_limit)};
+  const bool ejections = now < gw.ejection_horizon.load(std::memory_order_relaxed);
+  const balance::Choice c =
+      balance::choose(*b.route, addrs, b.swrr, rules, ejections, avoid != nullptr, [this] { return next_random(); });
+  if (c.panic) ++b.svc_stats->panic;
+  return c.index;
 }
 
-void Worker::note_success(AddrState& a) {
-  Health& h = *a.health;
-  if (h.failures.load(std::memory_order_relaxed) != 0) h.failures.store(0, std::memory_order_relaxed);
-  // Healthy for the longest ejection since its last one: the next ejection starts short again.
-  if (h.times_ejected.load(std::memory_order_relaxed) != 0 &&
-      now_ns() > h.ejected_until.load(std::memory_order_relaxed) +
-                     std::chrono::nanoseconds(gw.options.eject_max).count())
-    h.times_ejected.store(0, std::memory_order_relaxed);
-}
+void Worker::note_success(AddrState& a) { outlier::succeeded(*a.health, ejection, now_ns()); }
 
 // A failure on the exchange's address (connect error, timeout, 5xx, unreadable answer).
-// Enough in a row eject it, unless that would take out more than max_ejected_percent of
-// the service's addresses.
 void Worker::note_failure(Conn* c) {
   Exchange& x = c->ex;
-  Health& h = *x.addr->health;
-  const int failures = h.failures.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (failures < static_cast<int>(gw.options.eject_after) || gw.options.eject_after == 0) return;
   const std::int64_t now = Clock::now().time_since_epoch().count();
-  std::int64_t until = h.ejected_until.load(std::memory_order_relaxed);
-  if (until > now) return;  // another worker did it
-  std::size_t ejected = 0;
-  for (const auto& ar : x.route->addrs) {
-    auto it = addr_states.find(ar.name);
-    if (it != addr_states.end() && it->second->health->ejected(now)) ++ejected;
-  }
-  if ((ejected + 1) * 100 > gw.options.max_ejected_percent * x.route->addrs.size()) return;
-  const int times = h.times_ejected.load(std::memory_order_relaxed) + 1;
-  auto length = std::min<std::chrono::milliseconds>(gw.options.eject_base * times, gw.options.eject_max);
-  const std::int64_t end = now + std::chrono::nanoseconds(length).count();
-  if (!h.ejected_until.compare_exchange_strong(until, end, std::memory_order_relaxed)) return;
-  h.times_ejected.store(times, std::memory_order_relaxed);
-  h.failures.store(0, std::memory_order_relaxed);
+  auto count_ejected = [&] {
+    std::size_t n = 0;
+    for (const auto& ar : x.route->addrs) {
+      auto it = addr_states.find(ar.name);
+      if (it != addr_states.end() && it->second->health->ejected(now)) ++n;
+    }
+    return n;
+  };
+  auto e = outlier::failed(*x.addr->health, ejection, now, x.route->addrs.size(), count_ejected);
+  if (!e) return;
   std::int64_t horizon = gw.ejection_horizon.load(std::memory_order_relaxed);
-  while (horizon < end && !gw.ejection_horizon.compare_exchange_weak(horizon, end, std::memory_order_relaxed)) {
+  while (horizon < e->until_ns &&
+         !gw.ejection_horizon.compare_exchange_weak(horizon, e->until_ns, std::memory_order_relaxed)) {
   }
   ++x.addr_stats->ejections;
   gw.log(fmt::format("ejected {} of service {} for {} ms after {} failures in a row (last: {})", *x.addr_name,
-                     x.service, length.count(), failures, info(*x.addr_err).code));
+                     x.service, e->length.count(), e->failures, info(*x.addr_err).code));
 }
 
 // Sends the call again, once, to another address: when it could not be sent (connect

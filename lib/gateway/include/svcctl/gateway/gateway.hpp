@@ -8,6 +8,7 @@
 #pragma once
 
 #include <svcctl/core/expected.hpp>
+#include <svcctl/gateway/balance.hpp>
 #include <svcctl/gateway/log.hpp>
 #include <svcctl/gateway/registry_source.hpp>
 #include <svcctl/gateway/routes.hpp>
@@ -20,8 +21,6 @@
 #include <string>
 
 namespace svcctl::gateway {
-
-enum class Balance { P2C, RoundRobin };
 
 struct Options {
   std::string listen = "127.0.0.1:8080";  // host:port; port 0 picks a free one
