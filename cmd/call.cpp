@@ -70,6 +70,29 @@ void print_result(Context& ctx, const rpc::Result& r) {
   std::cout << r.json << '\n';
 }
 
+// The address to call: --address, else one chosen among the routable ones (--dc first).
+Expected<std::string> address_to_call(const CallArgs& a, const std::vector<model::Address>& addresses) {
+  if (!a.address.empty()) {
+    SVCCTL_TRY(auto hp, model::parse_host_port(a.address));
+    explain(a, fmt::format("address {} given with --address", hp.str()));
+    return hp.str();
+  }
+  std::mt19937_64 rng(std::random_device{}());
+  auto choice = rpc::pick_address(addresses, a.dc, rng);
+  if (!choice)
+    return fail(ErrorKind::DeliveryFailed,
+                fmt::format("service \"{}\" has no up address with a weight above 0 ({} registered)",
+                            a.service, addresses.size()));
+  explain(a, fmt::format("chose {} (dc {}, weight {} of {} among {} up address{}{})", choice->address->address,
+                         choice->address->dc.empty() ? "-" : choice->address->dc,
+                         choice->address->weight, choice->total_weight, choice->candidates,
+                         choice->candidates == 1 ? "" : "es",
+                         a.dc.empty()                ? ""
+                         : choice->in_preferred_dc ? fmt::format(" in dc {}", a.dc)
+                                                   : fmt::format("; none up in dc {}", a.dc)));
+  return choice->address->address;
+}
+
 Expected<void> run_call(Context& ctx, const CallArgs& a) {
   SVCCTL_CHECK(model::validate_name("service", a.service));
   SVCCTL_CHECK(model::validate_name("interface", a.iface));
@@ -117,27 +140,7 @@ Expected<void> run_call(Context& ctx, const CallArgs& a) {
                                                  a.iface, a.service));
   }
 
-  std::string address;
-  if (!a.address.empty()) {
-    SVCCTL_TRY(auto hp, model::parse_host_port(a.address));
-    address = hp.str();
-    explain(a, fmt::format("address {} given with --address", address));
-  } else {
-    std::mt19937_64 rng(std::random_device{}());
-    auto choice = rpc::pick_address(detail.addresses, a.dc, rng);
-    if (!choice)
-      return fail(ErrorKind::DeliveryFailed,
-                  fmt::format("service \"{}\" has no up address with a weight above 0 ({} registered)",
-                              a.service, detail.addresses.size()));
-    address = choice->address->address;
-    explain(a, fmt::format("chose {} (dc {}, weight {} of {} among {} up address{}{})", address,
-                           choice->address->dc.empty() ? "-" : choice->address->dc,
-                           choice->address->weight, choice->total_weight, choice->candidates,
-                           choice->candidates == 1 ? "" : "es",
-                           a.dc.empty()                ? ""
-                           : choice->in_preferred_dc ? fmt::format(" in dc {}", a.dc)
-                                                     : fmt::format("; none up in dc {}", a.dc)));
-  }
+  SVCCTL_TRY(const std::string address, address_to_call(a, detail.addresses));
 
   rpc::Timeouts t;
   t.total = std::chrono::milliseconds(a.timeout_ms > 0 ? a.timeout_ms : api->timeout_ms.value_or(5000));

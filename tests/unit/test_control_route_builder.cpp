@@ -266,7 +266,7 @@ TEST_CASE("RouteBuilder: keys, ACLs (their buckets kept across changes) and the 
   auto t = routes.current();
   CHECK(t->find("s")->acls.empty());
   CHECK_FALSE(t->find("s")->enforcing);
-  CHECK(t->find_key("k1") == nullptr);
+  CHECK(t->key_state("k1") == gateway::KeyState::Unknown);
   CHECK(t->gateways == 1);
 
   b.apply({change(K::Added, "/key/k1", "{}"), change(K::Added, "/key/k2", R"({"status":"down"})"),
@@ -274,9 +274,8 @@ TEST_CASE("RouteBuilder: keys, ACLs (their buckets kept across changes) and the 
            change(K::Added, "/acl/s/k2", R"({"shadow":true})"),
            change(K::Added, "/gateway/g1", "{}"), change(K::Added, "/gateway/g2", "{}")});
   t = routes.current();
-  REQUIRE(t->find_key("k1"));
-  CHECK(*t->find_key("k1"));
-  CHECK_FALSE(*t->find_key("k2"));
+  CHECK(t->key_state("k1") == gateway::KeyState::Enabled);
+  CHECK(t->key_state("k2") == gateway::KeyState::Disabled);
   CHECK(t->gateways == 2);
   const ServiceRoute* s = t->find("s");
   CHECK(s->enforcing);
@@ -314,5 +313,5 @@ TEST_CASE("RouteBuilder: keys, ACLs (their buckets kept across changes) and the 
   b.apply({change(K::Added, "/acl/s/k1", R"({"rate":20})")});
   CHECK(routes.current()->find("s")->find_acl("k1")->bucket != bucket);  // a new ACL starts full
   b.apply({change(K::Deleted, "/key/k1", "")});
-  CHECK(routes.current()->find_key("k1") == nullptr);
+  CHECK(routes.current()->key_state("k1") == gateway::KeyState::Unknown);
 }

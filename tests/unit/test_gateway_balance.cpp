@@ -103,7 +103,7 @@ std::set<std::size_t> chosen(const ServiceRoute& r, Addrs& a, const balance::Rul
   View v{a};
   std::set<std::size_t> out;
   for (int i = 0; i < 400; ++i) {
-    auto c = balance::choose(r, v, swrr, rules, ejections, a.avoid != balance::k_none, [&] { return rng(); });
+    auto c = balance::choose(r, v, swrr, rules, {ejections, a.avoid != balance::k_none}, [&] { return rng(); });
     out.insert(c.index);
     if (panic) *panic = c.panic;
   }

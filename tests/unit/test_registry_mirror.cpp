@@ -174,7 +174,7 @@ TEST_CASE("mirror: a round reads its session's share again and sweeps what it di
   const std::string b = paths::service(read_by(m, 1, 1));  // gone meanwhile
   m.data(1, b, zk::Code::Ok, node("{}", 7, 7), out);
 
-  auto reads = m.begin_round(1, true);
+  auto reads = m.begin_round(1, Mirror::RoundKind::Sweep);
   CHECK(m.sweeping(1));
   std::vector<std::string> paths_read;
   for (const auto& r : reads) {
@@ -194,7 +194,7 @@ TEST_CASE("mirror: a round reads its session's share again and sweeps what it di
   CHECK(m.held_by(0).size() == 1);  // session 0's share is not this round's
   CHECK(!m.sweeping(1));
   // A round without a sweep (a reconnect) reads nothing and removes nothing.
-  CHECK(m.begin_round(1, false).empty());
+  CHECK(m.begin_round(1, Mirror::RoundKind::Listings).empty());
   out = {};
   m.end_round(1, out);
   CHECK(out.changes.empty());
@@ -219,7 +219,7 @@ TEST_CASE("mirror: a snapshot keeps its view while the mirror changes") {
 TEST_CASE("mirror: a node taken from a file learns when it was created from its first read") {
   Mirror m(1);
   Mirror::Out out;
-  m.adopt("/service/s", CacheEntry{"v1", 7, 0, 0, false, 0}, out);
+  m.from_file("/service/s", CacheEntry{"v1", 7, 0, 0, false, 0}, out);
   CHECK(said(out) == std::vector<std::string>{"added /service/s"});
   out = {};
   m.data(0, "/service/s", zk::Code::Ok, node("v1", 4, 7), out);  // the same state: no change
@@ -235,7 +235,7 @@ TEST_CASE("mirror: a round that starts a new history takes the answers whatever 
   m.children(0, "/service", zk::Code::Ok, {"kept", "old"}, listing_stat(1, 40), out);
   m.data(0, "/service/kept", zk::Code::Ok, node("before", 20, 30), out);
   m.data(0, "/service/old", zk::Code::Ok, node("x", 40, 40), out);
-  const auto reads = m.begin_round(0, true, true);
+  const auto reads = m.begin_round(0, Mirror::RoundKind::NewHistory);
   CHECK(reads.size() == 3);
   out = {};
   m.data(0, "/service/new", zk::Code::Ok, node("n", 6, 6), out);  // the old listing (pzxid 40) says nothing

@@ -10,98 +10,96 @@ namespace svcctl::control {
 using gateway::AddrRoute;
 using gateway::build_service;
 
+void RouteBuilder::take_in(const registry::Change& c, Touched& touched) {
+  auto leaf = registry::paths::parse_leaf(c.path);
+  if (!leaf) return;  // containers
+  auto report = [&](const std::vector<std::string>& problems) {
+    if (on_problem)
+      for (const auto& p : problems) on_problem(c.path, p);
+  };
+  const bool gone = c.kind == registry::Change::Kind::Deleted || !c.after;
+  const std::string_view data = c.after ? std::string_view(c.after->data) : std::string_view();
+  if (leaf->kind == "key") {
+    touched.keys = true;
+    if (gone) {
+      m_keys.erase(leaf->name);
+    } else {
+      auto d = model::decode_key(leaf->name, data);
+      report(d.problems);
+      m_keys[leaf->name] = d.value.status == model::Status::Up;
+    }
+    return;
+  }
+  if (leaf->kind == "gateway") {
+    touched.gateways |= gone ? m_gateways.erase(leaf->name) > 0 : m_gateways.insert(leaf->name).second;
+    return;
+  }
+  if (leaf->kind != "service" && leaf->kind != "address" && leaf->kind != "api" && leaf->kind != "acl") return;
+  auto& n = m_nodes[leaf->service];
+  touched.services.insert(leaf->service);
+  // A node of the service: removed, or decoded (problems reported) and kept.
+  auto put = [&](auto& nodes, auto decode) {
+    if (gone) {
+      nodes.erase(leaf->name);
+      return;
+    }
+    auto d = decode();
+    report(d.problems);
+    nodes[leaf->name] = std::move(d.value);
+  };
+  if (leaf->kind == "service") {
+    if (gone) {
+      n.service.reset();
+    } else {
+      auto d = model::decode_service(leaf->name, data);
+      report(d.problems);
+      n.service = std::move(d.value);
+    }
+  } else if (leaf->kind == "address") {
+    put(n.addresses, [&] { return model::decode_address(leaf->service, leaf->name, data); });
+  } else if (leaf->kind == "acl") {
+    put(n.acls, [&] { return model::decode_acl(leaf->service, leaf->name, data); });
+    if (gone) n.buckets.erase(leaf->name);
+    else if (!n.buckets.count(leaf->name)) n.buckets.emplace(leaf->name, std::make_shared<RateBucket>());
+  } else {
+    put(n.apis, [&] { return model::decode_api(leaf->service, leaf->name, data); });
+  }
+}
+
+bool RouteBuilder::reroute(const std::string& svc, RouteTable& next, Clock::time_point now) {
+  auto route = build(svc);
+  auto it = m_table->services.find(svc);
+  const ServiceRoute* prev = it == m_table->services.end() ? nullptr : it->second.get();
+  const Verdict v = judge(svc, prev, route.get(), now);
+  if (v.hold) {  // routed as it was
+    if (m_holds.count(svc)) return false;
+    m_holds[svc] = Hold{now + guard_delay, v.before};
+    ++m_hold_count;
+    if (on_event)
+      on_event(fmt::format("mass-change guard: holding service {}: a change would {}; checking again in {} ms", svc,
+                           v.why, guard_delay.count()));
+    return true;
+  }
+  const bool released = m_holds.erase(svc) > 0;
+  if (released && on_event)
+    on_event(fmt::format("mass-change guard: service {} is back under the limit, released", svc));
+  routed(svc, prev, now);
+  if (route) next.services[svc] = std::move(route);
+  else next.services.erase(svc);  // addresses or interfaces without a service: not routable
+  return released;
+}
+
 void RouteBuilder::apply(const std::vector<registry::Change>& changes, Clock::time_point now) {
   std::lock_guard lock(m_mu);
-  std::set<std::string, std::less<>> touched;
-  auto report = [&](const std::string& path, const std::vector<std::string>& problems) {
-    if (on_problem)
-      for (const auto& p : problems) on_problem(path, p);
-  };
-  bool keys_changed = false;
-  bool gateways_changed = false;
-  for (const auto& c : changes) {
-    auto leaf = registry::paths::parse_leaf(c.path);
-    if (!leaf) continue;  // containers
-    const bool gone = c.kind == registry::Change::Kind::Deleted || !c.after;
-    const std::string_view data = c.after ? std::string_view(c.after->data) : std::string_view();
-    if (leaf->kind == "key") {
-      keys_changed = true;
-      if (gone) {
-        m_keys.erase(leaf->name);
-      } else {
-        auto d = model::decode_key(leaf->name, data);
-        report(c.path, d.problems);
-        m_keys[leaf->name] = d.value.status == model::Status::Up;
-      }
-      continue;
-    }
-    if (leaf->kind == "gateway") {
-      gateways_changed |= gone ? m_gateways.erase(leaf->name) > 0 : m_gateways.insert(leaf->name).second;
-      continue;
-    }
-    if (leaf->kind != "service" && leaf->kind != "address" && leaf->kind != "api" && leaf->kind != "acl") continue;
-    auto& n = m_nodes[leaf->service];
-    touched.insert(leaf->service);
-    // An address or interface: removed, or decoded (problems reported) and kept.
-    auto put = [&](auto& nodes, auto decode) {
-      if (gone) {
-        nodes.erase(leaf->name);
-        return;
-      }
-      auto d = decode();
-      report(c.path, d.problems);
-      nodes[leaf->name] = std::move(d.value);
-    };
-    if (leaf->kind == "service") {
-      if (gone) {
-        n.service.reset();
-      } else {
-        auto d = model::decode_service(leaf->name, data);
-        report(c.path, d.problems);
-        n.service = std::move(d.value);
-      }
-    } else if (leaf->kind == "address") {
-      put(n.addresses, [&] { return model::decode_address(leaf->service, leaf->name, data); });
-    } else if (leaf->kind == "acl") {
-      put(n.acls, [&] { return model::decode_acl(leaf->service, leaf->name, data); });
-      if (gone) n.buckets.erase(leaf->name);
-      else if (!n.buckets.count(leaf->name)) n.buckets.emplace(leaf->name, std::make_shared<RateBucket>());
-    } else {
-      put(n.apis, [&] { return model::decode_api(leaf->service, leaf->name, data); });
-    }
-  }
-  if (touched.empty() && !keys_changed && !gateways_changed) return;
+  Touched touched;
+  for (const auto& c : changes) take_in(c, touched);
+  if (touched.services.empty() && !touched.keys && !touched.gateways) return;
   auto next = std::make_shared<RouteTable>(*m_table);
   next->generation = m_table->generation + 1;
-  if (keys_changed) {
-    next->keys = std::make_shared<const KeyTable>(m_keys);
-  }
+  if (touched.keys) next->keys = std::make_shared<const KeyTable>(m_keys);
   next->gateways = std::max<std::int64_t>(1, static_cast<std::int64_t>(m_gateways.size()));
   bool guard_changed = false;
-  for (const auto& svc : touched) {
-    auto route = build(svc);
-    auto it = m_table->services.find(svc);
-    const ServiceRoute* prev = it == m_table->services.end() ? nullptr : it->second.get();
-    const Verdict v = judge(svc, prev, route.get(), now);
-    if (v.hold) {  // routed as it was
-      if (!m_holds.count(svc)) {
-        m_holds[svc] = Hold{now + guard_delay, v.before};
-        ++m_hold_count;
-        guard_changed = true;
-        if (on_event)
-          on_event(fmt::format("mass-change guard: holding service {}: a change would {}; checking again in {} ms",
-                               svc, v.why, guard_delay.count()));
-      }
-      continue;
-    }
-    if (m_holds.erase(svc)) {
-      guard_changed = true;
-      if (on_event) on_event(fmt::format("mass-change guard: service {} is back under the limit, released", svc));
-    }
-    routed(svc, prev, now);
-    if (route) next->services[svc] = std::move(route);
-    else next->services.erase(svc);  // addresses or interfaces without a service: not routable
-  }
+  for (const auto& svc : touched.services) guard_changed |= reroute(svc, *next, now);
   m_table = next;
   m_routes.publish(std::move(next));
   if (guard_changed) publish_guard();

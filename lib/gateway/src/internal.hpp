@@ -1,4 +1,5 @@
-// The gateway's insides, shared by server.cpp (data plane), admin.cpp and gateway.cpp.
+// The gateway's insides, shared by the data plane (worker.cpp, connection.cpp, upstream.cpp),
+// admin.cpp and gateway.cpp.
 #pragma once
 
 #include "http.hpp"
@@ -208,7 +209,7 @@ struct Worker {
       inflight;
 
   // Routing: the table last read, and per service the worker's own state for it.
-  struct Bound {
+  struct ServiceState {
     std::shared_ptr<const ServiceRoute> route;
     std::vector<AddrState*> addrs;  // parallel to route->addrs
     std::vector<StatsView::Address*> addr_stats;
@@ -218,7 +219,7 @@ struct Worker {
   };
   std::uint64_t route_gen = ~std::uint64_t{0};
   std::shared_ptr<const RouteTable> table;
-  std::unordered_map<std::string, Bound, StringHash, std::equal_to<>> bound;
+  std::unordered_map<std::string, ServiceState, StringHash, std::equal_to<>> bound;
   std::unordered_map<std::string, std::unique_ptr<AddrState>> addr_states;  // by host:port
 
   StatsView stats;  // this worker's counts (std::map: pointers into it stay valid)
@@ -231,16 +232,16 @@ struct Worker {
   void schedule_tick();
   void on_tick();
   void refresh_routes();
-  Bound* bind(std::string_view svc);
+  ServiceState* bind(std::string_view svc);
   // The address for a call (balance::choose over this worker's state): an index into
   // b.route->addrs, or npos when every address is ejected past panic, at its pending
   // limit, or `avoid`.
-  std::size_t choose(Bound& b, const AddrState* avoid = nullptr);
+  std::size_t choose(ServiceState& b, const AddrState* avoid = nullptr);
   std::int64_t now_ns() const { return now_cached.time_since_epoch().count(); }
   void note_success(AddrState& a);
   void note_failure(Conn* c);
   bool try_retry(Conn* c);
-  void start_call(Conn* c, Bound& b, std::size_t i);
+  void start_call(Conn* c, ServiceState& b, std::size_t i);
   void drain();
   std::string access_buf;  // access log lines not written yet
   void flush_access_log();
@@ -249,6 +250,9 @@ struct Worker {
   void on_readable(Conn* c, boost::system::error_code ec, std::size_t n);
   void process(Conn* c);
   void dispatch(Conn* c);
+  // A Yar caller's packet: its id, method, parameters and header fields (false when it was
+  // answered: a bad packet gets Yar's status answer).
+  bool read_yar_call(Conn* c);
   // The provider's request body (false when the call was answered: refused).
   bool prepare_upstream_body(Conn* c);
   convert::Caller caller_of(const Exchange& x) const;

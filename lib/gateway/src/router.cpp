@@ -24,17 +24,16 @@ bool refuse(Verdict& v, Err e, bool shadow, Message&& message) {
 
 // The caller's key and its ACL for the service. `enforcing`: refusals are answered, not
 // only counted.
-// `up`: the key in the key table (null: not registered).
-bool authorize(Verdict& v, const ServiceRoute& r, const Call& call, const bool* up, bool enforcing) {
+bool authorize(Verdict& v, const ServiceRoute& r, const Call& call, KeyState key, bool enforcing) {
   if (call.key.empty())
     return refuse(v, Err::MissingKey, !enforcing, [&] {
       return fmt::format("service \"{}\" needs a caller key: send it in X-Api-Key, ?key= or the Yar token",
                          call.service);
     });
-  if (!up)
+  if (key == KeyState::Unknown)
     return refuse(v, Err::UnknownKey, !enforcing,
                   [&] { return fmt::format("key \"{}\" is not registered", shown(call.key)); });
-  if (!*up)
+  if (key == KeyState::Disabled)
     return refuse(v, Err::KeyDisabled, !enforcing,
                   [&] { return fmt::format("key \"{}\" is disabled", shown(call.key)); });
   const AclRoute* acl = r.find_acl(call.key);
@@ -112,11 +111,11 @@ bool request_id_ok(std::string_view id) {
 Verdict route(const RouteTable& table, const ServiceRoute& r, const Call& call) {
   Verdict v;
   v.api = r.find_api(call.iface);
-  const bool* up = call.key.empty() ? nullptr : table.find_key(call.key);
-  v.key_enabled = up && *up;
+  const KeyState key = call.key.empty() ? KeyState::Unknown : table.key_state(call.key);
+  v.key_enabled = key == KeyState::Enabled;
   const bool keyed = !r.acls.empty() || call.require_keys;
   const bool enforcing = r.enforcing || call.require_keys;  // else every refusal is only counted
-  if (keyed && !authorize(v, r, call, up, enforcing)) return v;
+  if (keyed && !authorize(v, r, call, key, enforcing)) return v;
   if (!r.up) return refused(std::move(v), Err::ServiceDown, fmt::format("service \"{}\" is down", call.service));
   if (!v.api)
     return refused(std::move(v), Err::UnknownInterface,

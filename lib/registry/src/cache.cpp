@@ -1,3 +1,7 @@
+// The cache's I/O around the pure Mirror: its sessions (opening, replacing, rounds of
+// reading), reads in flight, publishing by whole transactions, the last-known-good file
+// and the control thread. One file because all of it runs under the one lock and shares
+// Impl's state; the reconciliation rules themselves are in mirror.cpp, tested apart.
 #include <svcctl/registry/cache.hpp>
 #include <svcctl/registry/mirror.hpp>
 #include <svcctl/registry/paths.hpp>
@@ -283,7 +287,7 @@ struct Cache::Impl {
   std::recursive_mutex mu;
   std::condition_variable_any cv;
   bool stopping = false;
-  bool adopt_lkg = false;
+  bool serve_lkg_due = false;
   bool rearm = false;    // a time the control thread waits for has changed
   bool sending = false;  // pump() is inside a call: a reply now is the call failing at once
   std::vector<std::vector<Change>> garbage;  // large change lists, freed by the control thread
@@ -567,7 +571,10 @@ struct Cache::Impl {
       for (const auto& r : Mirror::k_roots) enqueue(0, std::string(r.path), ReadKind::Children);
     const bool everything = s.fresh || s.lkg_round || !s.loaded;
     if (everything && s.round_reported) s.round_before = mirror.held_by(i);
-    for (auto& r : mirror.begin_round(i, everything, s.new_history || s.lkg_round))
+    const auto kind = s.new_history || s.lkg_round ? Mirror::RoundKind::NewHistory
+                      : everything                  ? Mirror::RoundKind::Sweep
+                                                    : Mirror::RoundKind::Listings;
+    for (auto& r : mirror.begin_round(i, kind))
       enqueue(r.session, std::move(r.path), r.kind);
   }
 
@@ -711,7 +718,7 @@ struct Cache::Impl {
   }
 
   // Has the session's own reply told it this zxid?
-  static void saw(Session& s, std::int64_t zxid) { s.zxid = std::max(s.zxid, zxid); }
+  static void note_zxid(Session& s, std::int64_t zxid) { s.zxid = std::max(s.zxid, zxid); }
 
   // ---- applying what was read ------------------------------------------------------------
 
@@ -724,7 +731,7 @@ struct Cache::Impl {
   }
 
   void on_data(std::size_t i, const std::string& path, zk::Code rc, zk::Node& n) {
-    if (rc == zk::Code::Ok) saw(sessions[i], n.stat.mzxid);
+    if (rc == zk::Code::Ok) note_zxid(sessions[i], n.stat.mzxid);
     Mirror::Out out;
     mirror.data(i, path, rc, std::move(n), out);
     take(out);
@@ -733,7 +740,7 @@ struct Cache::Impl {
   void on_children(std::size_t i, const std::string& path, zk::Code rc, std::vector<std::string>& names,
                    const zk::Stat& st) {
     // The listing is as of the parent's pzxid: a removal shows in the zxid seen only there.
-    if (rc == zk::Code::Ok) saw(sessions[i], std::max(st.mzxid, st.pzxid));
+    if (rc == zk::Code::Ok) note_zxid(sessions[i], std::max(st.mzxid, st.pzxid));
     Mirror::Out out;
     mirror.children(i, path, rc, names, st, out);
     take(out);
@@ -840,12 +847,12 @@ struct Cache::Impl {
 
   // ---- last-known-good file ---------------------------------------------------------
 
-  void adopt() {
+  void serve_lkg_file() {
     if (loaded || options.lkg_file.empty()) return;
     auto content = read_lkg(options.lkg_file);
     if (!content) return;
     Mirror::Out out;
-    for (auto& [path, entry] : content->nodes) mirror.adopt(path, std::move(entry), out);
+    for (auto& [path, entry] : content->nodes) mirror.from_file(path, std::move(entry), out);
     for (auto& c : out.changes) record(std::move(c));
     stale_since = Snapshot::Clock::time_point(std::chrono::milliseconds(content->written_ms));
     loaded = true;
@@ -962,9 +969,9 @@ struct Cache::Impl {
       ::malloc_trim(0);
       lock.lock();
     }
-    if (adopt_lkg) {
-      adopt_lkg = false;
-      adopt();
+    if (serve_lkg_due) {
+      serve_lkg_due = false;
+      serve_lkg_file();
     }
     const auto t = now();
     if (publish_due && t >= *publish_due) after();
@@ -1004,7 +1011,7 @@ struct Cache::Impl {
     schedule_sessions();
     while (!stopping) {
       const auto until = next_due().value_or(SteadyClock::now() + std::chrono::hours(1));
-      cv.wait_until(lock, until, [&] { return stopping || adopt_lkg || rearm; });
+      cv.wait_until(lock, until, [&] { return stopping || serve_lkg_due || rearm; });
       rearm = false;
       if (stopping) return;
       due(lock);
@@ -1050,7 +1057,7 @@ Expected<void> Cache::start(std::chrono::milliseconds timeout) {
   // thread may be inside a connect attempt, which lasts at most the ZooKeeper timeout.
   {
     std::lock_guard lock(m_impl->mu);
-    m_impl->adopt_lkg = true;
+    m_impl->serve_lkg_due = true;
   }
   m_impl->cv.notify_all();
   std::unique_lock lock(m_impl->load_mu);

@@ -112,7 +112,7 @@ struct Holder::Impl {
 
   // keep_edits: takes in a read of our node. A status this holder did not write is someone
   // else's: "down" is a drain, kept until someone writes "up".
-  void absorb(const zk::Node& n) {
+  void take_in(const zk::Node& n) {
     if (n.stat.version < known_version) return;  // older than our own last write
     known_version = n.stat.version;  // our next write goes over this one, whatever it holds
     auto j = nlohmann::json::parse(n.data, nullptr, false);
@@ -204,7 +204,7 @@ struct Holder::Impl {
   }
 
   // The node is our own session's: a create of ours whose answer was lost went through,
-  // `up` in it. It is held again. With keep_edits it is read first: absorb() tells our
+  // `up` in it. It is held again. With keep_edits it is read first: take_in() tells our
   // unanswered write from an edit made since (a drain is kept), and until a read is taken
   // in nothing is written. Without, the status is written over.
   Expected<void> take_over(bool up) {
@@ -213,7 +213,7 @@ struct Holder::Impl {
     if (o.keep_edits) {
       written_up = up;  // what our create wrote: a status other than that is someone else's
       known_version = -1;
-      if (auto n = client->get(path)) absorb(*n);
+      if (auto n = client->get(path)) take_in(*n);
     } else {
       written_up = !up;
     }
@@ -333,9 +333,9 @@ struct Holder::Impl {
       unanswered.clear();
       held = false;  // someone removed it: re-create it on the next turn
     } else if (o.keep_edits && zk::is(st.error(), zk::Code::BadVersion)) {
-      // Edited meanwhile, or our previous write went through unanswered: read it (absorb
+      // Edited meanwhile, or our previous write went through unanswered: read it (take_in
       // tells which), then write again.
-      if (auto n = client->get(path)) absorb(*n);
+      if (auto n = client->get(path)) take_in(*n);
     }
   }
 
@@ -356,7 +356,7 @@ struct Holder::Impl {
       log(fmt::format("{} was removed by someone else: registering it again", path));
     }
     if (client && held) {
-      if (o.keep_edits && news.read && news.read->stat.ephemeral_owner == client->session_id()) absorb(*news.read);
+      if (o.keep_edits && news.read && news.read->stat.ephemeral_owner == client->session_id()) take_in(*news.read);
       if (news.changed || news.read_failed) watch_node();
     }
     run_check();

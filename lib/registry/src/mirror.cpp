@@ -225,7 +225,7 @@ void Mirror::children(std::size_t via, const std::string& path, zk::Code rc, con
       p->second.names.insert(path.substr(slash + 1));
   put(via, path, CacheEntry{{}, st.mzxid, st.version, st.ephemeral_owner, true, st.czxid}, out);
   Names now(names);
-  Kids& known = m_children[path];
+  Listing& known = m_children[path];
   for (const auto& name : now)
     if (!known.names.count(name)) {
       std::string child = path + "/" + name;
@@ -252,7 +252,7 @@ void Mirror::exists(std::size_t via, const std::string& path, Out& out) const {
   out.reads.push_back(Read{via, path, is_container(path) ? ReadKind::Children : ReadKind::Data});
 }
 
-void Mirror::adopt(const std::string& path, CacheEntry entry, Out& out) {
+void Mirror::from_file(const std::string& path, CacheEntry entry, Out& out) {
   const auto slash = path.rfind('/');
   if (slash > 0 && depth_of(path.substr(0, slash)) >= 0)
     m_children[path.substr(0, slash)].names.insert(path.substr(slash + 1));
@@ -260,12 +260,13 @@ void Mirror::adopt(const std::string& path, CacheEntry entry, Out& out) {
   out.changes.push_back(Change{Change::Kind::Added, path, nullptr, entry_of(std::move(item)), {}});
 }
 
-std::vector<Mirror::Read> Mirror::begin_round(std::size_t i, bool sweep, bool new_history) {
+std::vector<Mirror::Read> Mirror::begin_round(std::size_t i, RoundKind kind) {
   Round& r = m_rounds[i];
   r.sweep = false;
+  const bool new_history = kind == RoundKind::NewHistory;
   r.new_history = new_history;
   r.seen.clear();
-  sweep = sweep || new_history;
+  const bool sweep = kind != RoundKind::Listings;
   if (new_history)
     for (auto& [path, kids] : m_children)
       if (session_of(path) == i) kids.old_history = true;

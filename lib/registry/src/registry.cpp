@@ -1,3 +1,7 @@
+// The registry layout of DESIGN §2 over a zk::Session: paths, compare-and-set upserts with
+// their guard rails checked in the same multi-op, removals and pipelined listings. Long
+// because each kind of node (service, address, interface, key, ACL, gateway) has its
+// write, removal and listing here, side by side, in the same shape.
 #include <svcctl/registry/paths.hpp>
 #include <svcctl/registry/registry.hpp>
 

@@ -1,3 +1,6 @@
+// The ZooKeeper C client behind zk::Session: the only file that includes it. Long because
+// every call (reads with watches, writes, multi, sync, batches) needs its completion
+// adapter and its deadline; each is small and alike.
 #include <svcctl/zk/client.hpp>
 
 #include <zookeeper/zookeeper.h>

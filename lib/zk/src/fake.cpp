@@ -1,3 +1,6 @@
+// zk::FakeEnsemble, the deterministic in-memory ensemble for unit tests. Long because it
+// models what the tests rely on of a real one: one log, members that lag, per-session
+// delivery, one-shot watches, SetWatches on reconnect, expiry, lost answers, lost data.
 #include <svcctl/zk/fake.hpp>
 
 #include <fmt/format.h>

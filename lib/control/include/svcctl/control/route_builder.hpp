@@ -85,6 +85,17 @@ class RouteBuilder {
   std::map<std::string, std::vector<std::pair<Clock::time_point, std::size_t>>, std::less<>> m_peaks;
   std::uint64_t m_hold_count = 0;
   void publish_guard();
+  // What a batch of changes touched.
+  struct Touched {
+    std::set<std::string, std::less<>> services;
+    bool keys = false;
+    bool gateways = false;
+  };
+  // One change decoded into the nodes, keys and gateways kept.
+  void take_in(const registry::Change& c, Touched& touched);
+  // The service's route rebuilt into `next`, unless the guard holds it (routed as it was);
+  // true when the guard's state changed (a hold began or ended).
+  bool reroute(const std::string& svc, RouteTable& next, Clock::time_point now);
   // The service's route from its nodes now; null when it is not routable.
   std::shared_ptr<const ServiceRoute> build(const std::string& svc);
 

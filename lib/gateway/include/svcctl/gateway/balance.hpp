@@ -84,6 +84,12 @@ struct Rules {
   std::int64_t pending_limit = 1024;  // calls in flight to one address (this worker's share)
 };
 
+// What holds at the time of the choice.
+struct Situation {
+  bool ejections = false;  // some ejection is in force (health is looked at only then)
+  bool avoiding = false;   // a retry leaves the address it failed on out
+};
+
 struct Choice {
   std::size_t index = k_none;  // into route.addrs; k_none: every address is unusable
   bool panic = false;          // chosen with ejections ignored
@@ -92,15 +98,17 @@ struct Choice {
 // The address for a call among `r`'s. `addrs` answers, for index i into r.addrs:
 //   in_flight(i): this service's calls in flight to it (what P2C compares),
 //   pending(i):   every call in flight to the address (what the limit counts),
-//   ejected(i):   out of rotation now (asked only when `ejections`),
-//   avoided(i):   the address a retry leaves out (asked only when `avoiding`).
+//   ejected(i):   out of rotation now (asked only with `now.ejections`),
+//   avoided(i):   the address a retry leaves out (asked only with `now.avoiding`).
 // `swrr`: the round-robin state of r's candidates. The common case (no ejection in force,
 // nothing avoided) balances the candidates and checks the limit of the one chosen only;
 // otherwise the usable ones of the candidates (else of the other addresses) are gathered
 // first, and chosen among by weighted P2C.
 template <typename Addrs, typename Random>
-Choice choose(const ServiceRoute& r, Addrs& addrs, std::span<std::int64_t> swrr, const Rules& rules, bool ejections,
-              bool avoiding, Random&& random) {
+Choice choose(const ServiceRoute& r, Addrs& addrs, std::span<std::int64_t> swrr, const Rules& rules, Situation now,
+              Random&& random) {
+  const bool ejections = now.ejections;
+  const bool avoiding = now.avoiding;
   if (!avoiding && !ejections && r.candidates > 0) {
     std::size_t i = 0;
     if (r.candidates > 1) {

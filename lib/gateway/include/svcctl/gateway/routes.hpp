@@ -111,6 +111,8 @@ struct ServiceRoute {
   std::span<const AddrRoute> candidate_addrs() const { return {addrs.data(), candidates}; }
 };
 
+// A caller key as the registry has it (/key/{key}).
+enum class KeyState { Unknown, Enabled, Disabled };
 // Caller keys (/key/{key}): whether each is enabled.
 using KeyTable = std::unordered_map<std::string, bool, StringHash, std::equal_to<>>;
 
@@ -126,10 +128,10 @@ struct RouteTable {
     auto it = services.find(service);
     return it == services.end() ? nullptr : it->second.get();
   }
-  // nullptr: not registered; else whether it is enabled.
-  const bool* find_key(std::string_view key) const {
+  KeyState key_state(std::string_view key) const {
     auto it = keys->find(key);
-    return it == keys->end() ? nullptr : &it->second;
+    if (it == keys->end()) return KeyState::Unknown;
+    return it->second ? KeyState::Enabled : KeyState::Disabled;
   }
 };
 

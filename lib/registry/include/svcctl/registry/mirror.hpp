@@ -75,15 +75,19 @@ class Mirror {
   void exists(std::size_t via, const std::string& path, Out& out) const;
 
   // A node taken from a last-known-good file, as Added.
-  void adopt(const std::string& path, CacheEntry entry, Out& out);
+  void from_file(const std::string& path, CacheEntry entry, Out& out);
 
+  // What a round of reading does with what the session held.
+  enum class RoundKind {
+    Listings,    // it reads the roots' listings only; nothing is swept
+    Sweep,       // it reads everything again; what it does not see by end_round() is removed
+    NewHistory,  // as Sweep, and what the session held is taken from its first answer in
+                 // the round whatever its zxids; listings made before the round decide nothing
+  };
   // A round of session i: every node it reads, to read again (its share of what is held;
-  // the roots' listings for session 0 are the caller's). With `sweep`, what the round
-  // does not see again by end_round() is removed then.
-  // With `new_history` (it implies `sweep`), what the session held is taken from its first
-  // answer in the round whatever its zxids, and listings of the session made before the
-  // round decide nothing. end_round() returns how many distinct nodes a sweeping round saw.
-  std::vector<Read> begin_round(std::size_t i, bool sweep, bool new_history = false);
+  // the roots' listings for session 0 are the caller's). end_round() returns how many
+  // distinct nodes a sweeping round saw.
+  std::vector<Read> begin_round(std::size_t i, RoundKind kind);
   std::size_t end_round(std::size_t i, Out& out);
   // The round under way sweeps (it began with nodes held).
   bool sweeping(std::size_t i) const { return m_rounds[i].sweep; }
@@ -116,7 +120,7 @@ class Mirror {
     std::vector<std::string> m_names;
   };
   // What the last listing of a container said.
-  struct Kids {
+  struct Listing {
     Names names;
     std::int64_t pzxid = 0;
     bool old_history = false;  // listed before a new history began: its pzxid says nothing
@@ -138,7 +142,7 @@ class Mirror {
   std::size_t m_sessions;
   std::array<std::shared_ptr<Snapshot::Shard>, Snapshot::k_shards> m_shards;
   std::array<bool, Snapshot::k_shards> m_owned{};
-  std::unordered_map<std::string, Kids> m_children;
+  std::unordered_map<std::string, Listing> m_children;
   std::vector<Round> m_rounds;
 };
 
