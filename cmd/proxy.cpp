@@ -101,7 +101,8 @@ Expected<void> run_proxy(Context& ctx, const ProxyArgs& a) {
   run.version = SVCCTL_VERSION;
   if (a.log_format != "text" && a.log_format != "json")
     return fail(ErrorKind::Usage, fmt::format("--log-format \"{}\": expected text or json", a.log_format));
-  SVCCTL_TRY(auto log, gateway::Log::open(a.log_file, a.log_format == "json"));
+  const auto format = a.log_format == "json" ? gateway::LogFormat::Json : gateway::LogFormat::Text;
+  SVCCTL_TRY(auto log, gateway::Log::open(a.log_file, format));
   if (!ctx.quiet) {
     run.events = log.get();
     run.gateway.log = [&log](std::string_view m) { log->event("info", m); };

@@ -106,7 +106,8 @@ Expected<void> run_gateway(GatewayRun run, const std::atomic<bool>& stop) {
   builder.on_event = say;
   builder.guard_delay = run.guard_delay;
   builder.guard_window = run.guard_window;
-  registry::LiveRegistry confirming(run.cache.zk, [&say](std::string_view m) { say(fmt::format("mass-change guard: {}", m)); });
+  registry::LiveRegistry confirming(run.cache.zk,
+                                    [&say](std::string_view m) { say(fmt::format("mass-change guard: {}", m)); });
   builder.confirm = confirming_read(confirming);
 
   registry::Cache::Options co = run.cache;

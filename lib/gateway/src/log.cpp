@@ -40,14 +40,14 @@ std::string log_timestamp() {
   return fmt::format("{:%FT%T}.{:03}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(now)), ms);
 }
 
-Expected<std::unique_ptr<Log>> Log::open(std::string path, bool json) {
+Expected<std::unique_ptr<Log>> Log::open(std::string path, LogFormat format) {
   int fd = 2;
   if (!path.empty()) {
     fd = open_file(path);
     if (fd < 0)
       return fail(ErrorKind::Unavailable, fmt::format("cannot open the log file {}: {}", path, std::strerror(errno)));
   }
-  return std::unique_ptr<Log>(new Log(std::move(path), json, fd));
+  return std::unique_ptr<Log>(new Log(std::move(path), format, fd));
 }
 
 Log::~Log() {

@@ -1,5 +1,6 @@
-// The data plane (see also connection.cpp and upstream.cpp). One Worker per thread: its io_context, acceptor, client connections,
-// upstream pools, counters and timers are touched by that thread only.
+// The data plane (with connection.cpp and upstream.cpp). One Worker per thread: its
+// io_context, acceptor, client connections, upstream pools, counters and timers are
+// touched by that thread only.
 //
 // A request's life on a client connection (Conn):
 //   read → parse (http::RequestParser) → route (RouteTable, per-worker ServiceState state) →
@@ -225,7 +226,8 @@ std::size_t Worker::choose(ServiceState& b, const AddrState* avoid) {
   ServiceAddrs addrs{b, avoid, now};
   const balance::Rules rules{gw.options.balance, gw.options.panic_percent, static_cast<std::int64_t>(pending_limit)};
   const balance::Situation situation{now < gw.ejection_horizon.load(std::memory_order_relaxed), avoid != nullptr};
-  const balance::Choice c = balance::choose(*b.route, addrs, b.swrr, rules, situation, [this] { return next_random(); });
+  const balance::Choice c =
+      balance::choose(*b.route, addrs, b.swrr, rules, situation, [this] { return next_random(); });
   if (c.panic) ++b.svc_stats->panic;
   return c.index;
 }

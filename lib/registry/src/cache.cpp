@@ -402,7 +402,7 @@ struct Cache::Impl {
     } else {
       expire(i, s.last_event, expired_why(s.last_event));
     }
-    after();
+    send_and_publish();
   }
 
   // A session (re)connected reads its share again. A new one may be served by a member
@@ -424,7 +424,7 @@ struct Cache::Impl {
       r.catching_up = false;
       // Failed: the connection is gone; the round starts (with a new sync) when it is back.
       if (rc == zk::Code::Ok && r.state == zk::SessionState::Connected) begin_resync(i, reason);
-      after();
+      send_and_publish();
     });
   }
 
@@ -545,7 +545,7 @@ struct Cache::Impl {
         break;
       }
     }
-    after();
+    send_and_publish();
   }
 
   // A new session (or one whose first round did not finish, or that must reconcile a
@@ -686,7 +686,7 @@ struct Cache::Impl {
           apply();
           replying = k_none;
         }
-        after();
+        send_and_publish();
       };
       sending = true;
       switch (kind) {
@@ -750,7 +750,7 @@ struct Cache::Impl {
 
   // Sends what is queued, closes finished rounds, keeps the zxid vouched for, and publishes
   // when nothing in flight could still belong with the changes made.
-  void after() {
+  void send_and_publish() {
     if (stopping) return;  // the cache is closing: its clients' last replies change nothing
     for (std::size_t i = 0; i < sessions.size(); ++i) pump(i);
     bool idle = true;
@@ -840,7 +840,7 @@ struct Cache::Impl {
         if (r.epoch != e || rc != zk::Code::Ok) return;
         if (r.sync_sent == top) r.sync_sent = 0;
         r.sync_done = std::max(r.sync_done, top);
-        after();
+        send_and_publish();
       });
     }
   }
@@ -866,7 +866,7 @@ struct Cache::Impl {
       if (s.client && s.state == zk::SessionState::Connected && !s.catching_up)
         begin_resync(i, "last-known-good registry");
     }
-    after();
+    send_and_publish();
   }
 
   // From a published snapshot, without the lock.
@@ -974,7 +974,7 @@ struct Cache::Impl {
       serve_lkg_file();
     }
     const auto t = now();
-    if (publish_due && t >= *publish_due) after();
+    if (publish_due && t >= *publish_due) send_and_publish();
     if (sync_due && t >= *sync_due) send_syncs();
     if (lkg_due && t >= *lkg_due) {
       if (!from_lkg && settled()) {

@@ -30,10 +30,13 @@ struct CallRecord {
   bool retried = false;
 };
 
+// Text lines for people, or one JSON object per line for collectors.
+enum class LogFormat { Text, Json };
+
 class Log {
  public:
   // `path` empty: standard error. Unavailable when the file cannot be opened.
-  static Expected<std::unique_ptr<Log>> open(std::string path, bool json);
+  static Expected<std::unique_ptr<Log>> open(std::string path, LogFormat format);
   ~Log();
 
   // Opens the file again (a no-op on standard error); on failure keeps the old one and says so.
@@ -48,7 +51,8 @@ class Log {
   void write_lines(std::string_view lines);
 
  private:
-  Log(std::string path, bool json, int fd) : m_path(std::move(path)), m_json(json), m_fd(fd) {}
+  Log(std::string path, LogFormat format, int fd)
+      : m_path(std::move(path)), m_json(format == LogFormat::Json), m_fd(fd) {}
   std::string m_path;
   bool m_json;
   std::mutex m_mu;
