@@ -83,7 +83,7 @@ nlohmann::json round_json(const stats::Round& round, const std::vector<stats::Ro
 
 // The summary line (with `suffix`), the unrouted calls, and the table or why it is empty.
 void print_table(const stats::Round& round, const std::vector<stats::Row>& rows, const StatsArgs& a, stats::By by,
-                 bool rates, std::string_view suffix) {
+                 stats::Rates rates, std::string_view suffix) {
   fmt::print("{}{}\n", stats::summary_line(round.gateways), suffix);
   if (auto u = stats::unrouted_line(round.merged.unrouted); !u.empty() && a.service.empty()) fmt::print("{}\n", u);
   fmt::print("\n");
@@ -123,7 +123,7 @@ Expected<void> run_once(Context& ctx, registry::Registry& reg, const StatsArgs& 
     output::print_json(round_json(round, rows, a, by));
     return {};
   }
-  print_table(round, rows, a, by, false, "");
+  print_table(round, rows, a, by, stats::Rates::Hidden, "");
   return {};
 }
 
@@ -185,7 +185,7 @@ Expected<void> run_watch(Context& ctx, registry::Registry& reg, const StatsArgs&
       if (redraw) fmt::print("\x1b[H\x1b[2J");
       else if (!first) fmt::print("\n");
       const auto local = fmt::localtime(std::chrono::system_clock::to_time_t(wall));
-      print_table(*round, rows, a, by, true, fmt::format("  ({:%T}, every {} ms)", local, a.interval_ms));
+      print_table(*round, rows, a, by, stats::Rates::Shown, fmt::format("  ({:%T}, every {} ms)", local, a.interval_ms));
       std::fflush(stdout);
     }
     before = std::move(*round);

@@ -37,7 +37,7 @@ Expected<void> run_watch(Context& ctx, const WatchArgs& a) {
   for (const auto& s : a.services) SVCCTL_CHECK(model::validate_name("service", s));
   std::set<std::string> only(a.services.begin(), a.services.end());
   const bool json = ctx.format == output::Format::Json;
-  const bool color = !json && output::use_color(stdout);
+  const bool color = !json && output::use_color(stdout) == output::Color::On;
 
   SVCCTL_TRY(registry::Cache::Options options, ctx.cache_options(a.cache));
   options.on_change = [&](const std::vector<registry::Change>& batch, const registry::Snapshot& snap) {

@@ -296,7 +296,7 @@ TEST_CASE("doctor: keys and ACLs") {
   CHECK(j["findings"][0] == nlohmann::json{{"check", "unused-key"}, {"service", nullptr}, {"address", "lonely"},
                                            {"message", "key lonely is named by no ACL"},
                                            {"fix", "svcctl unregister key lonely"}});
-  CHECK(doctor::table(r).render(false).starts_with("CHECK"));
+  CHECK(doctor::table(r).render(output::Color::Off).starts_with("CHECK"));
 }
 
 // ---- four-letter words ------------------------------------------------------------------

@@ -248,11 +248,11 @@ TEST_CASE("stats forms: cells, table, summary and JSON rows") {
   r.p50_us = r.p90_us = r.p99_us = 303;
   r.ejected_by = 1;
   r.ejected_for_ms = 2500;
-  const auto text = table({r}, By::Address, false, 2).render(false);
+  const auto text = table({r}, By::Address, Rates::Hidden, 2).render(output::Color::Off);
   CHECK(text ==
         "SERVICE  ADDRESS      REQUESTS  ERRORS  ERR%   P50     P90     P99     IN-FLIGHT  EJECTIONS  EJECTED\n"
         "s        10.0.0.1:80  8         1       12.5%  0.30ms  0.30ms  0.30ms  0          0          1 of 2 (3s)\n");
-  const auto by_service = table({r}, By::Service, true, 1).render(false);
+  const auto by_service = table({r}, By::Service, Rates::Shown, 1).render(output::Color::Off);
   CHECK(by_service.find("SERVICE  REQUESTS  REQ/S  ERRORS  ERR%   RATE-LIMITED  P50") == 0);
 
   auto rj = rows_json({r}, By::Address);

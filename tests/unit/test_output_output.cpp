@@ -17,11 +17,11 @@ TEST_CASE("tables align on the widest cell, in code points") {
   Table t({"NAME", "STATUS", "NOTE"});
   t.add_row({{"a"}, {"up", Tone::Good}, {"x"}});
   t.add_row({{"längere"}, {"down", Tone::Bad}, {""}});
-  CHECK(t.render(false) ==
+  CHECK(t.render(Color::Off) ==
         "NAME     STATUS  NOTE\n"
         "a        up      x\n"
         "längere  down    \n");
-  auto colored = t.render(true);
+  auto colored = t.render(Color::On);
   CHECK(colored.find("\x1b[32mup\x1b[0m") != std::string::npos);
   CHECK(colored.find("\x1b[31mdown\x1b[0m") != std::string::npos);
 }
@@ -29,5 +29,5 @@ TEST_CASE("tables align on the widest cell, in code points") {
 TEST_CASE("rows shorter than the header are padded") {
   Table t({"A", "B"});
   t.add_row({{"x"}});
-  CHECK(t.render(false) == "A  B\nx  \n");
+  CHECK(t.render(Color::Off) == "A  B\nx  \n");
 }

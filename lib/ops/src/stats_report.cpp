@@ -233,7 +233,8 @@ std::string ejected_cell(const Row& r, std::size_t gateways) {
 
 }  // namespace
 
-output::Table table(const std::vector<Row>& rows, By by, bool rates, std::size_t gateways) {
+output::Table table(const std::vector<Row>& rows, By by, Rates shown, std::size_t gateways) {
+  const bool rates = shown == Rates::Shown;
   std::vector<std::string> headers{"SERVICE"};
   if (by == By::Interface) headers.emplace_back("INTERFACE");
   if (by == By::Address) headers.emplace_back("ADDRESS");

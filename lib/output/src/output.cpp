@@ -19,12 +19,12 @@ std::optional<Format> parse_format(std::string_view text, bool is_tty) {
 
 bool stdout_is_tty() { return ::isatty(STDOUT_FILENO) == 1; }
 
-bool use_color(std::FILE* stream) {
+Color use_color(std::FILE* stream) {
   const char* no_color = std::getenv("NO_COLOR");
-  if (no_color && *no_color) return false;
+  if (no_color && *no_color) return Color::Off;
   const char* term = std::getenv("TERM");
-  if (term && std::strcmp(term, "dumb") == 0) return false;
-  return ::isatty(::fileno(stream)) == 1;
+  if (term && std::strcmp(term, "dumb") == 0) return Color::Off;
+  return ::isatty(::fileno(stream)) == 1 ? Color::On : Color::Off;
 }
 
 namespace {
@@ -47,7 +47,8 @@ std::string_view color_of(Tone tone) {
 
 }  // namespace
 
-std::string Table::render(bool color) const {
+std::string Table::render(Color colors) const {
+  const bool color = colors == Color::On;
   std::vector<std::size_t> width(m_headers.size(), 0);
   for (std::size_t c = 0; c < m_headers.size(); ++c) width[c] = display_width(m_headers[c]);
   for (const auto& row : m_rows)

@@ -87,9 +87,11 @@ std::string summary_line(const std::vector<Reached>& gateways);
 // "unrouted: 12 requests (unknown_service 10, not_found 2)", or empty when none.
 std::string unrouted_line(const gateway::Counters& unrouted);
 
-// The table of the rows; REQ/S when `rates`. `gateways`: how many answered (the EJECTED
-// column says "k of n" when more than one did).
-output::Table table(const std::vector<Row>& rows, By by, bool rates, std::size_t gateways);
+// Whether the table has a REQ/S column (there is a round before this one to compare with).
+enum class Rates { Hidden, Shown };
+// The table of the rows. `gateways`: how many answered (the EJECTED column says "k of n"
+// when more than one did).
+output::Table table(const std::vector<Row>& rows, By by, Rates rates, std::size_t gateways);
 
 // [{"id","admin","listen","dc","version","ok"[,"error"]}...]
 nlohmann::json gateways_json(const std::vector<Reached>& gateways);

@@ -19,8 +19,9 @@ enum class Format { Table, Json };
 std::optional<Format> parse_format(std::string_view text, bool stdout_is_tty);
 
 bool stdout_is_tty();
+enum class Color { Off, On };
 // Colour only on a terminal, and never when NO_COLOR is set or TERM is "dumb".
-bool use_color(std::FILE* stream);
+Color use_color(std::FILE* stream);
 
 enum class Tone { Plain, Good, Bad, Dim };
 
@@ -35,8 +36,8 @@ class Table {
   void add_row(std::vector<Cell> row) { m_rows.push_back(std::move(row)); }
   bool empty() const { return m_rows.empty(); }
   // Columns padded to their widest cell (counted in UTF-8 code points), two spaces apart;
-  // the last column is not padded. Colour codes only when `color`.
-  std::string render(bool color) const;
+  // the last column is not padded. Colour codes only with Color::On.
+  std::string render(Color color) const;
 
  private:
   std::vector<std::string> m_headers;
