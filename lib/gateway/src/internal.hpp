@@ -219,7 +219,7 @@ struct Worker {
   };
   std::uint64_t route_gen = ~std::uint64_t{0};
   std::shared_ptr<const RouteTable> table;
-  std::unordered_map<std::string, ServiceState, StringHash, std::equal_to<>> bound;
+  std::unordered_map<std::string, ServiceState, StringHash, std::equal_to<>> service_states;
   std::unordered_map<std::string, std::unique_ptr<AddrState>> addr_states;  // by host:port
 
   StatsView stats;  // this worker's counts (std::map: pointers into it stay valid)

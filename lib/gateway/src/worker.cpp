@@ -179,8 +179,8 @@ Worker::ServiceState* Worker::bind(std::string_view svc) {
   auto it = table->services.find(svc);
   if (it == table->services.end()) return nullptr;
   const auto& route = it->second;
-  auto bit = bound.find(svc);
-  if (bit == bound.end()) bit = bound.emplace(std::string(svc), ServiceState{}).first;
+  auto bit = service_states.find(svc);
+  if (bit == service_states.end()) bit = service_states.emplace(std::string(svc), ServiceState{}).first;
   ServiceState& b = bit->second;
   if (b.route == route) return &b;
   // The service changed: rebind its addresses and counters.

@@ -23,8 +23,9 @@ enum class Balance { P2C, RoundRobin };
 std::size_t pick_swrr(std::span<const AddrRoute> candidates, std::span<std::int64_t> current);
 
 // Power of two choices: two draws at random by weight, then the one with fewer requests in
-// flight per unit of weight (pick_p2c_by: over n candidates given by accessors); the first draw wins ties, so with nothing in flight the choice
-// follows the weights. `random` returns uniform 64-bit values.
+// flight per unit of weight (pick_p2c_by: over n candidates given by accessors); the first
+// draw wins ties, so with nothing in flight the choice follows the weights. `random`
+// returns uniform 64-bit values.
 //
 // `distinct`: the second draw is among the other candidates, so two are always compared
 // (with two addresses, draws that may coincide compare nothing half the time, and the
