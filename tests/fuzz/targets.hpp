@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace svcctl::fuzz {
@@ -74,8 +75,9 @@ inline void json(std::string_view data) {
 }
 
 // Any bytes through the gateway's conversion, both ways: the first byte chooses the
-// provider's encoding, the caller's kind and the provider's HTTP status; the rest is the
-// caller's body and then the provider's answer. What comes out is what it says it is.
+// provider's encoding, the caller's kind and the provider's HTTP status; the rest is used
+// both as the caller's body and as the provider's answer. What comes out is what it says
+// it is.
 inline void convert(std::string_view data) {
   if (data.empty()) return;
   const auto pick = static_cast<unsigned char>(data.front());
@@ -85,7 +87,10 @@ inline void convert(std::string_view data) {
   api.encoding = pick % 3 == 0 ? model::Encoding::Json : pick % 3 == 1 ? model::Encoding::YarJson : model::Encoding::YarMsgpack;
   gateway::convert::Caller caller;
   codec::Value params = codec::Value::array();
-  const unsigned kind = (pick / 3) % 3;  // JSON, Yar with JSON, Yar with msgpack
+  // 0: a JSON caller; 1: a Yar caller (its packet the body) calling, usually, another method
+  // than the interface's; 2: the same, calling the interface's method (its packet may go as sent).
+  const unsigned kind = (pick / 3) % 3;
+  std::string method;  // the Yar caller's, outliving the block (caller.yar_method views it)
   if (kind != 0) {
     auto frame = codec::decode_frame(data);
     if (!frame) return;  // the data plane answers a bad packet before converting
@@ -94,7 +99,9 @@ inline void convert(std::string_view data) {
     caller.yar = true;
     caller.packager = frame->packager;
     caller.yar_id = req->id;
-    caller.yar_method = "m";
+    method = req->method;
+    if (kind == 2) api.method = method;
+    caller.yar_method = method;
     params = std::move(req->params);
   }
   std::string out;

@@ -7,12 +7,13 @@
 
 using namespace svcctl;
 
-TEST_CASE("status_of: nothing but loaded=false before the first publish") {
+TEST_CASE("status_of: before the first publish, not started, and every kind of transition at zero") {
   registry::SessionsView sessions;
   auto st = control::status_of(nullptr, sessions, false);
   CHECK_FALSE(st.started);
   CHECK_FALSE(st.loaded);
   CHECK(st.sessions.empty());
+  CHECK(st.session_events.size() == registry::SessionEvent::k_kinds);
 }
 
 TEST_CASE("status_of: the snapshot's state, every session and every kind of transition") {
@@ -58,5 +59,6 @@ TEST_CASE("status_of: the snapshot's state, every session and every kind of tran
 TEST_CASE("default_gateway_id: the short host name, in a name's characters, and the port") {
   CHECK(control::default_gateway_id("web-1.example.com", "0.0.0.0:8080") == "web-1-8080");
   CHECK(control::default_gateway_id("a b+c", "[::1]:80") == "a-b-c-80");
+  CHECK(control::default_gateway_id("web+", "127.0.0.1:80") == "web-80");
   CHECK(control::default_gateway_id("", "127.0.0.1:9") == "gateway-9");
 }

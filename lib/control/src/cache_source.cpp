@@ -5,6 +5,13 @@ namespace svcctl::control {
 gateway::RegistryStatus status_of(const registry::Snapshot* snap, const registry::SessionsView& sessions,
                                   bool serving_last_known_good) {
   gateway::RegistryStatus st;
+  // The sessions' transitions, from the first: shown (as zeros) before any snapshot too.
+  for (std::size_t k = 0; k < registry::SessionEvent::k_kinds; ++k)
+    st.session_events.emplace_back(registry::to_string(static_cast<registry::SessionEvent::Kind>(k)),
+                                   sessions.events[k]);
+  st.sessions_replaced = sessions.events[static_cast<std::size_t>(registry::SessionEvent::Kind::Replaced)];
+  st.last_replaced = sessions.last_replaced;
+  st.last_replaced_reason = sessions.last_replaced_reason;
   if (!snap) return st;
   st.started = true;
   st.loaded = snap->loaded;
@@ -18,12 +25,6 @@ gateway::RegistryStatus status_of(const registry::Snapshot* snap, const registry
   if (snap->last_change.time_since_epoch().count() != 0) st.last_change = snap->last_change;
   st.stale_since = snap->stale_since;
   for (const auto& one : sessions.sessions) st.sessions.push_back({one.id, std::string(zk::to_string(one.state))});
-  for (std::size_t k = 0; k < registry::SessionEvent::k_kinds; ++k)
-    st.session_events.emplace_back(registry::to_string(static_cast<registry::SessionEvent::Kind>(k)),
-                                   sessions.events[k]);
-  st.sessions_replaced = sessions.events[static_cast<std::size_t>(registry::SessionEvent::Kind::Replaced)];
-  st.last_replaced = sessions.last_replaced;
-  st.last_replaced_reason = sessions.last_replaced_reason;
   return st;
 }
 

@@ -80,13 +80,13 @@ void drain(gateway::Gateway& gw, std::chrono::milliseconds timeout, std::atomic<
 }  // namespace
 
 std::string default_gateway_id(std::string_view host_name, std::string_view listen) {
-  std::string id;
+  std::string id = host_name.empty() ? "gateway" : "";
   for (char c : host_name) {
     if (c == '.') break;  // the short host name
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
     id += ok ? c : '-';
   }
-  if (id.empty()) id = "gateway";
+  if (!id.empty() && id.back() == '-') id.pop_back();  // one, as "web-" and "web+" give "web"
   auto colon = listen.rfind(':');
   return fmt::format("{}-{}", id, colon == std::string_view::npos ? listen : listen.substr(colon + 1));
 }

@@ -129,7 +129,8 @@ struct CallNames {
 };
 
 // The bytes a call writes and reads, reused from call to call: each is cleared by the
-// code that fills it, and one grown past 64 KiB is given back after its answer.
+// code that fills it. The answers (resp_body, out_body) are given back after the call when
+// a large one grew them past 64 KiB; the others keep what they grew to.
 struct CallBuffers {
   std::string up_head;
   std::string up_body;

@@ -3,7 +3,7 @@
 // touched by that thread only.
 //
 // A request's life on a client connection (Conn):
-//   read → parse (http::RequestParser) → route (RouteTable, per-worker ServiceState state) →
+//   read → parse (http::RequestParser) → route (RouteTable, the worker's ServiceState) →
 //   build the upstream body (passthrough or conversion) → an upstream connection (pooled
 //   UpConn, or a new one) → write → read and parse the answer → build the caller's answer
 //   → write → next request (keep-alive) or close.

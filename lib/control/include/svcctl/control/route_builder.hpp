@@ -58,7 +58,7 @@ class RouteBuilder {
   // How far back the guard looks for the addresses a service was routed to (0: the guard
   // delay).
   std::chrono::milliseconds guard_window{0};
-  // The names of a service's up addresses (weight > 0) as ZooKeeper has them now (none
+  // The names of a service's routable addresses (model::routable) as ZooKeeper has them now (none
   // when the service node is gone), or nullopt when it cannot be read (the hold stays).
   std::function<std::optional<std::vector<std::string>>(const std::string& service)> confirm;
 

@@ -20,8 +20,9 @@ namespace svcctl::control {
 
 struct GatewayRun {
   gateway::Options gateway;
-  // The cache's sessions, sessions count and last-known-good file; run_gateway sets its
-  // on_change and on_session. Its zk options are also the registration's and the guard's.
+  // The cache's options (ZooKeeper, how many sessions, the last-known-good file);
+  // run_gateway sets on_change and on_session. The /gateway/{id} registration and the
+  // guard's confirming read connect with the same ZooKeeper options.
   registry::Cache::Options cache;
   // The first load's time (then the last-known-good file, or Unavailable).
   std::chrono::milliseconds start_timeout{5000};
@@ -49,7 +50,7 @@ struct GatewayRun {
 Expected<void> run_gateway(GatewayRun run, const std::atomic<bool>& stop);
 
 // "{short host name}-{port of listen}", in the characters a gateway id may hold (others
-// become '-'); "gateway-{port}" without a host name.
+// become '-', and one trailing '-' is dropped); "gateway-{port}" without a host name.
 std::string default_gateway_id(std::string_view host_name, std::string_view listen);
 
 }  // namespace svcctl::control

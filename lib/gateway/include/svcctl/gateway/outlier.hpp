@@ -5,6 +5,7 @@
 // race only moves an ejection by a call).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
