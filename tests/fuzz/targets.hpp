@@ -105,7 +105,8 @@ inline void convert(std::string_view data) {
     params = std::move(req->params);
   }
   std::string out;
-  auto request = gateway::convert::provider_request(api, caller, params, data, "key", 7, out);
+  std::uint64_t sequence = 6;
+  auto request = gateway::convert::provider_request(api, caller, params, data, "key", sequence, out);
   if (!request) {
     require(!request.error().message.empty());
     return;

@@ -77,33 +77,25 @@ ServiceRoute service(std::size_t n, std::size_t local) {
   return r;
 }
 
+// A service's addresses as balance::choose asks about them.
 struct Addrs {
-  std::vector<std::int64_t> load, pending;
+  std::vector<std::int64_t> load, queued;  // the service's calls in flight; every call to the address
   std::vector<bool> out;
   std::size_t avoid = balance::k_none;
-  explicit Addrs(std::size_t n) : load(n, 0), pending(n, 0), out(n, false) {}
+  explicit Addrs(std::size_t n) : load(n, 0), queued(n, 0), out(n, false) {}
   std::int64_t in_flight(std::size_t i) const { return load[i]; }
-  std::int64_t pending_of(std::size_t i) const { return pending[i]; }
+  std::int64_t pending(std::size_t i) const { return queued[i]; }
   bool ejected(std::size_t i) const { return out[i]; }
   bool avoided(std::size_t i) const { return i == avoid; }
-};
-// balance::choose's accessor names.
-struct View {
-  Addrs& a;
-  std::int64_t in_flight(std::size_t i) const { return a.in_flight(i); }
-  std::int64_t pending(std::size_t i) const { return a.pending_of(i); }
-  bool ejected(std::size_t i) const { return a.ejected(i); }
-  bool avoided(std::size_t i) const { return a.avoided(i); }
 };
 
 std::set<std::size_t> chosen(const ServiceRoute& r, Addrs& a, const balance::Rules& rules, bool ejections,
                              bool* panic = nullptr) {
   std::mt19937_64 rng(3);
   std::vector<std::int64_t> swrr(r.candidates, 0);
-  View v{a};
   std::set<std::size_t> out;
   for (int i = 0; i < 400; ++i) {
-    auto c = balance::choose(r, v, swrr, rules, {ejections, a.avoid != balance::k_none}, [&] { return rng(); });
+    auto c = balance::choose(r, a, swrr, rules, {ejections, a.avoid != balance::k_none}, [&] { return rng(); });
     out.insert(c.index);
     if (panic) *panic = c.panic;
   }
@@ -121,9 +113,9 @@ TEST_CASE("choose: the candidates (the local datacenter) first, others only when
   CHECK(chosen(r, a, rules, false) == std::set<std::size_t>{0, 1});
   // Both candidates at the pending limit: the others.
   rules.pending_limit = 3;
-  a.pending = {3, 3, 0, 0};
+  a.queued = {3, 3, 0, 0};
   CHECK(chosen(r, a, rules, false) == std::set<std::size_t>{2, 3});
-  a.pending = {3, 3, 3, 3};
+  a.queued = {3, 3, 3, 3};
   CHECK(chosen(r, a, rules, false) == std::set<std::size_t>{balance::k_none});
 }
 

@@ -55,14 +55,16 @@ codec::YarResponse read_yar(std::string_view packet) {
 TEST_CASE("provider_request: JSON to JSON goes as it came; JSON to Yar is packed with the key as token") {
   codec::Value params;
   std::string out;
-  auto r = convert::provider_request(api_of(model::Encoding::Json), json_caller(), params, R"({"a":1})", "k", 7, out);
+  std::uint64_t seq = 6;  // the next Yar id drawn is 7
+  auto r = convert::provider_request(api_of(model::Encoding::Json), json_caller(), params, R"({"a":1})", "k", seq, out);
   REQUIRE(r);
   CHECK(r->as_sent);
+  CHECK(seq == 6);  // no Yar id drawn
   CHECK(r->content_type == "application/json");
   CHECK(out.empty());
 
   r = convert::provider_request(api_of(model::Encoding::YarMsgpack, "say"), json_caller(), params, R"({"a":1})", "k",
-                                7, out);
+                                seq, out);
   REQUIRE(r);
   CHECK_FALSE(r->as_sent);
   CHECK(r->yar_id == 7);
@@ -75,26 +77,29 @@ TEST_CASE("provider_request: JSON to JSON goes as it came; JSON to Yar is packed
   REQUIRE(req);
   CHECK(req->method == "say");
   CHECK(req->id == 7);
+  CHECK(seq == 7);
 
   // Not a JSON object or array: refused, nothing sent.
-  auto bad = convert::provider_request(api_of(model::Encoding::YarJson), json_caller(), params, "{", "", 7, out);
+  auto bad = convert::provider_request(api_of(model::Encoding::YarJson), json_caller(), params, "{", "", seq, out);
   CHECK_FALSE(bad);
-  bad = convert::provider_request(api_of(model::Encoding::YarJson), json_caller(), params, "3", "", 7, out);
+  bad = convert::provider_request(api_of(model::Encoding::YarJson), json_caller(), params, "3", "", seq, out);
   CHECK_FALSE(bad);
+  CHECK(seq == 7);  // refused before an id was drawn
 }
 
 TEST_CASE("provider_request: a Yar caller's packet goes as it came only to the same packager and method") {
   std::string out;
+  std::uint64_t seq = 0;
   codec::Value params = codec::Value::array({1, "two"});
   auto same = yar_caller(codec::Packager::Msgpack, 42, "hello");
-  auto r = convert::provider_request(api_of(model::Encoding::YarMsgpack), same, params, "packet", "", 7, out);
+  auto r = convert::provider_request(api_of(model::Encoding::YarMsgpack), same, params, "packet", "", seq, out);
   REQUIRE(r);
   CHECK(r->as_sent);
   CHECK(r->yar_as_sent);
   CHECK(r->yar_id == 42);
 
   // Another packager: packed again, with the caller's id.
-  r = convert::provider_request(api_of(model::Encoding::YarJson), same, params, "packet", "", 7, out);
+  r = convert::provider_request(api_of(model::Encoding::YarJson), same, params, "packet", "", seq, out);
   REQUIRE(r);
   CHECK_FALSE(r->as_sent);
   auto frame = codec::decode_frame(out);
@@ -104,7 +109,7 @@ TEST_CASE("provider_request: a Yar caller's packet goes as it came only to the s
 
   // To a JSON provider: the parameters as a JSON body (a list stays a list).
   params = codec::Value::array({1, "two"});
-  r = convert::provider_request(api_of(model::Encoding::Json), same, params, "packet", "", 7, out);
+  r = convert::provider_request(api_of(model::Encoding::Json), same, params, "packet", "", seq, out);
   REQUIRE(r);
   CHECK_FALSE(r->as_sent);
   CHECK(out == R"([1,"two"])");

@@ -101,18 +101,18 @@ Gateway::Impl::Admin::Reply Gateway::Impl::Admin::handle(std::string_view target
   if (path == "/-/healthz") {
     // Healthy while the registry view is loaded and fresh enough: a gateway cut off from
     // ZooKeeper keeps routing from its snapshot, and says how stale it is.
-    auto reg = registry_state(gw.registry.status());
-    const double stale = reg.value("stale_seconds", 0.0);
+    const RegistryStatus st = gw.registry.status();
+    const double stale = st.stale_since ? seconds_since(*st.stale_since) : 0.0;
     const double max_stale = std::chrono::duration<double>(gw.options.max_stale).count();
     std::string_view status = "ok";
-    if (!reg.value("loaded", false)) status = "unavailable";
+    if (!st.loaded) status = "unavailable";
     else if (gw.draining) status = "draining";
     else if (stale > max_stale) status = "stale";
     nlohmann::json j = {{"status", status},
                         {"id", gw.get_id()},
                         {"uptime_seconds", seconds_since(gw.started)},
                         {"max_stale_seconds", max_stale},
-                        {"registry", std::move(reg)}};
+                        {"registry", registry_state(st)}};
     r.status = status == "ok" ? 200 : 503;
     r.body = j.dump();
     return r;

@@ -112,7 +112,7 @@ Answer from_yar_provider(const Caller& caller, const Request& request, int statu
 }  // namespace
 
 Expected<Request> provider_request(const ApiRoute& api, const Caller& caller, codec::Value& yar_params,
-                                   std::string_view text, std::string_view key, std::int64_t new_id,
+                                   std::string_view text, std::string_view key, std::uint64_t& sequence,
                                    std::string& out) {
   Request r;
   if (api.encoding == model::Encoding::Json) {
@@ -138,8 +138,8 @@ Expected<Request> provider_request(const ApiRoute& api, const Caller& caller, co
   }
   SVCCTL_TRY(auto body, codec::parse_json(text));
   SVCCTL_TRY(auto params, codec::yar_params_from_json(std::move(body)));
-  r.yar_id = new_id;
-  codec::YarRequest req{new_id, api.method, std::move(params)};
+  r.yar_id = static_cast<std::int64_t>((++sequence & 0x7fffffff) | 1);
+  codec::YarRequest req{r.yar_id, api.method, std::move(params)};
   SVCCTL_TRY(out, codec::encode_request(req, packager, {}, key));
   return r;
 }

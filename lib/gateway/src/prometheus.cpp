@@ -17,9 +17,13 @@ void Prometheus::Labels::add(std::string_view name, std::string_view value) {
   m_text += '"';
 }
 
-void Prometheus::family(std::string_view name, std::string_view type, std::string_view help) {
+Prometheus::Family* Prometheus::lookup(std::string_view name) {
   auto it = std::find_if(m_families.begin(), m_families.end(), [&](const Family& f) { return f.name == name; });
-  if (it != m_families.end()) return;
+  return it == m_families.end() ? nullptr : &*it;
+}
+
+void Prometheus::family(std::string_view name, std::string_view type, std::string_view help) {
+  if (lookup(name)) return;
   Family f;
   f.name = name;
   fmt::format_to(std::back_inserter(f.head), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
@@ -27,8 +31,7 @@ void Prometheus::family(std::string_view name, std::string_view type, std::strin
 }
 
 Prometheus::Family& Prometheus::find(std::string_view name) {
-  auto it = std::find_if(m_families.begin(), m_families.end(), [&](const Family& f) { return f.name == name; });
-  if (it != m_families.end()) return *it;
+  if (Family* f = lookup(name)) return *f;
   // Not declared (a caller's slip): still valid text, as a family without a type.
   family(name, "untyped", "(undeclared)");
   return m_families.back();

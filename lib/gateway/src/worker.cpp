@@ -427,13 +427,12 @@ convert::Caller Worker::caller_of(const Exchange& x) const {
 bool Worker::prepare_upstream_body(Conn* c) {
   Exchange& x = c->ex;
   x.up_body.clear();
-  const std::int64_t new_id = static_cast<std::int64_t>((request_counter + 1) & 0x7fffffff) | 1;
-  auto r = convert::provider_request(*x.api, caller_of(x), x.yar_params, c->req.body, x.key, new_id, x.up_body);
+  auto r =
+      convert::provider_request(*x.api, caller_of(x), x.yar_params, c->req.body, x.key, request_counter, x.up_body);
   if (!r) {
     fail(c, Err::BadRequest, r.error().message);
     return false;
   }
-  if (!x.yar_caller && r->yar_id != 0) ++request_counter;  // new_id was taken
   x.up_request = *r;
   x.up_body_ref = r->as_sent ? &c->req.body : &x.up_body;
   return true;

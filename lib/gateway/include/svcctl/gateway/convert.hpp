@@ -37,11 +37,12 @@ struct Request {
 
 // The provider's request body for `api`, into `out` unless it is the caller's as it came.
 // `yar_params`: a Yar caller's parameters (moved from); `key`: a JSON caller's key, sent as
-// the Yar token; `new_id`: the Yar id for a JSON caller's call to a Yar provider.
+// the Yar token; `sequence`: the caller's counter, advanced when a JSON caller's call to a
+// Yar provider draws its Yar id from it ((n & 0x7fffffff) | 1: positive, never 0).
 // Fails (with the codec's error, which the caller answers as BadRequest) when the caller's
 // JSON is not an object or array, or cannot be packed.
 Expected<Request> provider_request(const ApiRoute& api, const Caller& caller, codec::Value& yar_params,
-                                   std::string_view body, std::string_view key, std::int64_t new_id,
+                                   std::string_view body, std::string_view key, std::uint64_t& sequence,
                                    std::string& out);
 
 // What the caller is answered.

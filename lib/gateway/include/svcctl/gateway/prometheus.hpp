@@ -64,7 +64,8 @@ class Prometheus {
     std::string head;  // HELP and TYPE
     std::string samples;
   };
-  Family& find(std::string_view name);
+  Family* lookup(std::string_view name);  // null when not declared
+  Family& find(std::string_view name);    // declared as untyped when it was not
   std::vector<Family> m_families;  // a few dozen at most: found by a linear search
 };
 
