@@ -244,7 +244,7 @@ void Worker::close(Conn* c) {
   c->closed = true;
   if (c->ex.up || c->is_linked_inflight()) {
     end_upstream(c);
-    release_upstream(c, false);
+    release_upstream(c, Upstreams::Reuse::Close);
   }
   c->ex.route.reset();
   if (c->is_linked()) c->unlink();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "http.hpp"
+#include "upstream.hpp"
 
 #include <svcctl/codec/value.hpp>
 #include <svcctl/codec/yar.hpp>
@@ -37,41 +38,6 @@ using Clock = std::chrono::steady_clock;
 
 struct Worker;
 struct Conn;
-
-// Reference counts for objects that pending handlers keep alive; one thread only.
-template <typename T>
-struct RefCounted {
-  int refs = 0;
-  friend void intrusive_ptr_add_ref(T* p) { ++p->refs; }
-  friend void intrusive_ptr_release(T* p) {
-    if (--p->refs == 0) delete p;
-  }
-};
-
-// A connection to a provider.
-struct UpConn : RefCounted<UpConn> {
-  explicit UpConn(asio::io_context& ioc) : sock(ioc) {}
-  tcp::socket sock;
-  http::InBuffer in;
-  http::Response resp;
-  std::optional<http::ResponseParser> parser;
-  Conn* owner = nullptr;  // the exchange using it; null while pooled
-  bool reused = false;    // taken from the pool (may have been closed by the provider)
-  bool sent = false;      // the whole request was written
-  bool got_bytes = false; // some of the answer arrived
-  bool closing = false;   // the provider closes after this answer
-  Clock::time_point idle_since{};
-};
-
-// A provider address, per worker: where to connect and the idle connections.
-struct AddrState {
-  std::string host;
-  std::uint16_t port = 0;
-  std::optional<tcp::endpoint> endpoint;  // when the host is an IP address
-  std::vector<boost::intrusive_ptr<UpConn>> idle;  // most recently used last
-  Health* health = nullptr;
-  std::int64_t in_flight = 0;  // this worker's calls to it, whatever the service
-};
 
 // One call's state, set as the call goes: reset by value when the next call begins, so a
 // field added here starts each call at its default without a line elsewhere.
@@ -143,7 +109,7 @@ struct CallBuffers {
 
 // One call in progress on a client connection, and the provider connection it holds.
 struct Exchange : CallState, CallNames, CallBuffers {
-  boost::intrusive_ptr<UpConn> up;  // released by Worker::release_upstream, never by reset()
+  boost::intrusive_ptr<UpConn> up;  // given back by Upstreams::release, never by reset()
 
   void reset() {
     static_cast<CallState&>(*this) = CallState{};
@@ -181,7 +147,7 @@ struct Conn : RefCounted<Conn>, ConnHook, InflightHook {
   void unlink_inflight() { InflightHook::unlink(); }
 };
 
-struct Worker {
+struct Worker final : Upstreams::Listener {
   Worker(Gateway::Impl& impl, unsigned n);
   void run();
   void shutdown();  // on the worker's thread
@@ -194,7 +160,6 @@ struct Worker {
   asio::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   tcp::acceptor acceptor;
   asio::steady_timer tick;
-  tcp::resolver resolver;
   std::thread thread;
   bool stopping = false;
   bool draining = false;  // not accepting; connections close after their answer
@@ -221,9 +186,9 @@ struct Worker {
   std::uint64_t route_gen = ~std::uint64_t{0};
   std::shared_ptr<const RouteTable> table;
   std::unordered_map<std::string, ServiceState, StringHash, std::equal_to<>> service_states;
-  std::unordered_map<std::string, std::unique_ptr<AddrState>> addr_states;  // by host:port
 
   StatsView stats;  // this worker's counts (std::map: pointers into it stay valid)
+  Upstreams upstreams;  // the providers' side: after `ioc` and `stats`, which it uses
   std::uint64_t rng = 0;
   std::uint32_t id_prefix = 0;
   std::uint64_t request_counter = 0;
@@ -257,16 +222,13 @@ struct Worker {
   // The provider's request body (false when the call was answered: refused).
   bool prepare_upstream_body(Conn* c);
   convert::Caller caller_of(const Exchange& x) const;
-  void send_upstream(Conn* c);
-  void write_upstream(Conn* c);
-  void wait_upstream(Conn* c);
-  void on_upstream_readable(Conn* c, boost::system::error_code ec, std::size_t n);
-  void upstream_io_error(Conn* c, boost::system::error_code ec);
+  // An attempt's end (Upstreams::Listener): the caller's answer, or a retry.
+  void upstream_answered(Conn* c) override;
+  void upstream_failed(Conn* c, Err e, std::string message) override;
   void upstream_timeout(Conn* c);
-  void upstream_failed(Conn* c, Err e, std::string message);
-  void upstream_done(Conn* c);
+  // The call no longer counts as in flight on its address.
   void end_upstream(Conn* c);
-  void release_upstream(Conn* c, bool reusable);
+  void release_upstream(Conn* c, Upstreams::Reuse reuse) { upstreams.release(c->ex, reuse, now_cached); }
 
   void fail_unrouted(Conn* c, Err e, std::string_view message);
   void fail_yar_status(Conn* c, const Error& error);

@@ -1,6 +1,6 @@
-// The provider side of the data plane: a pooled connection per address and worker (or a
-// new one: resolved, connected), the request written, the answer read and parsed, a stale
-// pooled connection replaced once, timeouts, and the connection given back to the pool.
+// The provider side of the data plane (see upstream.hpp).
+#include "upstream.hpp"
+
 #include "internal.hpp"
 #include "wire.hpp"
 
@@ -12,9 +12,52 @@ namespace svcctl::gateway {
 
 using namespace wire;
 
-// ---- upstream --------------------------------------------------------------------------
+Upstreams::Upstreams(asio::io_context& ioc, Listener& listener, Limits limits, std::uint64_t& connects)
+    : ioc_(ioc), resolver_(ioc), listener_(listener), limits_(limits), connects_(connects) {}
 
-void Worker::send_upstream(Conn* c) {
+std::unique_ptr<AddrState> Upstreams::make_state(const AddrRoute& a, Health* health) {
+  auto st = std::make_unique<AddrState>();
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(a.host, ec);
+  if (!ec) st->endpoint = tcp::endpoint(ip, a.port);
+  st->host = a.host;
+  st->port = a.port;
+  st->health = health;
+  return st;
+}
+
+const AddrState* Upstreams::find(const std::string& name) const {
+  auto it = addrs_.find(name);
+  return it == addrs_.end() ? nullptr : it->second.get();
+}
+
+void Upstreams::close_idle(Clock::time_point now) {
+  for (auto& [_, a] : addrs_) {
+    auto& idle = a->idle;
+    std::size_t keep = 0;
+    for (std::size_t i = 0; i < idle.size(); ++i) {
+      if (now - idle[i]->idle_since < limits_.idle_timeout) {
+        idle[keep++] = std::move(idle[i]);
+      } else {
+        boost::system::error_code ec;
+        idle[i]->sock.close(ec);
+      }
+    }
+    idle.resize(keep);
+  }
+}
+
+void Upstreams::shutdown() {
+  stopping_ = true;
+  resolver_.cancel();
+  boost::system::error_code ec;
+  for (auto& [_, a] : addrs_) {
+    for (auto& u : a->idle) u->sock.close(ec);
+    a->idle.clear();
+  }
+}
+
+void Upstreams::send(Conn* c) {
   Exchange& x = c->ex;
   AddrState& a = *x.addr;
   if (!a.idle.empty()) {
@@ -22,38 +65,40 @@ void Worker::send_upstream(Conn* c) {
     a.idle.pop_back();
     x.up->reused = true;
     x.up->owner = c;
-    return write_upstream(c);
+    return write(c);
   }
-  x.up = boost::intrusive_ptr<UpConn>(new UpConn(ioc));
+  x.up = boost::intrusive_ptr<UpConn>(new UpConn(ioc_));
   x.up->owner = c;
   x.up->reused = false;
-  ++stats.upstream_connects;
+  ++connects_;
   auto on_connected = [this, c = boost::intrusive_ptr<Conn>(c), u = x.up](boost::system::error_code ec) {
     if (u->owner != c.get()) return;  // the exchange ended meanwhile (timeout, close)
-    if (ec) return upstream_failed(c.get(), Err::Unreachable, fmt::format("cannot connect to {}: {}", *c->ex.addr_name, ec.message()));
+    if (ec)
+      return listener_.upstream_failed(c.get(), Err::Unreachable,
+                                       fmt::format("cannot connect to {}: {}", *c->ex.addr_name, ec.message()));
     boost::system::error_code ignore;
     u->sock.set_option(tcp::no_delay(true), ignore);
     u->sock.non_blocking(true, ignore);
-    write_upstream(c.get());
+    write(c.get());
   };
   if (a.endpoint) {
     x.up->sock.async_connect(*a.endpoint, std::move(on_connected));
     return;
   }
   // A host name: resolve it for each new connection (the resolver runs on its own thread).
-  resolver.async_resolve(a.host, std::to_string(a.port),
+  resolver_.async_resolve(a.host, std::to_string(a.port),
                          [this, c = boost::intrusive_ptr<Conn>(c), u = x.up, on_connected = std::move(on_connected)](
                              boost::system::error_code ec, tcp::resolver::results_type results) mutable {
                            if (u->owner != c.get()) return;
                            if (ec || results.empty())
-                             return upstream_failed(c.get(), Err::Unreachable,
-                                                    fmt::format("cannot resolve {}: {}", *c->ex.addr_name,
-                                                                ec ? ec.message() : "no address"));
+                             return listener_.upstream_failed(c.get(), Err::Unreachable,
+                                                              fmt::format("cannot resolve {}: {}", *c->ex.addr_name,
+                                                                          ec ? ec.message() : "no address"));
                            u->sock.async_connect(results.begin()->endpoint(), std::move(on_connected));
                          });
 }
 
-void Worker::write_upstream(Conn* c) {
+void Upstreams::write(Conn* c) {
   Exchange& x = c->ex;
   const ApiRoute& api = *x.api;
   const std::string& body = *x.up_body_ref;
@@ -86,38 +131,38 @@ void Worker::write_upstream(Conn* c) {
   boost::system::error_code ec;
   std::size_t n = send_now(u.sock, h, body, ec);
   const std::size_t total = h.size() + body.size();
-  if (!ec && n == total) return wait_upstream(c);
-  if (ec && ec != asio::error::would_block) return upstream_io_error(c, ec);
+  if (!ec && n == total) return wait(c);
+  if (ec && ec != asio::error::would_block) return io_error(c, ec);
   if (ec) n = 0;
   // The socket buffer is full: the rest goes through the loop.
   rest_of(x.up_rest, h, body, n);
   asio::async_write(u.sock, asio::buffer(x.up_rest),
                     [this, c = boost::intrusive_ptr<Conn>(c), u = x.up](boost::system::error_code e, std::size_t) {
                       if (u->owner != c.get()) return;
-                      if (e) return upstream_io_error(c.get(), e);
-                      wait_upstream(c.get());
+                      if (e) return io_error(c.get(), e);
+                      wait(c.get());
                     });
 }
 
-void Worker::wait_upstream(Conn* c) {
+void Upstreams::wait(Conn* c) {
   auto& u = c->ex.up;
   u->sent = true;
   char* p = u->in.prepare(k_read_chunk);
   u->sock.async_read_some(asio::buffer(p, u->in.room()),
                           [this, c = boost::intrusive_ptr<Conn>(c), u](boost::system::error_code ec, std::size_t n) {
                             if (u->owner != c.get()) return;
-                            on_upstream_readable(c.get(), ec, n);
+                            on_readable(c.get(), ec, n);
                           });
 }
 
-void Worker::on_upstream_readable(Conn* c, boost::system::error_code ec, std::size_t n) {
+void Upstreams::on_readable(Conn* c, boost::system::error_code ec, std::size_t n) {
   UpConn& u = *c->ex.up;
   bool eof = false;
   if (ec == asio::error::eof) {
     eof = true;
     ec = {};
   } else if (ec) {
-    return upstream_io_error(c, ec);
+    return io_error(c, ec);
   } else {
     bool full = n == u.in.room();
     u.in.commit(n);
@@ -135,7 +180,7 @@ void Worker::on_upstream_readable(Conn* c, boost::system::error_code ec, std::si
         ec = {};
         break;
       }
-      if (ec) return upstream_io_error(c, ec);
+      if (ec) return io_error(c, ec);
       u.in.commit(n);
       full = n == room;
     }
@@ -149,33 +194,33 @@ void Worker::on_upstream_readable(Conn* c, boost::system::error_code ec, std::si
       break;
     }
     if (ec) {
-      return upstream_failed(c, Err::BadResponse,
+      return listener_.upstream_failed(c, Err::BadResponse,
                              fmt::format("unreadable answer from {}: {}", *c->ex.addr_name, ec.message()));
     }
     if (u.parser->is_done()) {
       u.closing = u.closing || eof;  // the provider closed too: not for the pool
-      return upstream_done(c);
+      return listener_.upstream_answered(c);
     }
     if (used == 0) break;
   }
   if (eof) {
     if (!u.got_bytes) {
-      return upstream_io_error(c, asio::error::eof);
+      return io_error(c, asio::error::eof);
     }
     u.parser->put_eof(ec);
     if (!ec && u.parser->is_done()) {
       u.closing = true;
-      return upstream_done(c);
+      return listener_.upstream_answered(c);
     }
-    return upstream_failed(c, Err::BadResponse,
+    return listener_.upstream_failed(c, Err::BadResponse,
                            fmt::format("{} closed the connection in the middle of its answer", *c->ex.addr_name));
   }
-  wait_upstream(c);
+  wait(c);
 }
 
 // A connection-level failure: a reused connection that the provider had closed before
 // reading anything is replaced by a new one, once (the request never reached it).
-void Worker::upstream_io_error(Conn* c, boost::system::error_code ec) {
+void Upstreams::io_error(Conn* c, boost::system::error_code ec) {
   Exchange& x = c->ex;
   UpConn& u = *x.up;
   const bool stale = u.reused && !u.got_bytes && !x.stale_retry &&
@@ -183,32 +228,25 @@ void Worker::upstream_io_error(Conn* c, boost::system::error_code ec) {
                       ec == asio::error::broken_pipe);
   if (stale) {
     x.stale_retry = true;
-    release_upstream(c, false);
-    return send_upstream(c);
+    release(x, Reuse::Close, {});
+    return send(c);
   }
   if (u.sent)  // the request went out: the provider took it and did not answer
-    return upstream_failed(c, Err::BadResponse,
+    return listener_.upstream_failed(c, Err::BadResponse,
                            ec == asio::error::eof
                                ? fmt::format("{} closed the connection without answering", *x.addr_name)
                                : fmt::format("{} failed while answering: {}", *x.addr_name, ec.message()));
-  upstream_failed(c, Err::Unreachable, fmt::format("connection to {} failed: {}", *x.addr_name, ec.message()));
+  listener_.upstream_failed(c, Err::Unreachable, fmt::format("connection to {} failed: {}", *x.addr_name, ec.message()));
 }
 
-void Worker::upstream_timeout(Conn* c) {
-  Exchange& x = c->ex;
-  upstream_failed(c, Err::Timeout,
-                  fmt::format("no answer from {} within {} ms", *x.addr_name, x.api->timeout.count()));
-}
-
-void Worker::release_upstream(Conn* c, bool reusable) {
-  Exchange& x = c->ex;
+void Upstreams::release(Exchange& x, Reuse reuse, Clock::time_point now) {
   if (!x.up) return;
   boost::intrusive_ptr<UpConn> u = std::move(x.up);
   u->owner = nullptr;
   u->parser.reset();
-  if (reusable && !u->closing && u->in.empty() && !stopping &&
-      x.addr->idle.size() < gw.options.max_idle_per_address) {
-    u->idle_since = now_cached;
+  if (reuse == Reuse::Pool && !u->closing && u->in.empty() && !stopping_ &&
+      x.addr->idle.size() < limits_.max_idle_per_address) {
+    u->idle_since = now;
     u->in.shrink(k_keep_buffer);
     if (u->resp.body.capacity() > 64 * 1024) std::string().swap(u->resp.body);
     x.addr->idle.push_back(std::move(u));
@@ -216,26 +254,6 @@ void Worker::release_upstream(Conn* c, bool reusable) {
   }
   boost::system::error_code ec;
   u->sock.close(ec);
-}
-
-void Worker::end_upstream(Conn* c) {
-  Exchange& x = c->ex;
-  if (x.counted_in_flight) {
-    --x.addr->in_flight;
-    --x.addr_stats->in_flight;
-    --x.svc_stats->in_flight;
-    x.counted_in_flight = false;
-  }
-  if (c->is_linked_inflight()) c->unlink_inflight();
-}
-
-void Worker::upstream_failed(Conn* c, Err e, std::string message) {
-  Exchange& x = c->ex;
-  x.addr_err = e;
-  if (try_retry(c)) return;
-  end_upstream(c);
-  release_upstream(c, false);
-  fail(c, e, message);
 }
 
 }  // namespace svcctl::gateway

@@ -4,9 +4,9 @@
 //
 // A request's life on a client connection (Conn):
 //   read → parse (http::RequestParser) → route (RouteTable, the worker's ServiceState) →
-//   build the upstream body (passthrough or conversion) → an upstream connection (pooled
-//   UpConn, or a new one) → write → read and parse the answer → build the caller's answer
-//   → write → next request (keep-alive) or close.
+//   build the upstream body (passthrough or conversion) → Upstreams (upstream.hpp): a
+//   pooled UpConn or a new one, write, read and parse the answer → build the caller's
+//   answer → write → next request (keep-alive) or close.
 // Sockets are non-blocking: reads go through the loop (async_read_some), and a write is
 // tried at once, falling back to the loop only when the socket buffer is full. One tick per
 // worker checks deadlines: upstream timeouts every 10 ms, client read deadlines and idle
@@ -40,7 +40,8 @@ Worker::Worker(Gateway::Impl& impl, unsigned n)
                impl.options.max_ejected_percent},
       acceptor(ioc),
       tick(ioc),
-      resolver(ioc) {
+      upstreams(ioc, *this, {impl.options.max_idle_per_address, impl.options.upstream_idle_timeout},
+                stats.upstream_connects) {
   std::random_device rd;
   rng = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ (static_cast<std::uint64_t>(number) << 56);
   id_prefix = static_cast<std::uint32_t>(next_random());
@@ -66,12 +67,8 @@ void Worker::shutdown() {
   flush_access_log();
   acceptor.close(ec);
   tick.cancel();
-  resolver.cancel();
+  upstreams.shutdown();
   while (!conns.empty()) close(&conns.front());
-  for (auto& [_, a] : addr_states) {
-    for (auto& u : a->idle) u->sock.close(ec);
-    a->idle.clear();
-  }
 }
 
 // Stops accepting and closes the connections with no request under way; the others close
@@ -154,19 +151,7 @@ void Worker::on_tick() {
       close(&c);
     }
   }
-  for (auto& [_, a] : addr_states) {
-    auto& idle = a->idle;
-    std::size_t keep = 0;
-    for (std::size_t i = 0; i < idle.size(); ++i) {
-      if (now - idle[i]->idle_since < gw.options.upstream_idle_timeout) {
-        idle[keep++] = std::move(idle[i]);
-      } else {
-        boost::system::error_code ec;
-        idle[i]->sock.close(ec);
-      }
-    }
-    idle.resize(keep);
-  }
+  upstreams.close_idle(now);
 }
 
 void Worker::refresh_routes() {
@@ -189,17 +174,7 @@ Worker::ServiceState* Worker::bind(std::string_view svc) {
   b.addrs.clear();
   b.addr_stats.clear();
   for (const auto& a : route->addrs) {
-    auto& st = addr_states[a.name];
-    if (!st) {
-      st = std::make_unique<AddrState>();
-      boost::system::error_code ec;
-      auto ip = asio::ip::make_address(a.host, ec);
-      if (!ec) st->endpoint = tcp::endpoint(ip, a.port);
-      st->host = a.host;
-      st->port = a.port;
-      st->health = gw.health_of(a.name);
-    }
-    b.addrs.push_back(st.get());
+    b.addrs.push_back(&upstreams.address(a, [this](const std::string& name) { return gw.health_of(name); }));
     b.addr_stats.push_back(&b.svc_stats->addresses[a.name]);
   }
   b.iface_stats.clear();
@@ -241,8 +216,8 @@ void Worker::note_failure(Conn* c) {
   auto count_ejected = [&] {
     std::size_t n = 0;
     for (const auto& ar : x.route->addrs) {
-      auto it = addr_states.find(ar.name);
-      if (it != addr_states.end() && it->second->health->ejected(now)) ++n;
+      const AddrState* a = upstreams.find(ar.name);
+      if (a && a->health->ejected(now)) ++n;
     }
     return n;
   };
@@ -288,7 +263,7 @@ bool Worker::try_retry(Conn* c) {
   x.addr_stats->counters.record(us, &*x.addr_err);
   note_failure(c);
   end_upstream(c);
-  release_upstream(c, false);
+  release_upstream(c, Upstreams::Reuse::Close);
   x.route = b->route;
   x.api = api;
   x.iface_stats = b->iface_stats[static_cast<std::size_t>(api - x.route->apis.data())];
@@ -308,7 +283,33 @@ void Worker::start_call(Conn* c, ServiceState& b, std::size_t i) {
   ++x.svc_stats->in_flight;
   x.counted_in_flight = true;
   if (!c->is_linked_inflight()) inflight.push_back(*c);
-  send_upstream(c);
+  upstreams.send(c);
+}
+
+void Worker::upstream_timeout(Conn* c) {
+  Exchange& x = c->ex;
+  upstream_failed(c, Err::Timeout,
+                  fmt::format("no answer from {} within {} ms", *x.addr_name, x.api->timeout.count()));
+}
+
+void Worker::end_upstream(Conn* c) {
+  Exchange& x = c->ex;
+  if (x.counted_in_flight) {
+    --x.addr->in_flight;
+    --x.addr_stats->in_flight;
+    --x.svc_stats->in_flight;
+    x.counted_in_flight = false;
+  }
+  if (c->is_linked_inflight()) c->unlink_inflight();
+}
+
+void Worker::upstream_failed(Conn* c, Err e, std::string message) {
+  Exchange& x = c->ex;
+  x.addr_err = e;
+  if (try_retry(c)) return;
+  end_upstream(c);
+  release_upstream(c, Upstreams::Reuse::Close);
+  fail(c, e, message);
 }
 
 
@@ -441,15 +442,15 @@ bool Worker::prepare_upstream_body(Conn* c) {
 
 // ---- the provider answered: the caller's answer ---------------------------------------
 
-void Worker::upstream_done(Conn* c) {
+void Worker::upstream_answered(Conn* c) {
   Exchange& x = c->ex;
   end_upstream(c);
   UpConn& u = *x.up;
-  const bool reusable = u.parser->keep_alive() && !u.closing;
+  const auto reuse = u.parser->keep_alive() && !u.closing ? Upstreams::Reuse::Pool : Upstreams::Reuse::Close;
   // Keep the answer: the connection goes back to the pool before we answer.
   std::swap(x.resp_body, u.resp.body);
   const int status = u.resp.status;
-  release_upstream(c, reusable);
+  release_upstream(c, reuse);
 
   if (status >= 500) {  // a failure of the address; an idempotent call goes to another one
     x.addr_err = Err::ProviderError;
