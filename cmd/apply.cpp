@@ -5,7 +5,6 @@
 // view has reached the write.
 #include "commands.hpp"
 #include <svcctl/ops/drain_report.hpp>
-#include <svcctl/ops/fleet.hpp>
 
 #include <svcctl/model/model.hpp>
 #include <svcctl/registry/declare.hpp>
@@ -27,7 +26,6 @@
 namespace svcctl::cmd {
 
 namespace drain = ops::drain;
-namespace fleet = ops::fleet;
 
 namespace {
 
@@ -130,23 +128,9 @@ Expected<void> run_apply(Context& ctx, const ApplyArgs& a) {
   out["zxid"] = drain::hex(zxid);
   if (ctx.format != output::Format::Json && !ctx.quiet) fmt::print("applied at zxid {}\n", drain::hex(zxid));
   if (!a.wait) return finish();
-  drain::Progress progress(zxid, drain::Need::Seen, drain::Unreachable::Wait);
-  auto o = fleet::follow({ctx.noter(), ctx.warner()}, *reg, {services_of(plan), {}}, std::chrono::milliseconds(a.wait_timeout_ms),
-                         std::move(progress));
-  if (!o) {
-    if (ctx.format == output::Format::Json) output::print_json(out);
-    return fail(o.error());
-  }
-  if (o->no_gateway) ctx.note("no gateway is registered under /gateway: nothing to wait for");
-  out["wait"] = {{"gateways", o->progress.gateways().size()}, {"waited_ms", o->waited_ms}};
-  if (o->timed_out) {
-    if (ctx.format == output::Format::Json) output::print_json(out);
-    return fail(ErrorKind::TimedOut, fmt::format("written at zxid {}, but after {} ms not every gateway has it: {}",
-                                                 drain::hex(zxid), o->waited_ms, fmt::join(o->progress.waiting(), "; ")));
-  }
-  if (ctx.format != output::Format::Json && !ctx.quiet)
-    fmt::print("every gateway ({}) has it, after {} ms\n", o->progress.gateways().size(), o->waited_ms);
-  return finish();
+  auto waited = wait_for_gateways(ctx, *reg, zxid, services_of(plan), std::chrono::milliseconds(a.wait_timeout_ms), out);
+  if (ctx.format == output::Format::Json) output::print_json(out);
+  return waited;
 }
 
 Expected<void> run_export(Context& ctx, const ExportArgs& a) {

@@ -14,6 +14,16 @@
 
 #include "context.hpp"
 
+#include <svcctl/model/model.hpp>
+#include <svcctl/registry/registry.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
 #include <CLI/CLI.hpp>
 
 namespace svcctl::cmd {
@@ -30,6 +40,17 @@ void setup_undrain(CLI::App& app, Context& ctx);
 void setup_doctor(CLI::App& app, Context& ctx);
 void setup_apply(CLI::App& app, Context& ctx);
 void setup_export(CLI::App& app, Context& ctx);
+void setup_split(CLI::App& app, Context& ctx);
+
+// The split as `split` takes it and as `list` and `split` show it (cmd/split.cpp).
+Expected<std::vector<model::VersionShare>> parse_split(const std::vector<std::string>& items);
+std::string describe_split(const model::Service& s);
+
+// After a write at `zxid`, waits until every live gateway's view has it (cmd/follow.cpp),
+// saying so on a terminal, and adds "wait" to `out`; TimedOut (exit 10) past `timeout`.
+Expected<void> wait_for_gateways(Context& ctx, registry::Registry& reg, std::int64_t zxid,
+                                 std::vector<std::string> services, std::chrono::milliseconds timeout,
+                                 nlohmann::json& out);
 
 // The hidden ones (group ""): __complete, __man, __cli-json (cmd/cli_tools.cpp).
 void setup_cli_tools(CLI::App& app, Context& ctx);
@@ -52,6 +73,7 @@ inline constexpr Command k_commands[] = {
     {"doctor", setup_doctor},
     {"apply", setup_apply},
     {"export", setup_export},
+    {"split", setup_split},
     {"__cli", setup_cli_tools},
 };
 

@@ -70,6 +70,17 @@ Expected<void> describe_service(Context& ctx, registry::Registry& reg, const std
   fmt::print("service {}  status {}  owner {}  desc {}\n\n", d.service.name,
              d.registered ? status : "unregistered", or_dash(d.service.owner),
              or_dash(d.service.desc));
+  if (const auto versions = d.versions(); !versions.empty()) {
+    fmt::print("split: {}\n", describe_split(d.service));
+    Table t({"VERSION", "SHARE", "UP"});
+    for (const auto& v : versions)
+      t.add_row({{v.version.empty() ? "\"\"" : v.version},
+                 {v.share ? fmt::format("{}%", *v.share) : "-"},
+                 {fmt::format("{}/{}", v.routable, v.total),
+                  v.share && *v.share > 0 && v.routable == 0 ? output::Tone::Bad : output::Tone::Plain}});
+    print_table(ctx, t);
+    fmt::print("\n");
+  }
   Table addrs({"ADDRESS", "DC", "WEIGHT", "STATUS", "VERSION", "TAGS", "KIND"});
   for (const auto& a : d.addresses) {
     std::string st(model::to_string(a.status));

@@ -32,6 +32,7 @@ struct ProxyArgs {
   int eject_ms = 30'000;
   int eject_max_ms = 300'000;
   unsigned max_ejected_percent = 50;
+  unsigned dc_min_percent = 0;
   unsigned max_pending = 1024;
   int drain_timeout_ms = 10'000;
   int max_stale_s = 300;
@@ -69,8 +70,9 @@ Expected<gateway::Options> gateway_options(const ProxyArgs& a) {
   go.idle_timeout = std::chrono::milliseconds(a.idle_timeout_ms);
   if (a.eject_ms <= 0 || a.eject_max_ms < a.eject_ms)
     return fail(ErrorKind::Usage, "--eject-ms must be positive and at most --eject-max-ms");
-  if (a.max_ejected_percent > 100 || a.retry_budget > 100)
-    return fail(ErrorKind::Usage, "--max-ejected-percent and --retry-budget are percentages (0 to 100)");
+  if (a.max_ejected_percent > 100 || a.retry_budget > 100 || a.dc_min_percent > 100)
+    return fail(ErrorKind::Usage,
+                "--max-ejected-percent, --retry-budget and --dc-min-percent are percentages (0 to 100)");
   if (a.max_pending == 0 || a.max_stale_s <= 0)
     return fail(ErrorKind::Usage, "--max-pending and --max-stale-s must be positive");
   go.retry_budget_percent = a.retry_budget;
@@ -78,6 +80,7 @@ Expected<gateway::Options> gateway_options(const ProxyArgs& a) {
   go.eject_base = std::chrono::milliseconds(a.eject_ms);
   go.eject_max = std::chrono::milliseconds(a.eject_max_ms);
   go.max_ejected_percent = a.max_ejected_percent;
+  go.dc_min_percent = a.dc_min_percent;
   go.max_pending_per_address = a.max_pending;
   go.max_stale = std::chrono::seconds(a.max_stale_s);
   go.require_keys = a.require_keys;
@@ -130,6 +133,10 @@ void setup_proxy(CLI::App& app, Context& ctx) {
   p->add_option("--admin", a->admin, "address for /-/healthz, /-/stats, /metrics, /-/registry (\"\" for none)")
       ->capture_default_str();
   p->add_option("--dc", a->dc, "this gateway's datacenter: its addresses are preferred");
+  p->add_option("--dc-min-percent", a->dc_min_percent,
+                "below this share of a service's addresses, --dc's take only the share they hold over it, the "
+                "others the rest (0: --dc's take all)")
+      ->capture_default_str();
   p->add_option("--id", a->id, "name under /gateway (default: host name and listening port)");
   p->add_option("--workers", a->workers, "worker threads (default: one per CPU)");
   p->add_option("--balance", a->balance, "how to choose among addresses: p2c or round-robin")

@@ -74,7 +74,7 @@ struct RegisterArgs {
   std::string name;  // address, interface or key
   Common common;
   std::unique_ptr<Text> status, desc, owner, dc, weight, version, tags, path, encoding, timeout,
-      method, rate, burst, apis;
+      method, rate, burst, apis, pin;
   bool idempotent = false;
   CLI::Option* idempotent_option = nullptr;
   bool shadow = false;
@@ -202,6 +202,10 @@ Expected<void> run_acl(Context& ctx, const RegisterArgs& a) {
     return model::parse_name_list("interface", t);
   }));
   if (a.shadow_option->count() > 0) f.shadow = a.shadow;
+  SVCCTL_CHECK(assign(f.version, *a.pin, [](const std::string& t) -> Expected<std::string> {
+    if (auto ok = model::validate_version(t); !ok) return fail(ok.error());
+    return t;
+  }));
   SVCCTL_TRY(auto* reg, ctx.registry());
   SVCCTL_TRY(auto result, reg->put_acl(a.service, a.name, f, a.common.options()));
   ctx.print_write(result);
@@ -276,6 +280,7 @@ void setup_register(CLI::App& app, Context& ctx) {
   text_option(ac, acl->rate, "--rate", "requests per second (absent: unlimited)");
   text_option(ac, acl->burst, "--burst", "bucket size (absent: the rate, at least 1)");
   text_option(ac, acl->apis, "--apis", "comma-separated interfaces, or * for all (new: *)");
+  text_option(ac, acl->pin, "--pin-version", "send every call of the key to this version (\"\": no pin)");
   acl->shadow_option = ac->add_flag("--shadow,!--no-shadow", acl->shadow,
                                    "count would-be rejections without rejecting");
   acl->common.add(ac, false, false);

@@ -13,9 +13,10 @@ def test_list_services_summary(reg):
     reg.ok("register", "service", "pay", "--status", "down", "--owner", "fin")
     assert reg.ok("list") == {"services": [
         {"service": "pay", "status": "down", "desc": "", "owner": "fin", "registered": True,
-         "addresses_up": 0, "addresses_total": 0, "interfaces": 0, "dcs": []},
+         "addresses_up": 0, "addresses_total": 0, "interfaces": 0, "dcs": [], "split": {}, "sticky": ""},
         {"service": "user", "status": "up", "desc": "", "owner": "", "registered": True,
-         "addresses_up": 2, "addresses_total": 3, "interfaces": 2, "dcs": ["bj", "sh"]},
+         "addresses_up": 2, "addresses_total": 3, "interfaces": 2, "dcs": ["bj", "sh"], "split": {},
+         "sticky": ""},
     ]}
 
 
@@ -59,7 +60,7 @@ def test_describe_service(reg):
         {"service": "user", "interface": "find", "path": "/rpc", "encoding": "yar-json",
          "status": "up", "timeout_ms": 250, "method": "find", "idempotent": False}]
     assert d["acls"] == [{"service": "user", "key": "k", "rate": 10.0, "burst": None,
-                          "apis": ["find"], "shadow": False}]
+                          "apis": ["find"], "shadow": False, "version": ""}]
     assert "problems" not in d
     r = reg.run("-o", "table", "list", "user")
     assert r.code == 0

@@ -128,3 +128,24 @@ def test_datacenter_preference_and_fallback(reg, three):
         results = load.stop()
         gw.stop()
     assert not failures(results), failures(results)[:5]
+
+
+def test_datacenter_threshold_spills_a_share(reg, three):
+    """--dc-min-percent 50 with 1 of 3 addresses local (33 %): local takes 33/50 = 2/3."""
+    a, b, c = three
+    reg.ok("register", "service", "s")
+    reg.ok("register", "address", "s", a, "--dc", "west")
+    reg.ok("register", "address", "s", b, "--dc", "east")
+    reg.ok("register", "address", "s", c, "--dc", "east")
+    reg.ok("register", "api", "s", "whoami", "--path", "/whoami")
+    gw = Proxy(reg, "--dc", "west", "--dc-min-percent", "50")
+    try:
+        seen = collections.Counter(gw.call("s", "whoami", {})[1]["x-upstream"] for _ in range(1500))
+        spilled = gw.stats()["services"]["s"]["dc_spilled"]
+    finally:
+        gw.stop()
+    local = seen[a] / 1500
+    assert 0.60 <= local <= 0.73, seen  # 2/3, sd 1.2 points
+    assert seen[b] > 0 and seen[c] > 0
+    assert spilled == seen[b] + seen[c]
+    assert reg.run("proxy", "--dc-min-percent", "101").code == 2

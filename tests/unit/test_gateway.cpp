@@ -36,7 +36,7 @@ model::Api api(std::string name, std::string path) {
 }  // namespace
 
 TEST_CASE("build_service: only up addresses with a weight, the local datacenter first") {
-  model::Service svc{"s", model::Status::Up, "", ""};
+  model::Service svc{"s", model::Status::Up, "", "", {}, {}};
   auto r = build_service(svc,
                          {addr("10.0.0.1:80", "b", 100), addr("10.0.0.2:80", "a", 50),
                           addr("10.0.0.3:80", "a", 0), addr("10.0.0.4:80", "a", 100, model::Status::Down),

@@ -38,7 +38,7 @@ struct Table {
   }
   router::Verdict route(std::string_view key, std::string_view iface = "hello", bool require_keys = false) {
     table.keys = keys;
-    return router::route(table, *svc, {"s", iface, key, require_keys, 1'000'000'000});
+    return router::route(table, *svc, {"s", iface, key, require_keys, 1'000'000'000, {}});
   }
 };
 
@@ -150,4 +150,21 @@ TEST_CASE("route: a key's rate, its burst at once, then refusals with the decisi
   CHECK_FALSE(v.refusal);
   CHECK(v.shadow == Err::RateLimited);
   CHECK_FALSE(v.rate);
+}
+
+TEST_CASE("route: the version pin is the key's ACL's, else the caller's; a shadow ACL pins too") {
+  Table t;
+  t.table.keys = t.keys;
+  auto route = [&](std::string_view key, std::string_view asked) {
+    return router::route(t.table, *t.svc, {"s", "hello", key, false, 1'000'000'000, asked});
+  };
+  CHECK(route("", "").version.empty());
+  CHECK(route("", "v2").version == "v2");
+  t.acl("good", true).version = "v1";
+  CHECK(route("good", "v2").version == "v1");
+  CHECK(route("good", "").version == "v1");
+  t.acl("off").version = "v9";  // an enforcing ACL: a call without a key is refused, and pinned nowhere
+  auto refused = route("", "v2");
+  CHECK(refused.refusal == Err::MissingKey);
+  CHECK(refused.version.empty());
 }

@@ -156,3 +156,38 @@ TEST_CASE("routable: up, weight above 0, and a host:port to connect to") {
   a.address = "[::1]:8080";
   CHECK(model::routable(a));
 }
+
+TEST_CASE("decode_service: a split by version, sorted; a bad one is a problem and no split; stickiness") {
+  auto d = decode_service("s", R"({"split": {"v2": 10, "v1": 90, "": 0}, "sticky": "header:X-User"})");
+  CHECK(d.problems.empty());
+  REQUIRE(d.value.split.size() == 3);
+  CHECK(d.value.split[0] == VersionShare{"", 0});
+  CHECK(d.value.split[1] == VersionShare{"v1", 90});
+  CHECK(d.value.split[2] == VersionShare{"v2", 10});
+  CHECK(d.value.sticky.by == Sticky::By::Header);
+  CHECK(d.value.sticky.header == "X-User");
+  CHECK(to_json(d.value)["split"] == nlohmann::json{{"", 0}, {"v1", 90}, {"v2", 10}});
+  CHECK(to_json(d.value)["sticky"] == "header:X-User");
+  // Shares are relative: 3:1 is a split as good as 75:25.
+  CHECK(decode_service("s", R"({"split": {"a": 3, "b": 1}})").problems.empty());
+  for (const char* bad : {R"({"split": [1]})", R"({"split": {"v1": -1, "v2": 101}})", R"({"split": {"v1": 0}})",
+                          R"({"split": {"v 1": 100}})", R"({"split": {"v1": 1.5}})", R"({"split": {"v1": 101}})"}) {
+    auto b = decode_service("s", bad);
+    CHECK_MESSAGE(b.value.split.empty(), bad);
+    CHECK_MESSAGE(b.problems.size() == 1, bad);
+  }
+  auto st = decode_service("s", R"({"sticky": "cookie"})");
+  CHECK(st.value.sticky.by == Sticky::By::None);
+  CHECK(st.problems.size() == 1);
+  CHECK(parse_sticky("key")->by == Sticky::By::Key);
+  CHECK(!parse_sticky("header:"));
+  CHECK(!parse_sticky("header:a b"));
+  CHECK(to_string(*parse_sticky("header:X-Tenant")) == "header:X-Tenant");
+}
+
+TEST_CASE("decode_acl: a version pin, refused when it is not a version name") {
+  CHECK(decode_acl("s", "k", R"({"version": "v2"})").value.version == "v2");
+  auto bad = decode_acl("s", "k", R"({"version": "v 2"})");
+  CHECK(bad.value.version.empty());
+  CHECK(bad.problems.size() == 1);
+}

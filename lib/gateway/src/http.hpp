@@ -26,7 +26,10 @@ struct Request {
   std::string api_key;     // X-Api-Key
   std::string request_id;  // X-Request-Id
   std::string forwarded_for;  // X-Forwarded-For (several headers joined with ", ")
+  std::string pinned_version;  // X-Svcctl-Version
   bool expect_continue = false;  // Expect: 100-continue
+  // Every other header, as "name:value\n" lines (for a sticky split by header).
+  std::string other_fields;
   std::string body;
   void clear() {
     method = beast::http::verb::unknown;
@@ -35,7 +38,25 @@ struct Request {
     api_key.clear();
     request_id.clear();
     forwarded_for.clear();
+    pinned_version.clear();
+    other_fields.clear();
     body.clear();
+  }
+  // The value of the first header `name` (any case) among other_fields; empty if none.
+  std::string_view field(std::string_view name) const {
+    std::string_view rest = other_fields;
+    while (!rest.empty()) {
+      const auto end = rest.find('\n');
+      const std::string_view line = rest.substr(0, end);
+      const auto colon = line.find(':');
+      const std::string_view field_name = line.substr(0, colon);
+      if (beast::iequals(beast::string_view(field_name.data(), field_name.size()),
+                         beast::string_view(name.data(), name.size())))
+        return line.substr(colon + 1);
+      if (end == std::string_view::npos) break;
+      rest.remove_prefix(end + 1);
+    }
+    return {};
   }
 };
 
@@ -83,10 +104,22 @@ class RequestParser final : public Collecting<true> {
       else if (beast::iequals(name_string, "x-forwarded-for")) {
         if (!m_out.forwarded_for.empty()) m_out.forwarded_for += ", ";
         m_out.forwarded_for.append(value.data(), value.size());
+      } else if (beast::iequals(name_string, "x-svcctl-version")) {
+        m_out.pinned_version.assign(value.data(), value.size());
+      } else {
+        other(name_string, value);
       }
     } else if (name == beast::http::field::expect && beast::iequals(value, "100-continue")) {
       m_out.expect_continue = true;
+    } else if (name != beast::http::field::content_length && name != beast::http::field::transfer_encoding) {
+      other(name_string, value);
     }
+  }
+  void other(beast::string_view name, beast::string_view value) {
+    m_out.other_fields.append(name.data(), name.size());
+    m_out.other_fields += ':';
+    m_out.other_fields.append(value.data(), value.size());
+    m_out.other_fields += '\n';
   }
   void on_header_impl(error_code&) override {}
 

@@ -7,6 +7,7 @@
 
 #include <svcctl/codec/value.hpp>
 #include <svcctl/codec/yar.hpp>
+#include <svcctl/gateway/balance.hpp>
 #include <svcctl/gateway/convert.hpp>
 #include <svcctl/gateway/gateway.hpp>
 #include <svcctl/gateway/outlier.hpp>
@@ -52,11 +53,13 @@ struct CallState {
   // Routing.
   std::shared_ptr<const ServiceRoute> route;  // keeps `api` and `addr_name` alive
   const ApiRoute* api = nullptr;
+  std::size_t version = static_cast<std::size_t>(-1);  // into route->versions; none: any address
   AddrState* addr = nullptr;
   const std::string* addr_name = nullptr;
   StatsView::Service* svc_stats = nullptr;
   Counters* iface_stats = nullptr;
   StatsView::Address* addr_stats = nullptr;
+  StatsView::Version* version_stats = nullptr;  // the address's version's, when kept
   StatsView::Key* key_stats = nullptr;   // a known, enabled key
   std::optional<RateDecision> rate;      // when its rate was enforced: for the headers
   bool counted_in_flight = false;
@@ -182,6 +185,10 @@ struct Worker final : Upstreams::Listener {
     std::vector<Counters*> iface_stats;  // parallel to route->apis
     std::vector<std::int64_t> swrr;      // round-robin state of the candidates
     StatsView::Service* svc_stats = nullptr;
+    // Parallel to route->versions: each version's counters and round-robin state.
+    std::vector<StatsView::Version*> version_stats;
+    std::vector<std::vector<std::int64_t>> version_swrr;
+    std::vector<StatsView::Version*> addr_version_stats;  // parallel to addrs; empty without versions
   };
   std::uint64_t route_gen = ~std::uint64_t{0};
   std::shared_ptr<const RouteTable> table;
@@ -199,10 +206,14 @@ struct Worker final : Upstreams::Listener {
   void on_tick();
   void refresh_routes();
   ServiceState* bind(std::string_view svc);
-  // The address for a call (balance::choose over this worker's state): an index into
-  // b.route->addrs, or npos when every address is ejected past panic, at its pending
-  // limit, or `avoid`.
-  std::size_t choose(ServiceState& b, const AddrState* avoid = nullptr);
+  // The address for a call (balance::choose over this worker's state) among the service's
+  // addresses, or `version`'s (an index into b.route->versions) unless it is npos: an
+  // index into b.route->addrs, or npos when every address is ejected past panic, at its
+  // pending limit, or `avoid`.
+  std::size_t choose(ServiceState& b, std::size_t version, const AddrState* avoid = nullptr);
+  // Where a call goes among the service's versions (balance::pick_version): the point on
+  // the split is the sticky value's when the service has one and the call carries it.
+  balance::VersionPick pick_version(const Conn* c, const ServiceRoute& r, std::string_view pin);
   std::int64_t now_ns() const { return now_cached.time_since_epoch().count(); }
   void note_success(AddrState& a);
   void note_failure(Conn* c);

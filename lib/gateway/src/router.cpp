@@ -116,6 +116,7 @@ Verdict route(const RouteTable& table, const ServiceRoute& r, const Call& call) 
   const bool keyed = !r.acls.empty() || call.require_keys;
   const bool enforcing = r.enforcing || call.require_keys;  // else every refusal is only counted
   if (keyed && !authorize(v, r, call, key, enforcing)) return v;
+  v.version = v.acl && !v.acl->version.empty() ? std::string_view(v.acl->version) : call.version;
   if (!r.up) return refused(std::move(v), Err::ServiceDown, fmt::format("service \"{}\" is down", call.service));
   if (!v.api)
     return refused(std::move(v), Err::UnknownInterface,

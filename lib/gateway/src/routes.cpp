@@ -13,6 +13,51 @@ const ApiRoute* ServiceRoute::find_api(std::string_view api) const {
   return it != apis.end() && it->name == api ? &*it : nullptr;
 }
 
+std::size_t ServiceRoute::find_version(std::string_view version) const {
+  auto it = std::lower_bound(versions.begin(), versions.end(), version,
+                             [](const VersionRoute& v, std::string_view n) { return v.version < n; });
+  return it != versions.end() && it->version == version ? static_cast<std::size_t>(it - versions.begin())
+                                                        : versions.size();
+}
+
+namespace {
+// The candidates of a set whose addresses are in order, local first.
+void choose_candidates(AddrSet& s) {
+  auto local = static_cast<std::size_t>(
+      std::count_if(s.addrs.begin(), s.addrs.end(), [](const AddrRoute& a) { return a.local; }));
+  s.candidates = local > 0 ? local : s.addrs.size();
+  std::int64_t sum = 0;
+  for (std::size_t i = 0; i < s.candidates; ++i) {
+    s.cumulative.push_back(sum += s.addrs[i].weight);
+    if (s.addrs[i].weight != s.addrs[0].weight) s.equal_weights = false;
+  }
+}
+
+// Each version of the addresses, and each one the split names, with its share; none when
+// no address has a version and there is no split (nothing to tell apart, nothing to count).
+void build_versions(ServiceRoute& r, const model::Service& service) {
+  std::set<std::string> names;
+  for (const auto& a : r.addrs) names.insert(a.version);
+  for (const auto& s : service.split) names.insert(s.version);
+  r.split = !service.split.empty();
+  r.sticky = service.sticky;
+  if (!r.split && names.size() <= 1 && (names.empty() || names.begin()->empty())) return;  // no versions
+  for (const auto& name : names) {
+    VersionRoute v;
+    v.version = name;
+    for (const auto& s : service.split)
+      if (s.version == name) v.share = s.share;
+    for (std::size_t i = 0; i < r.addrs.size(); ++i) {
+      if (r.addrs[i].version != name) continue;
+      v.addrs.push_back(r.addrs[i]);
+      v.indexes.push_back(i);
+    }
+    choose_candidates(v);
+    r.versions.push_back(std::move(v));
+  }
+}
+}  // namespace
+
 std::shared_ptr<const ServiceRoute> build_service(
     const model::Service& service, const std::vector<model::Address>& addresses,
     const std::vector<model::Api>& apis, const std::string& dc, const std::vector<model::Acl>& acls,
@@ -30,18 +75,13 @@ std::shared_ptr<const ServiceRoute> build_service(
     ar.dc = a.dc;
     ar.weight = a.weight;
     ar.local = !dc.empty() && a.dc == dc;
+    ar.version = a.version;
     r->addrs.push_back(std::move(ar));
   }
   // Local first; otherwise the node order (by name), so every worker sees the same order.
   std::stable_partition(r->addrs.begin(), r->addrs.end(), [](const AddrRoute& a) { return a.local; });
-  auto local = static_cast<std::size_t>(
-      std::count_if(r->addrs.begin(), r->addrs.end(), [](const AddrRoute& a) { return a.local; }));
-  r->candidates = local > 0 ? local : r->addrs.size();
-  std::int64_t sum = 0;
-  for (std::size_t i = 0; i < r->candidates; ++i) {
-    r->cumulative.push_back(sum += r->addrs[i].weight);
-    if (r->addrs[i].weight != r->addrs[0].weight) r->equal_weights = false;
-  }
+  choose_candidates(*r);
+  build_versions(*r, service);
   for (const auto& a : apis) {
     ApiRoute ar;
     ar.name = a.name;
@@ -64,6 +104,7 @@ std::shared_ptr<const ServiceRoute> build_service(
       std::sort(ar.apis.begin(), ar.apis.end());
     }
     ar.shadow = a.shadow;
+    ar.version = a.version;
     auto b = buckets.find(a.key);
     ar.bucket = b != buckets.end() ? b->second : std::make_shared<RateBucket>();
     r->enforcing |= !a.shadow;

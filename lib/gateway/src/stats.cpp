@@ -62,6 +62,7 @@ void StatsView::merge(const StatsView& other) {
     mine.retries += s.retries;
     mine.retries_denied += s.retries_denied;
     mine.panic += s.panic;
+    mine.dc_spilled += s.dc_spilled;
     for (const auto& [iface, c] : s.interfaces) mine.interfaces[iface].merge(c);
     for (const auto& [addr, a] : s.addresses) {
       auto& ma = mine.addresses[addr];
@@ -74,6 +75,11 @@ void StatsView::merge(const StatsView& other) {
       auto& mk = mine.keys[key];
       mk.counters.merge(k.counters);
       for (std::size_t i = 0; i < k_err_count; ++i) mk.shadow[i] += k.shadow[i];
+    }
+    for (const auto& [version, ver] : s.versions) {
+      auto& mv = mine.versions[version];
+      mv.counters.merge(ver.counters);
+      mv.passed_over += ver.passed_over;
     }
     for (std::size_t i = 0; i < k_err_count; ++i) mine.shadow[i] += s.shadow[i];
   }
@@ -120,6 +126,7 @@ nlohmann::json to_json(const StatsView& v, bool histograms) {
     j["retries"] = s.retries;
     j["retries_denied"] = s.retries_denied;
     j["panic"] = s.panic;
+    j["dc_spilled"] = s.dc_spilled;
     j["shadow"] = by_code(s.shadow);
     nlohmann::json ifaces = nlohmann::json::object();
     for (const auto& [iface, c] : s.interfaces) ifaces[iface] = to_json(c, histograms);
@@ -138,9 +145,16 @@ nlohmann::json to_json(const StatsView& v, bool histograms) {
       if (a.ejected_ms > 0) aj["ejected_for_ms"] = a.ejected_ms;
       addrs[addr] = std::move(aj);
     }
+    nlohmann::json versions = nlohmann::json::object();
+    for (const auto& [version, ver] : s.versions) {
+      auto vj = to_json(ver.counters, histograms);
+      vj["passed_over"] = ver.passed_over;
+      versions[version] = std::move(vj);
+    }
     j["interfaces"] = std::move(ifaces);
     j["addresses"] = std::move(addrs);
     j["keys"] = std::move(keys);
+    j["versions"] = std::move(versions);
     services[name] = std::move(j);
   }
   return {{"connections", v.connections},
@@ -214,6 +228,7 @@ Expected<StatsView> stats_from_json(const nlohmann::json& j) {
     s.retries = number<std::uint64_t>(sj, "retries");
     s.retries_denied = number<std::uint64_t>(sj, "retries_denied");
     s.panic = number<std::uint64_t>(sj, "panic");
+    s.dc_spilled = number<std::uint64_t>(sj, "dc_spilled");
     codes_from(sj, "shadow", s.shadow);
     for (const auto& [iface, ij] : members(sj, "interfaces").items()) {
       SVCCTL_TRY(s.interfaces[iface], counters_from(ij, "interface " + iface));
@@ -229,6 +244,11 @@ Expected<StatsView> stats_from_json(const nlohmann::json& j) {
       auto& k = s.keys[key];
       SVCCTL_TRY(k.counters, counters_from(kj, "key " + key));
       codes_from(kj, "shadow", k.shadow);
+    }
+    for (const auto& [version, vj] : members(sj, "versions").items()) {
+      auto& ver = s.versions[version];
+      SVCCTL_TRY(ver.counters, counters_from(vj, "version " + version));
+      ver.passed_over = number<std::uint64_t>(vj, "passed_over");
     }
   }
   return v;
@@ -294,14 +314,28 @@ void to_prometheus(Prometheus& p, const StatsView& v) {
       p.sample("svcctl_upstream_ejected", labels, a.ejected_ms > 0 ? 1 : 0);
     }
 
+  declare_counters(p, "svcctl_version", "Calls sent to each version of a service.",
+                   "Calls to each version that failed, by code.", "Latency of each version of a service.");
+  p.family("svcctl_version_passed_over_total", "counter",
+           "Calls a version's share held that went to another version, for want of an address.");
+  for (const auto& [svc, s] : v.services)
+    for (const auto& [version, ver] : s.versions) {
+      const Prometheus::Labels labels{{"service", svc}, {"version", version}};
+      counters_samples(p, "svcctl_version", labels, ver.counters);
+      p.sample("svcctl_version_passed_over_total", labels, ver.passed_over);
+    }
+
   p.family("svcctl_retries_total", "counter", "Calls sent again to another address, per service.");
   p.family("svcctl_retries_denied_total", "counter", "Retries the retry budget refused, per service.");
   p.family("svcctl_panic_total", "counter", "Calls routed with ejections ignored (too few healthy addresses).");
+  p.family("svcctl_dc_spilled_total", "counter",
+           "Calls sent past the gateway's datacenter because it holds too few of the addresses.");
   for (const auto& [svc, s] : v.services) {
     const Prometheus::Labels labels{{"service", svc}};
     p.sample("svcctl_retries_total", labels, s.retries);
     p.sample("svcctl_retries_denied_total", labels, s.retries_denied);
     p.sample("svcctl_panic_total", labels, s.panic);
+    p.sample("svcctl_dc_spilled_total", labels, s.dc_spilled);
   }
 
   p.family("svcctl_key_requests_total", "counter", "Calls per service and caller key.");

@@ -180,6 +180,14 @@ Worker::ServiceState* Worker::bind(std::string_view svc) {
   b.iface_stats.clear();
   for (const auto& api : route->apis) b.iface_stats.push_back(&b.svc_stats->interfaces[api.name]);
   b.swrr.assign(route->candidates, 0);
+  b.version_stats.clear();
+  b.version_swrr.clear();
+  b.addr_version_stats.assign(route->versions.empty() ? 0 : route->addrs.size(), nullptr);
+  for (const auto& v : route->versions) {
+    b.version_stats.push_back(&b.svc_stats->versions[v.version]);
+    b.version_swrr.emplace_back(v.candidates, 0);
+    for (std::size_t i : v.indexes) b.addr_version_stats[i] = b.version_stats.back();
+  }
   return &b;
 }
 
@@ -196,15 +204,33 @@ struct ServiceAddrs {
 };
 }  // namespace
 
-std::size_t Worker::choose(ServiceState& b, const AddrState* avoid) {
+std::size_t Worker::choose(ServiceState& b, std::size_t version, const AddrState* avoid) {
   const std::int64_t now = now_ns();
   ServiceAddrs addrs{b, avoid, now};
-  const balance::Rules rules{gw.options.balance, gw.options.panic_percent, static_cast<std::int64_t>(pending_limit)};
+  const balance::Rules rules{gw.options.balance, gw.options.panic_percent, static_cast<std::int64_t>(pending_limit),
+                             gw.options.dc_min_percent};
   const balance::Situation situation{now < gw.ejection_horizon.load(std::memory_order_relaxed), avoid != nullptr};
-  const balance::Choice c =
-      balance::choose(*b.route, addrs, b.swrr, rules, situation, [this] { return next_random(); });
+  auto random = [this] { return next_random(); };
+  balance::Choice c;
+  if (version == npos) {
+    c = balance::choose(*b.route, addrs, b.swrr, rules, situation, random);
+  } else {
+    const VersionRoute& v = b.route->versions[version];
+    balance::VersionAddrs<ServiceAddrs> in_version{addrs, v};
+    c = balance::choose(v, in_version, b.version_swrr[version], rules, situation, random);
+    if (c.index != npos) c.index = v.indexes[c.index];
+  }
   if (c.panic) ++b.svc_stats->panic;
+  if (c.spilled) ++b.svc_stats->dc_spilled;
   return c.index;
+}
+
+balance::VersionPick Worker::pick_version(const Conn* c, const ServiceRoute& r, std::string_view pin) {
+  std::string_view sticky;
+  if (r.sticky.by == model::Sticky::By::Key) sticky = c->ex.key;
+  else if (r.sticky.by == model::Sticky::By::Header) sticky = c->req.field(r.sticky.header);
+  const std::uint64_t point = sticky.empty() ? next_random() : balance::sticky_point(sticky);
+  return balance::pick_version(r, pin, point);
 }
 
 void Worker::note_success(AddrState& a) { outlier::succeeded(*a.health, ejection, now_ns()); }
@@ -243,17 +269,22 @@ bool Worker::try_retry(Conn* c) {
   ServiceState* b = bind(x.service);
   if (!b) return false;
   const ApiRoute* api = x.api;
+  std::size_t version = x.version;  // a retry stays in the call's version
   if (b->route != x.route) {  // the registry changed meanwhile: the call as it is now
     api = b->route->find_api(x.iface);
     if (!b->route->up || !api || !api->up || api->encoding != x.api->encoding || api->path != x.api->path ||
         api->method != x.api->method)
       return false;
+    if (version != npos) {
+      version = b->route->find_version(x.route->versions[version].version);
+      if (version == b->route->versions.size()) return false;
+    }
   }
   if (retry_tokens < 1) {
     ++x.svc_stats->retries_denied;
     return false;
   }
-  std::size_t i = choose(*b, x.addr);
+  std::size_t i = choose(*b, version, x.addr);
   if (i == npos) return false;
   retry_tokens -= 1;
   ++x.svc_stats->retries;
@@ -269,6 +300,7 @@ bool Worker::try_retry(Conn* c) {
   x.iface_stats = b->iface_stats[static_cast<std::size_t>(api - x.route->apis.data())];
   x.addr_err.reset();
   x.retried = true;
+  x.version = version;
   start_call(c, *b, i);
   return true;
 }
@@ -277,6 +309,7 @@ void Worker::start_call(Conn* c, ServiceState& b, std::size_t i) {
   Exchange& x = c->ex;
   x.addr = b.addrs[i];
   x.addr_stats = b.addr_stats[i];
+  x.version_stats = b.addr_version_stats.empty() ? nullptr : b.addr_version_stats[i];
   x.addr_name = &x.route->addrs[i].name;
   ++x.addr->in_flight;
   ++x.addr_stats->in_flight;
@@ -384,8 +417,10 @@ void Worker::dispatch(Conn* c) {
   x.route = b->route;
   x.svc_stats = b->svc_stats;
   const ServiceRoute& r = *x.route;
-  const router::Verdict v =
-      router::route(*table, r, {svc, iface, x.key, gw.options.require_keys, x.start.time_since_epoch().count()});
+  const std::string_view version = !c->req.pinned_version.empty() ? std::string_view(c->req.pinned_version)
+                                                             : router::query_param(target.query, "version");
+  const router::Verdict v = router::route(
+      *table, r, {svc, iface, x.key, gw.options.require_keys, x.start.time_since_epoch().count(), version});
   if (v.api) {
     x.api = v.api;
     x.iface_stats = b->iface_stats[static_cast<std::size_t>(v.api - r.apis.data())];
@@ -402,7 +437,14 @@ void Worker::dispatch(Conn* c) {
   // The body the provider gets.
   if (!prepare_upstream_body(c)) return;
 
-  std::size_t i = choose(*b);
+  if (!v.version.empty() || r.split) {
+    const balance::VersionPick pick = pick_version(c, r, v.version);
+    if (pick.passed_over != npos) ++b->version_stats[pick.passed_over]->passed_over;
+    if (pick.kind == balance::VersionPick::Kind::None)
+      return fail(c, Err::NoUpstream, fmt::format("service \"{}\" has no address of version \"{}\" up", svc, v.version));
+    x.version = pick.index;  // npos: every address
+  }
+  std::size_t i = choose(*b, x.version);
   if (i == npos)
     return fail(c, Err::Overloaded,
                 fmt::format("every address of \"{}\" has {} calls in flight", svc, gw.options.max_pending_per_address));
@@ -490,6 +532,7 @@ void Worker::record(Conn* c) {
   if (x.iface_stats) x.iface_stats->record(us, err);
   if (x.key_stats) x.key_stats->counters.record(us, err);
   if (x.addr_stats) x.addr_stats->counters.record(us, x.addr_err ? &*x.addr_err : nullptr);
+  if (x.version_stats) x.version_stats->counters.record(us, err);
 }
 
 }  // namespace svcctl::gateway

@@ -267,6 +267,65 @@ class Reader {
 
 }  // namespace
 
+Expected<void> validate_version(std::string_view version) {
+  if (version.empty()) return {};
+  return validate_name("version", version);
+}
+
+Expected<Sticky> parse_sticky(std::string_view text) {
+  if (text.empty()) return Sticky{};
+  if (text == "key") return Sticky{Sticky::By::Key, {}};
+  constexpr std::string_view k_header = "header:";
+  if (text.starts_with(k_header)) {
+    std::string_view name = text.substr(k_header.size());
+    // An HTTP field name is a token: letters, digits and !#$%&'*+-.^_`|~
+    auto token = [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    };
+    if (!name.empty() && name.size() <= 128 && std::all_of(name.begin(), name.end(), token))
+      return Sticky{Sticky::By::Header, std::string(name)};
+  }
+  return fail(ErrorKind::Usage, fmt::format("invalid sticky \"{}\": use key or header:NAME", text));
+}
+
+std::string to_string(const Sticky& sticky) {
+  switch (sticky.by) {
+    case Sticky::By::None: return "";
+    case Sticky::By::Key: return "key";
+    case Sticky::By::Header: return "header:" + sticky.header;
+  }
+  return "";
+}
+
+namespace {
+// "split": an object of version → whole number 0-100, at least one above 0. Anything else
+// is a problem and no split (every routable address takes calls by its weight).
+void read_split(Reader& r, Service& s) {
+  auto it = r.object().find("split");
+  if (it == r.object().end() || it->is_null()) return;
+  std::vector<VersionShare> split;
+  std::int64_t sum = 0;
+  bool ok = it->is_object();
+  if (ok) {
+    for (const auto& [version, share] : it->items()) {
+      if (!validate_version(version) || !share.is_number_integer() || share.get<std::int64_t>() < 0 ||
+          share.get<std::int64_t>() > 100) {
+        ok = false;
+        break;
+      }
+      split.push_back({version, share.get<std::int64_t>()});
+      sum += split.back().share;
+    }
+  }
+  if (!ok || sum == 0) {
+    r.problem("split", "is not an object of versions to shares from 0 to 100, one above 0; no split");
+    return;
+  }
+  std::sort(split.begin(), split.end(), [](const auto& a, const auto& b) { return a.version < b.version; });
+  s.split = std::move(split);
+}
+}  // namespace
+
 Decoded<Service> decode_service(std::string name, std::string_view data) {
   Decoded<Service> d;
   d.value.name = std::move(name);
@@ -274,6 +333,11 @@ Decoded<Service> decode_service(std::string name, std::string_view data) {
   r.status(d.value.status);
   r.string("desc", d.value.desc);
   r.string("owner", d.value.owner);
+  read_split(r, d.value);
+  std::string sticky;
+  r.string("sticky", sticky);
+  if (auto st = parse_sticky(sticky)) d.value.sticky = *st;
+  else r.problem("sticky", "is not \"key\" or \"header:NAME\"; not sticky");
   return d;
 }
 
@@ -341,6 +405,11 @@ Decoded<Acl> decode_acl(std::string service, std::string key, std::string_view d
   }
   r.strings("apis", d.value.apis);
   r.boolean("shadow", d.value.shadow);
+  r.string("version", d.value.version);
+  if (!validate_version(d.value.version)) {
+    r.problem("version", "is not a version name; the key is not pinned");
+    d.value.version.clear();
+  }
   return d;
 }
 
@@ -365,7 +434,10 @@ std::int64_t Acl::effective_burst() const {
 // ---- listing form ----------------------------------------------------------------------
 
 json to_json(const Service& v) {
-  return {{"service", v.name}, {"status", to_string(v.status)}, {"desc", v.desc}, {"owner", v.owner}};
+  json split = json::object();
+  for (const auto& s : v.split) split[s.version] = s.share;
+  return {{"service", v.name}, {"status", to_string(v.status)}, {"desc", v.desc},
+          {"owner", v.owner},  {"split", split},                 {"sticky", to_string(v.sticky)}};
 }
 
 json to_json(const Address& v) {
@@ -395,7 +467,8 @@ json to_json(const Acl& v) {
           {"rate", v.rate ? json(*v.rate) : json(nullptr)},
           {"burst", v.burst ? json(*v.burst) : json(nullptr)},
           {"apis", v.apis},
-          {"shadow", v.shadow}};
+          {"shadow", v.shadow},
+          {"version", v.version}};
 }
 
 json to_json(const Gateway& v) {
@@ -463,6 +536,7 @@ json AclFields::patch() const {
   put(j, "burst", burst);
   put(j, "apis", apis);
   put(j, "shadow", shadow);
+  put(j, "version", version);
   return j;
 }
 json AclFields::defaults() { return {{"apis", json::array({"*"})}, {"shadow", false}}; }

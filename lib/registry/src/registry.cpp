@@ -75,9 +75,32 @@ json ServiceSummary::to_json() const {
   return j;
 }
 
+std::vector<VersionSummary> ServiceDetail::versions() const {
+  std::map<std::string, VersionSummary> by;
+  for (const auto& a : addresses) {
+    auto& v = by[a.version];
+    ++v.total;
+    v.routable += model::routable(a);
+  }
+  if (service.split.empty() && (by.empty() || (by.size() == 1 && by.count("")))) return {};
+  for (const auto& s : service.split) by[s.version].share = s.share;
+  std::vector<VersionSummary> out;
+  for (auto& [name, v] : by) {
+    v.version = name;
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
 json ServiceDetail::to_json() const {
   json j = model::to_json(service);
   j["registered"] = registered;
+  j["versions"] = json::array();
+  for (const auto& v : versions())
+    j["versions"].push_back({{"version", v.version},
+                             {"share", v.share ? json(*v.share) : json(nullptr)},
+                             {"routable", v.routable},
+                             {"total", v.total}});
   j["addresses"] = json::array();
   for (const auto& a : addresses) j["addresses"].push_back(model::to_json(a));
   j["interfaces"] = json::array();
@@ -98,6 +121,16 @@ json KeyDetail::to_json() const {
 
 // ---- writes ----------------------------------------------------------------------------
 
+namespace {
+// The patch's fields over `data`; a null field removes it.
+void merge(json& data, const json& patch) {
+  for (const auto& [field, value] : patch.items()) {
+    if (value.is_null()) data.erase(field);
+    else data[field] = value;
+  }
+}
+}  // namespace
+
 Expected<WriteResult> Registry::upsert(const std::string& path, const json& patch,
                                        const json& defaults, const WriteOptions& options,
                                        const std::function<Expected<void>(const json&)>& validate,
@@ -112,7 +145,7 @@ Expected<WriteResult> Registry::upsert(const std::string& path, const json& patc
         return fail(ErrorKind::NotFound,
                     fmt::format("{} does not exist (--if-version needs an existing node)", path));
       json data = defaults;
-      data.update(patch);
+      merge(data, patch);
       if (validate) SVCCTL_CHECK(validate(data));
       std::vector<zk::Op> ops;
       if (guard) {
@@ -140,7 +173,7 @@ Expected<WriteResult> Registry::upsert(const std::string& path, const json& patc
                               node->stat.version, *options.if_version),
                   static_cast<int>(zk::Code::BadVersion));
     json after = *before;
-    after.update(patch);
+    merge(after, patch);
     if (after == *before) {
       WriteResult same{path, Action::Unchanged, node->stat.version, std::move(after), {}, {}};
       same.zxid = node->stat.mzxid;
@@ -210,6 +243,51 @@ Expected<WriteResult> Registry::put_service(const std::string& name,
   SVCCTL_CHECK(m_zk.ensure_path(paths::addresses(name)));
   SVCCTL_CHECK(m_zk.ensure_path(paths::apis(name)));
   return result;
+}
+
+Expected<WriteResult> Registry::set_split(const std::string& service, const std::vector<model::VersionShare>& split,
+                                          const model::Sticky& sticky, Safety safety) {
+  SVCCTL_CHECK(model::validate_name("service", service));
+  for (const auto& v : split) SVCCTL_CHECK(model::validate_version(v.version));
+  json patch = json::object();
+  if (split.empty()) {
+    patch["split"] = nullptr;
+    patch["sticky"] = nullptr;
+  } else {
+    json shares = json::object();
+    for (const auto& v : split) shares[v.version] = v.share;
+    patch["split"] = std::move(shares);
+    patch["sticky"] = sticky.by == model::Sticky::By::None ? json(nullptr) : json(model::to_string(sticky));
+  }
+  // Each version given a share has a routable address, pinned at the version read so that
+  // it cannot go away under the write.
+  auto guard = [&](const json*, const json&) -> Expected<std::vector<zk::Op>> {
+    std::vector<zk::Op> ops;
+    if (safety == Safety::Force) return ops;
+    SVCCTL_TRY(auto all, read_addresses(service));
+    std::vector<std::string> missing;
+    for (const auto& v : split) {
+      if (v.share == 0) continue;
+      auto it = std::find_if(all.begin(), all.end(), [&](const AddressNode& a) {
+        return a.address.version == v.version && model::routable(a.address);
+      });
+      if (it == all.end()) missing.push_back(v.version.empty() ? "\"\" (no version)" : "\"" + v.version + "\"");
+      else ops.push_back(zk::Op::check(paths::address(service, it->address.address), it->version));
+    }
+    if (!missing.empty())
+      return fail(ErrorKind::Unsafe,
+                  fmt::format("refusing to split service \"{}\": version{} {} ha{} no routable address (use "
+                              "--force to do it anyway)",
+                              service, missing.size() == 1 ? "" : "s", fmt::join(missing, ", "),
+                              missing.size() == 1 ? "s" : "ve"));
+    return ops;
+  };
+  WriteOptions options;
+  options.if_absent = IfAbsent::Refuse;
+  auto r = upsert(paths::service(service), patch, model::ServiceFields::defaults(), options, nullptr, guard);
+  if (!r && r.error().kind == ErrorKind::NotFound)
+    return fail(ErrorKind::NotFound, fmt::format("service \"{}\" not found", service));
+  return r;
 }
 
 Expected<WriteResult> Registry::put_address(const std::string& service, const model::HostPort& address,

@@ -1,7 +1,7 @@
-// Choosing a provider address for a call, pure given a random source: the balancers
-// (smooth weighted round robin, weighted power of two choices) and the choice among a
-// service's addresses with ejections, a retry's address to avoid, the pending limit and
-// panic. What it asks of the addresses (their load, their health) the caller's accessor
+// Choosing a provider address for a call, pure given a random source: the version under a
+// split or a pin, the balancers (smooth weighted round robin, weighted power of two
+// choices) and the choice among a service's (or a version's) addresses with ejections, a
+// retry's address to avoid, the pending limit and panic. What it asks of the addresses (their load, their health) the caller's accessor
 // answers, so the data plane's own state and a unit test's both serve.
 #pragma once
 
@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <utility>
 
 namespace svcctl::gateway {
@@ -83,6 +84,10 @@ struct Rules {
   Balance balance = Balance::P2C;
   unsigned panic_percent = 50;       // fewer healthy than this share: ejections are ignored
   std::int64_t pending_limit = 1024;  // calls in flight to one address (this worker's share)
+  // The local datacenter takes every call while it holds at least this share of the
+  // addresses; below it, the share it holds over this one (Envoy's zone-aware routing: 2 of
+  // 10 addresses against 40 % take half the calls), the rest going to the others. 0: all.
+  unsigned dc_min_percent = 0;
 };
 
 // What holds at the time of the choice.
@@ -94,23 +99,36 @@ struct Situation {
 struct Choice {
   std::size_t index = k_none;  // into route.addrs; k_none: every address is unusable
   bool panic = false;          // chosen with ejections ignored
+  bool spilled = false;        // sent past the local datacenter by rules.dc_min_percent
 };
 
-// The address for a call among `r`'s. `addrs` answers, for index i into r.addrs:
+// Whether a call leaves the local datacenter (`r`'s candidates, when it has others) under
+// rules.dc_min_percent: with probability 1 - (local share / threshold).
+template <typename Random>
+bool spills(const AddrSet& r, const Rules& rules, Random&& random) {
+  if (rules.dc_min_percent == 0 || r.candidates == 0 || r.candidates >= r.addrs.size()) return false;
+  const std::uint64_t local = r.candidates * 100;
+  const std::uint64_t threshold = r.addrs.size() * std::uint64_t{rules.dc_min_percent};
+  return local < threshold && random() % threshold >= local;
+}
+
+// The address for a call among `r`'s (a service's, or one version's). `addrs` answers, for index i into r.addrs:
 //   in_flight(i): this service's calls in flight to it (what P2C compares),
 //   pending(i):   every call in flight to the address (what the limit counts),
 //   ejected(i):   out of rotation now (asked only with `now.ejections`),
 //   avoided(i):   the address a retry leaves out (asked only with `now.avoiding`).
 // `swrr`: the round-robin state of r's candidates. The common case (no ejection in force,
-// nothing avoided) balances the candidates and checks the limit of the one chosen only;
-// otherwise the usable ones of the candidates (else of the other addresses) are gathered
-// first, and chosen among by weighted P2C.
+// nothing avoided, no spill) balances the candidates and checks the limit of the one
+// chosen only; otherwise the usable ones of the candidates (else of the other addresses;
+// for a spilled call, the other way round) are gathered first, and chosen among by
+// weighted P2C.
 template <typename Addrs, typename Random>
-Choice choose(const ServiceRoute& r, Addrs& addrs, std::span<std::int64_t> swrr, const Rules& rules, Situation now,
+Choice choose(const AddrSet& r, Addrs& addrs, std::span<std::int64_t> swrr, const Rules& rules, Situation now,
               Random&& random) {
   const bool ejections = now.ejections;
   const bool avoiding = now.avoiding;
-  if (!avoiding && !ejections && r.candidates > 0) {
+  const bool spill = spills(r, rules, random);
+  if (!avoiding && !ejections && !spill && r.candidates > 0) {
     std::size_t i = 0;
     if (r.candidates > 1) {
       if (rules.balance == Balance::RoundRobin) i = pick_swrr(r.candidate_addrs(), swrr);
@@ -132,11 +150,20 @@ Choice choose(const ServiceRoute& r, Addrs& addrs, std::span<std::int64_t> swrr,
   };
   std::array<std::size_t, 64> pick{};  // the first 64 usable ones: enough to spread load
   std::size_t n = 0;
-  for (std::size_t i = 0; i < r.candidates && n < pick.size(); ++i)
-    if (usable(i)) pick[n++] = i;
-  if (n == 0)  // none of the candidates: every other usable address, not only the first
-    for (std::size_t i = r.candidates; i < r.addrs.size() && n < pick.size(); ++i)
+  auto gather = [&](std::size_t from, std::size_t to) {
+    for (std::size_t i = from; i < to && n < pick.size(); ++i)
       if (usable(i)) pick[n++] = i;
+  };
+  // The candidates, else every other usable address (not only the first); a spilled call
+  // the other way round.
+  const std::size_t size = r.addrs.size();
+  if (spill) gather(r.candidates, size);
+  else gather(0, r.candidates);
+  const bool spilled = spill && n > 0;
+  if (n == 0) {
+    if (spill) gather(0, r.candidates);
+    else gather(r.candidates, size);
+  }
   if (n == 0) return {};
   std::array<std::int64_t, 64> cumulative{};
   std::int64_t sum = 0;
@@ -144,7 +171,70 @@ Choice choose(const ServiceRoute& r, Addrs& addrs, std::span<std::int64_t> swrr,
   const std::size_t k = pick_p2c_by(
       n, std::span<const std::int64_t>(cumulative.data(), n), [&](std::size_t j) { return r.addrs[pick[j]].weight; },
       [&](std::size_t j) { return addrs.in_flight(pick[j]); }, random);
-  return {pick[k], panic};
+  return {pick[k], panic, spilled};
+}
+
+// One version's addresses as choose() asks about them, given an accessor of the service's
+// (index i of the version's is v.indexes[i] of the service's).
+template <typename Addrs>
+struct VersionAddrs {
+  Addrs& all;
+  const VersionRoute& v;
+  auto in_flight(std::size_t i) const { return all.in_flight(v.indexes[i]); }
+  auto pending(std::size_t i) const { return all.pending(v.indexes[i]); }
+  bool ejected(std::size_t i) const { return all.ejected(v.indexes[i]); }
+  bool avoided(std::size_t i) const { return all.avoided(v.indexes[i]); }
+};
+
+// Where a call goes among a service's versions.
+struct VersionPick {
+  enum class Kind {
+    All,      // no split and no pin (or no version of the split has an address): every address
+    Version,  // `index` into route.versions
+    None,     // pinned to a version with no address
+  };
+  Kind kind = Kind::All;
+  std::size_t index = k_none;
+  std::size_t passed_over = k_none;  // the version whose share it was, when it had no address
+};
+
+// A sticky value's place on the split: the same on every gateway and build (FNV-1a).
+inline std::uint64_t sticky_point(std::string_view value) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (char c : value) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+  return h;
+}
+
+// The version of a call to `r`. `pin`: the version the call must go to ("": none).
+// Otherwise, under a split, the version whose share holds `point` (taken modulo the sum of
+// the shares; random, or a sticky_point); when that version has no address its share goes
+// to the others with addresses, in proportion to theirs, by the same point.
+inline VersionPick pick_version(const ServiceRoute& r, std::string_view pin, std::uint64_t point) {
+  if (!pin.empty()) {
+    const std::size_t i = r.find_version(pin);
+    if (i == r.versions.size() || r.versions[i].addrs.empty()) return {VersionPick::Kind::None, k_none, k_none};
+    return {VersionPick::Kind::Version, i, k_none};
+  }
+  if (!r.split) return {};
+  // The version whose interval of [0, total) holds `point % total`, among those `in`.
+  auto find = [&](auto&& in) -> std::size_t {
+    std::int64_t total = 0;
+    for (std::size_t i = 0; i < r.versions.size(); ++i)
+      if (in(i)) total += r.versions[i].share;
+    if (total == 0) return k_none;
+    auto at = static_cast<std::int64_t>(point % static_cast<std::uint64_t>(total));
+    for (std::size_t i = 0; i < r.versions.size(); ++i) {
+      if (!in(i)) continue;
+      if (at < r.versions[i].share) return i;
+      at -= r.versions[i].share;
+    }
+    return k_none;
+  };
+  const std::size_t first = find([](std::size_t) { return true; });
+  if (first != k_none && !r.versions[first].addrs.empty()) return {VersionPick::Kind::Version, first, k_none};
+  const std::size_t other = find([&](std::size_t i) { return !r.versions[i].addrs.empty(); });
+  if (other == k_none) return {VersionPick::Kind::All, k_none, first};
+  return {VersionPick::Kind::Version, other, first};
 }
 
 }  // namespace balance

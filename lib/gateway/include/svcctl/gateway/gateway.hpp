@@ -48,6 +48,9 @@ struct Options {
   std::chrono::milliseconds eject_max{300'000};
   unsigned max_ejected_percent = 50;
   unsigned panic_percent = 50;
+  // Below this share of a service's addresses in the gateway's datacenter, calls spill to
+  // the others in proportion (balance::Rules::dc_min_percent); 0: the local ones take all.
+  unsigned dc_min_percent = 0;
   // /-/healthz answers 503 "stale" once the registry view has not been followed this long
   // (ZooKeeper unreachable, session lost): routing goes on from the snapshot meanwhile.
   std::chrono::milliseconds max_stale{300'000};

@@ -36,6 +36,7 @@ struct Call {
   std::string_view key;       // the caller's (empty: none)
   bool require_keys = false;  // the gateway's --require-keys
   std::int64_t now_ns = 0;    // steady clock, for the rate
+  std::string_view version;   // the version the caller asks for (empty: any)
 };
 
 struct Verdict {
@@ -50,11 +51,15 @@ struct Verdict {
   // The rate decision when a rate was enforced (for the X-RateLimit-* headers).
   std::optional<RateDecision> rate;
   bool key_enabled = false;  // a registered, enabled key: its counters are kept
+  // The version the call is pinned to: its key's ACL's, else the one the caller asked
+  // for; empty: none (a split, if any, chooses).
+  std::string_view version;
 };
 
 // The checks, in order: the caller's key and ACL (when the service has ACLs or the
 // gateway requires keys), the service up, the interface known and up, an address to call,
-// then the key's rate.
+// then the key's rate. The version pin is routing, not a check: an ACL in shadow mode pins
+// too.
 Verdict route(const RouteTable& table, const ServiceRoute& service, const Call& call);
 
 }  // namespace svcctl::gateway::router

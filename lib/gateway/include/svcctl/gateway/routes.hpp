@@ -45,6 +45,28 @@ struct AddrRoute {
   std::string dc;
   std::int64_t weight = model::k_default_weight;
   bool local = false;  // in the gateway's datacenter
+  std::string version;
+};
+
+// Addresses the balancer chooses among: the gateway's datacenter first.
+struct AddrSet {
+  std::vector<AddrRoute> addrs;
+  // How many of `addrs` the balancer chooses among: the local ones when any is up,
+  // otherwise all of them.
+  std::size_t candidates = 0;
+  // Running sums of the candidates' weights (for weighted random choice).
+  std::vector<std::int64_t> cumulative;
+  bool equal_weights = true;  // all candidates weigh the same
+
+  std::span<const AddrRoute> candidate_addrs() const { return {addrs.data(), candidates}; }
+};
+
+// One version's addresses, a subset of its service's: a split's share goes to it, a pin
+// chooses it.
+struct VersionRoute : AddrSet {
+  std::string version;
+  std::int64_t share = 0;            // in the split; 0: only pinned calls
+  std::vector<std::size_t> indexes;  // of `addrs` in the service's addrs
 };
 
 // A caller key's rate for one service, shared by every worker: GCRA, the token bucket
@@ -80,6 +102,7 @@ struct AclRoute {
   bool all_apis = true;
   std::vector<std::string> apis;  // sorted; when not all_apis
   bool shadow = false;            // count what it would refuse, refuse nothing
+  std::string version;            // the key's calls go to this version ("": none)
   std::shared_ptr<RateBucket> bucket;
 
   bool allows(std::string_view api) const {
@@ -87,17 +110,16 @@ struct AclRoute {
   }
 };
 
-struct ServiceRoute {
+// A service: its addresses (`addrs`: every routable one, model::routable), interfaces,
+// versions and ACLs.
+struct ServiceRoute : AddrSet {
   std::string name;
   bool up = true;
-  // The addresses a request may go to (model::routable); the gateway's datacenter first.
-  std::vector<AddrRoute> addrs;
-  // How many of `addrs` the balancer chooses among: the local ones when any is up,
-  // otherwise all of them.
-  std::size_t candidates = 0;
-  // Running sums of the candidates' weights (for weighted random choice).
-  std::vector<std::int64_t> cumulative;
-  bool equal_weights = true;  // all candidates weigh the same
+  // Every version its addresses have (the addresses without one are version ""), and the
+  // versions a split names, sorted by version.
+  std::vector<VersionRoute> versions;
+  bool split = false;  // calls are split among `versions` by share
+  model::Sticky sticky;
   std::vector<ApiRoute> apis;  // sorted by name
   // Caller keys allowed to call it. None: open to every caller (unless the gateway
   // requires keys). Some: a call needs a known, enabled key with an ACL here.
@@ -109,7 +131,8 @@ struct ServiceRoute {
     return it == acls.end() ? nullptr : &it->second;
   }
   const ApiRoute* find_api(std::string_view api) const;
-  std::span<const AddrRoute> candidate_addrs() const { return {addrs.data(), candidates}; }
+  // The index of `version` in `versions`, or versions.size().
+  std::size_t find_version(std::string_view version) const;
 };
 
 // A caller key as the registry has it (/key/{key}).

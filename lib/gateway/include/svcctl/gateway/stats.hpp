@@ -78,15 +78,23 @@ struct StatsView {
     Counters counters;
     Shadow shadow{};
   };
+  // The calls that went to one version's addresses (kept for services whose addresses
+  // have versions, or that have a split).
+  struct Version {
+    Counters counters;
+    std::uint64_t passed_over = 0;  // calls its share held that went to another version: it had no address
+  };
   struct Service {
     Counters counters;  // all its interfaces
     std::int64_t in_flight = 0;
     std::uint64_t retries = 0;         // calls sent again to another address
     std::uint64_t retries_denied = 0;  // retries the budget refused
     std::uint64_t panic = 0;           // calls routed in panic mode (ejections ignored)
+    std::uint64_t dc_spilled = 0;      // calls sent past the local datacenter by --dc-min-percent
     std::map<std::string, Counters> interfaces;
     std::map<std::string, Address> addresses;
     std::map<std::string, Key> keys;
+    std::map<std::string, Version> versions;  // the addresses without a version are ""
     Shadow shadow{};  // all its keys, and calls without a known key
   };
   std::map<std::string, Service> services;

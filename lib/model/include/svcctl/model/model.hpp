@@ -54,11 +54,37 @@ Expected<void> validate_api_path(std::string_view path);
 
 // ---- entities ----------------------------------------------------------------------
 
+// A version's share of a service's calls. The version "" is the addresses without one.
+struct VersionShare {
+  std::string version;
+  std::int64_t share = 0;  // relative: the gateway divides by the sum of the shares
+  bool operator==(const VersionShare&) const = default;
+};
+
+// How a split keeps one caller on one version: by a hash of its key or of a request
+// header's value (a call without one is placed at random).
+struct Sticky {
+  enum class By { None, Key, Header };
+  By by = By::None;
+  std::string header;  // with By::Header
+  bool operator==(const Sticky&) const = default;
+};
+// "key", "header:NAME" (an HTTP header name), or "" for none.
+Expected<Sticky> parse_sticky(std::string_view text);
+std::string to_string(const Sticky& sticky);
+
+// A version label (of an address, in a split, a pin): a name, or "" for none.
+Expected<void> validate_version(std::string_view version);
+
 struct Service {
   std::string name;
   Status status = Status::Up;
   std::string desc;
   std::string owner;
+  // Calls split by version ("split": {"v1": 90, "v2": 10}), sorted by version; empty: no
+  // split, every routable address takes calls by its weight.
+  std::vector<VersionShare> split;
+  Sticky sticky;  // "sticky": "key" | "header:NAME", with a split
 };
 
 struct Address {
@@ -101,6 +127,7 @@ struct Acl {
   std::optional<std::int64_t> burst;  // none = max(1, ceil(rate))
   std::vector<std::string> apis{"*"};
   bool shadow = false;
+  std::string version;  // pins the key's calls to this version ("" none)
   // The bucket size in force: burst, or the rate (at least 1) when none is given.
   std::int64_t effective_burst() const;
 };
@@ -190,6 +217,7 @@ struct AclFields {
   std::optional<std::int64_t> burst;
   std::optional<std::vector<std::string>> apis;
   std::optional<bool> shadow;
+  std::optional<std::string> version;
   nlohmann::json patch() const;
   static nlohmann::json defaults();
 };

@@ -60,6 +60,14 @@ struct ServiceSummary {
   nlohmann::json to_json() const;
 };
 
+// One version of a service's addresses (those without one are version "").
+struct VersionSummary {
+  std::string version;
+  std::optional<std::int64_t> share;  // in the split, when it names the version
+  int routable = 0;                   // addresses that take calls (model::routable)
+  int total = 0;
+};
+
 struct ServiceDetail {
   model::Service service;
   bool registered = true;
@@ -67,6 +75,9 @@ struct ServiceDetail {
   std::vector<model::Api> apis;
   std::vector<model::Acl> acls;
   std::vector<std::string> problems;
+  // Every version the addresses have and the split names, sorted; none when no address
+  // has a version and there is no split.
+  std::vector<VersionSummary> versions() const;
   nlohmann::json to_json() const;
 };
 
@@ -94,6 +105,11 @@ class Registry {
   // Creates the node, or updates the given fields of an existing one.
   Expected<WriteResult> put_service(const std::string& name, const model::ServiceFields& fields,
                                     const WriteOptions& options);
+  // Sets the service's split by version and its stickiness, or clears both (an empty
+  // split), in one compare-and-set write of /service/{svc}. A version given a share
+  // without a routable address is Unsafe unless Force. Needs the service (NotFound).
+  Expected<WriteResult> set_split(const std::string& service, const std::vector<model::VersionShare>& split,
+                                  const model::Sticky& sticky, Safety safety);
   // Needs the service (NotFound) unless options.if_missing is CreateService. Marking the
   // last up address down is Unsafe unless options.safety is Force.
   Expected<WriteResult> put_address(const std::string& service, const model::HostPort& address,
