@@ -6,7 +6,9 @@ test):
      conversion (JSON caller, Yar provider: parse, encode, decode, answer), the same wrk load,
      alternating, several rounds; medians and the ratio.
      And the same passthrough with a caller key, an ACL and a rate limit in force (a rate
-     high enough never to refuse: the cost of checking it), against none.
+     high enough never to refuse: the cost of checking it), against none; and a service of
+     two addresses split 50/50 by version, sticky by the caller's key, against the same two
+     addresses without versions (both called with the key).
   2. Memory of the gateway holding N idle keep-alive client connections (RSS growth).
   3. How soon a registry change is in effect: another ZooKeeper client (kazoo) marks the
      address that serves down, and one caller on a keep-alive connection calls until the
@@ -80,6 +82,7 @@ http {{
     uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
     server {{
         listen 127.0.0.1:{json_port} backlog=4096;
+        listen 127.0.0.2:{json_port} backlog=4096;
         location = /echo {{ default_type application/json; return 200 '{{"ok":true,"n":1}}'; }}
     }}
     server {{
@@ -176,6 +179,11 @@ def report(rows):
     print(f"ACL + rate limit / passthrough: req/s median of per-round ratios {statistics.median(rps):.3f} "
           f"(rounds {min(rps):.3f}–{max(rps):.3f}), CPU per call {statistics.median(cpu):.3f} "
           f"(rounds {min(cpu):.3f}–{max(cpu):.3f})")
+    rps = [v["rps"] / w["rps"] for w, v in zip(rows["two addresses"], rows["split+sticky"])]
+    cpu = [v["us"] / w["us"] for w, v in zip(rows["two addresses"], rows["split+sticky"])]
+    print(f"split 50/50 by version, sticky by key / the same two addresses without: req/s median of per-round "
+          f"ratios {statistics.median(rps):.3f} (rounds {min(rps):.3f}–{max(rps):.3f}), CPU per call "
+          f"{statistics.median(cpu):.3f} (rounds {min(cpu):.3f}–{max(cpu):.3f})")
 
 
 def main():
@@ -215,7 +223,15 @@ def main():
                      ["register", "api", "y", "ping", "--path", "/rpc", "--encoding", "yar-msgpack"],
                      ["register", "service", "k"], ["register", "address", "k", f"127.0.0.1:{jp}"],
                      ["register", "api", "k", "ping", "--path", "/echo"], ["register", "key", "bench"],
-                     ["register", "acl", "k", "bench", "--rate", "10000000", "--burst", "1000000"]):
+                     ["register", "acl", "k", "bench", "--rate", "10000000", "--burst", "1000000"],
+                     # two addresses (one backend, two loopback IPs): w plain, v split by version
+                     ["register", "service", "w"], ["register", "address", "w", f"127.0.0.1:{jp}"],
+                     ["register", "address", "w", f"127.0.0.2:{jp}"], ["register", "api", "w", "ping", "--path", "/echo"],
+                     ["register", "service", "v"],
+                     ["register", "address", "v", f"127.0.0.1:{jp}", "--provider-version", "v1"],
+                     ["register", "address", "v", f"127.0.0.2:{jp}", "--provider-version", "v2"],
+                     ["register", "api", "v", "ping", "--path", "/echo"],
+                     ["split", "v", "v1=50", "v2=50", "--sticky", "key"]):
             subprocess.run(s + args, check=True, stdout=subprocess.DEVNULL)
         gw = subprocess.Popen([a.svcctl, "--zk", zk, "proxy", "--listen", f"127.0.0.1:{gp}", "--admin", "",
                                "--workers", str(a.workers)], stderr=subprocess.PIPE, text=True)
@@ -231,7 +247,9 @@ def main():
             dst.write(src.read() + '\nwrk.headers["X-Api-Key"] = "bench"\n')
         # check every path answers as expected before measuring
         for path, want, headers in (("/j/ping", {"ok": True, "n": 1}, []), ("/y/ping", {"ok": True, "n": 1}, []),
-                                    ("/k/ping", {"ok": True, "n": 1}, ["-H", "X-Api-Key: bench"])):
+                                    ("/k/ping", {"ok": True, "n": 1}, ["-H", "X-Api-Key: bench"]),
+                                    ("/w/ping", {"ok": True, "n": 1}, ["-H", "X-Api-Key: bench"]),
+                                    ("/v/ping", {"ok": True, "n": 1}, ["-H", "X-Api-Key: bench"])):
             out = subprocess.run(["curl", "-s", "-XPOST", f"http://127.0.0.1:{gp}{path}", "-d", BODY, *headers],
                                  capture_output=True, text=True).stdout
             assert json.loads(out) == want, (path, out)
@@ -239,10 +257,11 @@ def main():
                               f"http://127.0.0.1:{gp}/k/ping", "-d", BODY], capture_output=True, text=True).stdout
         assert out == "401", out  # the ACL is in force
 
-        rows = {"passthrough": [], "json->yar": [], "acl+rate": []}
+        rows = {"passthrough": [], "json->yar": [], "acl+rate": [], "two addresses": [], "split+sticky": []}
         for r in range(a.rounds):
             for name, path, lua in (("passthrough", "/j/ping", script), ("json->yar", "/y/ping", script),
-                                    ("acl+rate", "/k/ping", keyed)):
+                                    ("acl+rate", "/k/ping", keyed), ("two addresses", "/w/ping", keyed),
+                                    ("split+sticky", "/v/ping", keyed)):
                 wrk(gp, path, 1, a.conns, lua)  # warm-up
                 c0 = cpu_seconds(gw.pid)
                 res = wrk(gp, path, a.duration, a.conns, lua)

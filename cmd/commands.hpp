@@ -15,6 +15,7 @@
 #include "context.hpp"
 
 #include <svcctl/model/model.hpp>
+#include <svcctl/ops/stats_report.hpp>
 #include <svcctl/registry/registry.hpp>
 
 #include <nlohmann/json.hpp>
@@ -41,6 +42,7 @@ void setup_doctor(CLI::App& app, Context& ctx);
 void setup_apply(CLI::App& app, Context& ctx);
 void setup_export(CLI::App& app, Context& ctx);
 void setup_split(CLI::App& app, Context& ctx);
+void setup_rollout(CLI::App& app, Context& ctx);
 
 // The split as `split` takes it and as `list` and `split` show it (cmd/split.cpp).
 Expected<std::vector<model::VersionShare>> parse_split(const std::vector<std::string>& items);
@@ -51,6 +53,10 @@ std::string describe_split(const model::Service& s);
 Expected<void> wait_for_gateways(Context& ctx, registry::Registry& reg, std::int64_t zxid,
                                  std::vector<std::string> services, std::chrono::milliseconds timeout,
                                  nlohmann::json& out);
+// Lists the gateways and fetches every one's figures (with histograms) at once
+// (cmd/follow.cpp). `warn`: tell the problems in their nodes' data.
+Expected<ops::stats::Round> fetch_round(Context& ctx, registry::Registry& reg, std::chrono::milliseconds timeout,
+                                        bool warn);
 
 // The hidden ones (group ""): __complete, __man, __cli-json (cmd/cli_tools.cpp).
 void setup_cli_tools(CLI::App& app, Context& ctx);
@@ -74,6 +80,7 @@ inline constexpr Command k_commands[] = {
     {"apply", setup_apply},
     {"export", setup_export},
     {"split", setup_split},
+    {"rollout", setup_rollout},
     {"__cli", setup_cli_tools},
 };
 

@@ -1,7 +1,11 @@
-// Waiting for the gateways to follow a write (apply --wait, split --wait).
+// The fleet of gateways as commands see it: waiting for them to follow a write (apply,
+// split, rollout), and one round of every one's figures (stats, rollout).
 #include "commands.hpp"
 #include <svcctl/ops/drain_report.hpp>
 #include <svcctl/ops/fleet.hpp>
+#include <svcctl/ops/stats_report.hpp>
+
+#include <svcctl/gateway/stats.hpp>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -23,6 +27,33 @@ Expected<void> wait_for_gateways(Context& ctx, registry::Registry& reg, std::int
   if (ctx.format != output::Format::Json && !ctx.quiet)
     fmt::print("every gateway ({}) has it, after {} ms\n", o.progress.gateways().size(), o.waited_ms);
   return {};
+}
+
+// Lists the gateways and fetches every one's figures at once. `warn` says whether
+// problems in their nodes' data are told (once, not every round of --watch).
+Expected<ops::stats::Round> fetch_round(Context& ctx, registry::Registry& reg, std::chrono::milliseconds timeout, bool warn) {
+  SVCCTL_TRY(auto gateways, reg.list_gateways());
+  ops::stats::Round round;
+  std::vector<model::Gateway> asked;
+  for (auto& g : gateways) {
+    if (warn) ctx.warn_problems(g.problems);
+    asked.push_back(std::move(g.gateway));
+  }
+  auto replies = ops::fleet::ask_admins(asked, "/-/stats?histograms=1", timeout);
+  round.at = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < gateways.size(); ++i) {
+    ops::stats::Reached reached{std::move(asked[i]), {}};
+    auto view = replies[i] ? gateway::stats_from_json(*replies[i]) : fail(replies[i].error());
+    if (!view) {
+      reached.error = view.error().message;
+    } else {
+      // The node's data changes with the process (its pid, start time): see Answer::identity.
+      round.answers.push_back({reached.gateway.id + '\n' + gateways[i].data.dump(), std::move(*view)});
+    }
+    round.gateways.push_back(std::move(reached));
+  }
+  ops::stats::merge_answers(round);
+  return round;
 }
 
 }  // namespace svcctl::cmd

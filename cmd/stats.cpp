@@ -45,33 +45,6 @@ struct StatsArgs {
 
 constexpr int k_min_interval_ms = 100;
 
-// Lists the gateways and fetches every one's figures at once. `warn` says whether
-// problems in their nodes' data are told (once, not every round of --watch).
-Expected<stats::Round> fetch_round(Context& ctx, registry::Registry& reg, const StatsArgs& a, bool warn) {
-  SVCCTL_TRY(auto gateways, reg.list_gateways());
-  stats::Round round;
-  std::vector<model::Gateway> asked;
-  for (auto& g : gateways) {
-    if (warn) ctx.warn_problems(g.problems);
-    asked.push_back(std::move(g.gateway));
-  }
-  auto replies = fleet::ask_admins(asked, "/-/stats?histograms=1", std::chrono::milliseconds(a.timeout_ms));
-  round.at = std::chrono::steady_clock::now();
-  for (std::size_t i = 0; i < gateways.size(); ++i) {
-    stats::Reached reached{std::move(asked[i]), {}};
-    auto view = replies[i] ? gateway::stats_from_json(*replies[i]) : fail(replies[i].error());
-    if (!view) {
-      reached.error = view.error().message;
-    } else {
-      // The node's data changes with the process (its pid, start time): see Answer::identity.
-      round.answers.push_back({reached.gateway.id + '\n' + gateways[i].data.dump(), std::move(*view)});
-    }
-    round.gateways.push_back(std::move(reached));
-  }
-  stats::merge_answers(round);
-  return round;
-}
-
 nlohmann::json round_json(const stats::Round& round, const std::vector<stats::Row>& rows, const StatsArgs& a,
                           stats::By by) {
   nlohmann::json j = gateway::to_json(stats::only_service(round.merged, a.service));
@@ -104,7 +77,7 @@ void warn_unreachable(Context& ctx, const stats::Reached& g) {
 }
 
 Expected<void> run_once(Context& ctx, registry::Registry& reg, const StatsArgs& a, stats::By by) {
-  SVCCTL_TRY(auto round, fetch_round(ctx, reg, a, true));
+  SVCCTL_TRY(auto round, fetch_round(ctx, reg, std::chrono::milliseconds(a.timeout_ms), true));
   if (round.gateways.empty())
     return fail(ErrorKind::NotFound,
                 fmt::format("no gateway registered under /gateway on {} (is svcctl proxy running?)", ctx.zk));
@@ -164,7 +137,7 @@ Expected<void> run_watch(Context& ctx, registry::Registry& reg, const StatsArgs&
   bool first = true;
   while (!stop) {
     const auto next = std::chrono::steady_clock::now() + interval;
-    auto round = fetch_round(ctx, reg, a, first);
+    auto round = fetch_round(ctx, reg, std::chrono::milliseconds(a.timeout_ms), first);
     if (!round) {
       // ZooKeeper away for a while: say so once and keep trying, as a watch should.
       if (round.error().message != last_error) ctx.warn(round.error().message);

@@ -80,6 +80,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         data = self.body()
+        if self.kind == "json-flaky":  # every fifth call fails: a bad build
+            self.server.calls = getattr(self.server, "calls", 0) + 1
+            if self.server.calls % 5 == 0:
+                return self.reply(500, json.dumps({"error": {"code": "boom", "message": "flaky"}}))
+            return self.json_call(data)
         if self.kind == "json":
             self.json_call(data)
         else:

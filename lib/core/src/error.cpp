@@ -15,6 +15,7 @@ std::string_view kind_name(ErrorKind kind) {
     case ErrorKind::Unsafe: return "unsafe";
     case ErrorKind::TimedOut: return "timed_out";
     case ErrorKind::Findings: return "findings";
+    case ErrorKind::RolledBack: return "rolled_back";
   }
   return "error";
 }

@@ -20,6 +20,7 @@ enum class ErrorKind : int {
   Unsafe = 9,            // refused as unsafe without --force (or --recursive)
   TimedOut = 10,         // gave up waiting for the fleet to follow (drain; undrain --wait)
   Findings = 11,         // a check found problems (doctor)
+  RolledBack = 12,       // a rollout did not complete: the split it started from is back (or kept)
 };
 
 struct Error {
