@@ -1,4 +1,4 @@
-// svcctl stats [SVC] [--by service|interface|address|key] [--top N] [--watch]: fetches
+// svcctl stats [SVC] [--by service|interface|address|key|version] [--top N] [--watch]: fetches
 // /-/stats from every gateway registered under /gateway, all at once, merges their figures
 // (counts summed, percentiles from the summed histograms) and prints them busiest first.
 //
@@ -188,14 +188,14 @@ void setup_stats(CLI::App& app, Context& ctx) {
   auto args = std::make_shared<StatsArgs>();
   auto* s = app.add_subcommand("stats", "merge the request statistics of every gateway");
   s->add_option("SVC", args->service, "only this service");
-  s->add_option("--by", args->by, "one row per service, interface, address or key")->capture_default_str();
+  s->add_option("--by", args->by, "one row per service, interface, address, key or version")->capture_default_str();
   s->add_option("--top", args->top, "only the N busiest rows")->check(CLI::PositiveNumber);
   s->add_flag("--watch", args->watch, "refresh every --interval, with requests per second, until interrupted");
   s->add_option("--interval", args->interval_ms, "milliseconds between refreshes of --watch")
       ->capture_default_str();
   s->add_option("--timeout-ms", args->timeout_ms, "milliseconds to wait for each gateway's answer")
       ->capture_default_str();
-  cli::choices(s->get_option("--by"), {"service", "interface", "address", "key"});
+  cli::choices(s->get_option("--by"), {"service", "interface", "address", "key", "version"});
   s->callback([&ctx, args] { ctx.action = [&ctx, args] { return run_stats(ctx, *args); }; });
 }
 

@@ -143,7 +143,7 @@ def test_bash_completes_words_and_values(path_env, tmp_path):
         "register key k --status=d": ["down"],
         "proxy --balance ": ["p2c", "round-robin"],
         "proxy --log-format ": ["text", "json"],
-        "stats --by ": ["service", "interface", "address", "key"],
+        "stats --by ": ["service", "interface", "address", "key", "version"],
         "register api s i --no-i": ["--no-idempotent"],
         "watch --lkg-file st": ["state.json"],
     }

@@ -107,6 +107,8 @@ def test_shares_observed_and_counted_per_version(reg, three):
         assert total >= 2000
         assert versions["v2"]["requests"] >= seen[c]
         assert versions["v1"]["passed_over"] == versions["v2"]["passed_over"] == 0
+        rows = {r["version"]: r for r in reg.ok("stats", "--by", "version")["rows"]}
+        assert rows["v2"]["requests"] == versions["v2"]["requests"] and set(rows) == {"v1", "v2"}
         _, _, metrics = gw.admin_get("/metrics")
         assert b'svcctl_version_requests_total{service="s",version="v2"}' in metrics
 

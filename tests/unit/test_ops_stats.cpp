@@ -262,3 +262,30 @@ TEST_CASE("stats forms: cells, table, summary and JSON rows") {
   CHECK_FALSE(rj[0].contains("requests_per_second"));
   CHECK_FALSE(rows_json({r}, By::Service)[0].contains("address"));
 }
+
+TEST_CASE("rows by version: each version's calls and what it passed over, \"\" for none") {
+  Round rnd;
+  StatsView view;
+  auto& s = view.services["s"];
+  s.versions["v1"].counters.record(500, nullptr);
+  s.versions["v1"].counters.record(700, nullptr);
+  s.versions[""].counters.record(500, nullptr);
+  s.versions["v2"].passed_over = 3;  // no calls of its own, but something to tell
+  rnd.answers.push_back({"gw", view});
+  merge_answers(rnd);
+  auto rows = build_rows(rnd, nullptr, {By::Version, "", 0});
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[0].name == "v1");
+  CHECK(rows[0].requests == 2);
+  CHECK(rows[2].name == "v2");
+  CHECK(rows[2].passed_over == 3);
+  auto text = table(rows, By::Version, Rates::Hidden, 1).render(output::Color::Off);
+  CHECK(text.find("VERSION") != std::string::npos);
+  CHECK(text.find("PASSED-OVER") != std::string::npos);
+  CHECK(text.find("RATE-LIMITED") == std::string::npos);
+  CHECK(text.find("\"\"") != std::string::npos);
+  auto j = rows_json(rows, By::Version);
+  CHECK(j[2]["version"] == "v2");
+  CHECK(j[2]["passed_over"] == 3);
+  CHECK(parse_by("version") == By::Version);
+}

@@ -21,12 +21,13 @@ std::string_view to_string(By by) {
     case By::Interface: return "interface";
     case By::Address: return "address";
     case By::Key: return "key";
+    case By::Version: return "version";
   }
   return "service";
 }
 
 std::optional<By> parse_by(std::string_view text) {
-  for (By by : {By::Service, By::Interface, By::Address, By::Key})
+  for (By by : {By::Service, By::Interface, By::Address, By::Key, By::Version})
     if (text == to_string(by)) return by;
   return std::nullopt;
 }
@@ -83,6 +84,12 @@ std::vector<Row> collect(const StatsView& view, By by, const std::string& only) 
           rows.back().shadow = total(k.shadow);
         }
         break;
+      case By::Version:
+        for (const auto& [version, v] : s.versions) {
+          rows.push_back(counters_row(name, version, v.counters));
+          rows.back().passed_over = v.passed_over;
+        }
+        break;
     }
   }
   return rows;
@@ -134,7 +141,7 @@ std::vector<Row> build_rows(const Round& now, const Round* before, const Query& 
   // A gateway lists the interfaces and addresses its workers know, called or not; a row
   // with nothing to tell is noise.
   std::erase_if(rows, [](const Row& r) {
-    return r.requests == 0 && r.in_flight == 0 && r.shadow == 0 && r.ejected_by == 0;
+    return r.requests == 0 && r.in_flight == 0 && r.shadow == 0 && r.ejected_by == 0 && r.passed_over == 0;
   });
   if (before) {
     auto rates = rates_between(now, *before, query.by, query.service);
@@ -239,25 +246,30 @@ output::Table table(const std::vector<Row>& rows, By by, Rates shown, std::size_
   if (by == By::Interface) headers.emplace_back("INTERFACE");
   if (by == By::Address) headers.emplace_back("ADDRESS");
   if (by == By::Key) headers.emplace_back("KEY");
+  if (by == By::Version) headers.emplace_back("VERSION");
   headers.emplace_back("REQUESTS");
   if (rates) headers.emplace_back("REQ/S");
   for (const char* h : {"ERRORS", "ERR%"}) headers.emplace_back(h);
-  if (by != By::Address) headers.emplace_back("RATE-LIMITED");
+  // Rate limits refuse a call before an address or version is chosen.
+  const bool rate_limited = by != By::Address && by != By::Version;
+  if (rate_limited) headers.emplace_back("RATE-LIMITED");
   if (by == By::Key) headers.emplace_back("SHADOW");
   for (const char* h : {"P50", "P90", "P99"}) headers.emplace_back(h);
   if (by == By::Service || by == By::Address) headers.emplace_back("IN-FLIGHT");
   if (by == By::Address)
     for (const char* h : {"EJECTIONS", "EJECTED"}) headers.emplace_back(h);
+  if (by == By::Version) headers.emplace_back("PASSED-OVER");
 
   output::Table t(std::move(headers));
   for (const auto& r : rows) {
     std::vector<Cell> cells{{r.service}};
-    if (by != By::Service) cells.push_back({r.name});
+    if (by == By::Version) cells.push_back({r.name.empty() ? "\"\"" : r.name});
+    else if (by != By::Service) cells.push_back({r.name});
     cells.push_back({std::to_string(r.requests)});
     if (rates) cells.push_back({r.per_second ? fmt::format("{:.1f}", *r.per_second) : "-"});
     cells.push_back({std::to_string(r.errors)});
     cells.push_back({format_pct(r.errors, r.requests), r.errors > 0 ? Tone::Bad : Tone::Plain});
-    if (by != By::Address) cells.push_back({std::to_string(r.rate_limited)});
+    if (rate_limited) cells.push_back({std::to_string(r.rate_limited)});
     if (by == By::Key) cells.push_back({std::to_string(r.shadow)});
     for (auto us : {r.p50_us, r.p90_us, r.p99_us}) cells.push_back({format_ms(us, r.requests)});
     if (by == By::Service || by == By::Address) cells.push_back({std::to_string(r.in_flight)});
@@ -265,6 +277,7 @@ output::Table table(const std::vector<Row>& rows, By by, Rates shown, std::size_
       cells.push_back({std::to_string(r.ejections)});
       cells.push_back({ejected_cell(r, gateways), r.ejected_by > 0 ? Tone::Bad : Tone::Plain});
     }
+    if (by == By::Version) cells.push_back({std::to_string(r.passed_over), r.passed_over > 0 ? Tone::Bad : Tone::Plain});
     t.add_row(std::move(cells));
   }
   return t;
@@ -298,6 +311,7 @@ nlohmann::json rows_json(const std::vector<Row>& rows, By by) {
       j["ejected_for_ms"] = r.ejected_for_ms;
     }
     if (by == By::Key) j["shadow"] = r.shadow;
+    if (by == By::Version) j["passed_over"] = r.passed_over;
     if (r.per_second) j["requests_per_second"] = *r.per_second;
     out.push_back(std::move(j));
   }

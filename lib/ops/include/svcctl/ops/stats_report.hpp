@@ -18,7 +18,7 @@
 
 namespace svcctl::ops::stats {
 
-enum class By { Service, Interface, Address, Key };
+enum class By { Service, Interface, Address, Key, Version };
 std::string_view to_string(By by);
 std::optional<By> parse_by(std::string_view text);
 
@@ -70,6 +70,7 @@ struct Row {
   std::size_t ejected_by = 0;   // by address: gateways that have it out of rotation now
   std::int64_t ejected_for_ms = 0;  // by address: the longest of those
   std::uint64_t shadow = 0;     // by key: calls its ACL in shadow mode would have refused
+  std::uint64_t passed_over = 0;  // by version: calls its share held that went to another version
   std::optional<double> per_second;  // requests per second since the previous round
 };
 
