@@ -31,12 +31,8 @@ namespace {
 
 struct ApplyArgs {
   std::string file;
-  bool yes = false;
-  bool force = false;
   bool prune = false;
-  bool dry_run = false;
-  bool wait = false;
-  int wait_timeout_ms = 30'000;
+  PlanRun run;
 };
 
 struct ExportArgs {
@@ -63,7 +59,8 @@ Expected<nlohmann::json> parse_document(const std::string& file, const std::stri
 
 // Asks on the terminal; anything but y/yes is a no.
 bool confirm(std::size_t changes) {
-  fmt::print("apply these {} change{}? [y/N] ", changes, changes == 1 ? "" : "s");
+  if (changes == 1) fmt::print("apply this change? [y/N] ");
+  else fmt::print("apply these {} changes? [y/N] ", changes);
   std::fflush(stdout);
   std::string answer;
   if (!std::getline(std::cin, answer)) return false;
@@ -90,47 +87,13 @@ void print_plan(Context& ctx, const registry::Plan& plan) {
 }
 
 Expected<void> run_apply(Context& ctx, const ApplyArgs& a) {
-  if (a.wait_timeout_ms < 1) return fail(ErrorKind::Usage, "--wait-timeout-ms must be at least 1");
+  if (a.run.wait_timeout_ms < 1) return fail(ErrorKind::Usage, "--wait-timeout-ms must be at least 1");
   SVCCTL_TRY(auto text, read_input(ctx, a.file));
   SVCCTL_TRY(auto doc, parse_document(a.file, text));
   SVCCTL_TRY(auto* reg, ctx.registry());
   SVCCTL_TRY(auto tree, reg->read_tree());
   SVCCTL_TRY(auto plan, registry::make_plan(tree, doc, {a.prune}));
-  nlohmann::json out = plan.to_json();
-  out["applied"] = false;
-  print_plan(ctx, plan);
-  auto finish = [&]() -> Expected<void> {
-    if (ctx.format == output::Format::Json) output::print_json(out);
-    return {};
-  };
-  if (plan.empty()) {
-    if (ctx.format != output::Format::Json && !ctx.quiet) fmt::print("nothing to change\n");
-    return finish();
-  }
-  if (!plan.unsafe.empty() && !a.force) {
-    std::string why;
-    for (const auto& u : plan.unsafe) why += "\n  " + u;
-    if (ctx.format == output::Format::Json) output::print_json(out);
-    return fail(ErrorKind::Unsafe, fmt::format("refused, the plan is unsafe (--force applies it anyway):{}", why));
-  }
-  for (const auto& u : plan.unsafe) ctx.warn(fmt::format("applied with --force: {}", u));
-  bool go = a.yes && !a.dry_run;
-  if (!a.yes && !a.dry_run) {
-    if (::isatty(STDIN_FILENO) && output::stdout_is_tty()) {
-      go = confirm(plan.steps.size() + plan.create_containers.size() + plan.delete_containers.size());
-    } else {
-      ctx.note("not applied: give --yes to apply it");
-    }
-  }
-  if (!go) return finish();
-  SVCCTL_TRY(auto zxid, reg->apply(plan));
-  out["applied"] = true;
-  out["zxid"] = drain::hex(zxid);
-  if (ctx.format != output::Format::Json && !ctx.quiet) fmt::print("applied at zxid {}\n", drain::hex(zxid));
-  if (!a.wait) return finish();
-  auto waited = wait_for_gateways(ctx, *reg, zxid, services_of(plan), std::chrono::milliseconds(a.wait_timeout_ms), out);
-  if (ctx.format == output::Format::Json) output::print_json(out);
-  return waited;
+  return carry_out(ctx, *reg, plan, a.run, plan.to_json());
 }
 
 Expected<void> run_export(Context& ctx, const ExportArgs& a) {
@@ -153,18 +116,60 @@ Expected<void> run_export(Context& ctx, const ExportArgs& a) {
 
 }  // namespace
 
+Expected<void> carry_out(Context& ctx, registry::Registry& reg, const registry::Plan& plan, const PlanRun& run,
+                         nlohmann::json out) {
+  out["applied"] = false;
+  print_plan(ctx, plan);
+  auto finish = [&]() -> Expected<void> {
+    if (ctx.format == output::Format::Json) output::print_json(out);
+    return {};
+  };
+  if (plan.empty()) {
+    if (ctx.format != output::Format::Json && !ctx.quiet) fmt::print("nothing to change\n");
+    return finish();
+  }
+  if (!plan.unsafe.empty() && !run.force) {
+    std::string why;
+    for (const auto& u : plan.unsafe) why += "\n  " + u;
+    if (ctx.format == output::Format::Json) output::print_json(out);
+    return fail(ErrorKind::Unsafe, fmt::format("refused, the plan is unsafe (--force applies it anyway):{}", why));
+  }
+  for (const auto& u : plan.unsafe) ctx.warn(fmt::format("applied with --force: {}", u));
+  bool go = run.yes && !run.dry_run;
+  if (!run.yes && !run.dry_run) {
+    if (::isatty(STDIN_FILENO) && output::stdout_is_tty()) {
+      go = confirm(plan.steps.size() + plan.create_containers.size() + plan.delete_containers.size());
+    } else {
+      ctx.note("not applied: give --yes to apply it");
+    }
+  }
+  if (!go) return finish();
+  SVCCTL_TRY(auto zxid, reg.apply(plan));
+  out["applied"] = true;
+  out["zxid"] = drain::hex(zxid);
+  if (ctx.format != output::Format::Json && !ctx.quiet) fmt::print("applied at zxid {}\n", drain::hex(zxid));
+  if (!run.wait) return finish();
+  auto waited = wait_for_gateways(ctx, reg, zxid, services_of(plan), std::chrono::milliseconds(run.wait_timeout_ms), out);
+  if (ctx.format == output::Format::Json) output::print_json(out);
+  return waited;
+}
+
+void add_plan_options(CLI::App* c, PlanRun& run) {
+  c->add_flag("--yes", run.yes, "apply without asking (needed when not on a terminal)");
+  c->add_flag("--dry-run", run.dry_run, "show the plan only");
+  c->add_flag("--force", run.force,
+              "apply a plan that removes more than half of a service's addresses or leaves none up");
+  c->add_flag("--wait", run.wait, "return once every live gateway's registry view has the change");
+  c->add_option("--wait-timeout-ms", run.wait_timeout_ms, "how long --wait waits (then exit 10)")
+      ->capture_default_str();
+}
+
 void setup_apply(CLI::App& app, Context& ctx) {
   auto a = std::make_shared<ApplyArgs>();
   auto* c = app.add_subcommand("apply", "bring the registry to what a document (from export) says, atomically");
   c->add_option("-f,--file", a->file, "the document (JSON; - for standard input)")->required()->type_name("FILE");
-  c->add_flag("--yes", a->yes, "apply without asking (needed when not on a terminal)");
-  c->add_flag("--dry-run", a->dry_run, "show the plan only");
-  c->add_flag("--force", a->force,
-              "apply a plan that removes more than half of a service's addresses or leaves none up");
+  add_plan_options(c, a->run);
   c->add_flag("--prune", a->prune, "also remove the services and keys the document does not name");
-  c->add_flag("--wait", a->wait, "return once every live gateway's registry view has the change");
-  c->add_option("--wait-timeout-ms", a->wait_timeout_ms, "how long --wait waits (then exit 10)")
-      ->capture_default_str();
   c->callback([&ctx, a] { ctx.action = [&ctx, a] { return run_apply(ctx, *a); }; });
 }
 

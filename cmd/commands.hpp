@@ -16,6 +16,7 @@
 
 #include <svcctl/model/model.hpp>
 #include <svcctl/ops/stats_report.hpp>
+#include <svcctl/registry/declare.hpp>
 #include <svcctl/registry/registry.hpp>
 
 #include <nlohmann/json.hpp>
@@ -43,6 +44,8 @@ void setup_apply(CLI::App& app, Context& ctx);
 void setup_export(CLI::App& app, Context& ctx);
 void setup_split(CLI::App& app, Context& ctx);
 void setup_rollout(CLI::App& app, Context& ctx);
+void setup_history(CLI::App& app, Context& ctx);
+void setup_revert(CLI::App& app, Context& ctx);
 
 // The split as `split` takes it and as `list` and `split` show it (cmd/split.cpp).
 Expected<std::vector<model::VersionShare>> parse_split(const std::vector<std::string>& items);
@@ -57,6 +60,20 @@ Expected<void> wait_for_gateways(Context& ctx, registry::Registry& reg, std::int
 // (cmd/follow.cpp). `warn`: tell the problems in their nodes' data.
 Expected<ops::stats::Round> fetch_round(Context& ctx, registry::Registry& reg, std::chrono::milliseconds timeout,
                                         bool warn);
+
+// How a plan is carried out (apply, revert; cmd/apply.cpp): shown, refused (exit 9) when
+// unsafe without --force, asked for on a terminal unless --yes, written in one
+// multi-operation, then with --wait waited for; `out` (the plan's JSON) printed with -o json.
+struct PlanRun {
+  bool yes = false;
+  bool dry_run = false;
+  bool force = false;
+  bool wait = false;
+  int wait_timeout_ms = 30'000;
+};
+void add_plan_options(CLI::App* command, PlanRun& run);
+Expected<void> carry_out(Context& ctx, registry::Registry& reg, const registry::Plan& plan, const PlanRun& run,
+                         nlohmann::json out);
 
 // The hidden ones (group ""): __complete, __man, __cli-json (cmd/cli_tools.cpp).
 void setup_cli_tools(CLI::App& app, Context& ctx);
@@ -81,6 +98,8 @@ inline constexpr Command k_commands[] = {
     {"export", setup_export},
     {"split", setup_split},
     {"rollout", setup_rollout},
+    {"history", setup_history},
+    {"revert", setup_revert},
     {"__cli", setup_cli_tools},
 };
 

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -12,9 +13,55 @@
 #include <mutex>
 #include <thread>
 
+#include <pwd.h>
 #include <unistd.h>
 
 namespace svcctl::cmd {
+
+namespace {
+
+std::string shell_quote(std::string_view word) {
+  const bool plain = !word.empty() && word.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                               "0123456789@%+=:,./_-") == std::string_view::npos;
+  if (plain) return std::string(word);
+  std::string out = "'";
+  for (char c : word) {
+    if (c == '\'') out += "'\\''";
+    else out += c;
+  }
+  return out + "'";
+}
+
+std::string hide_password(std::string_view credentials) {
+  auto colon = credentials.find(':');
+  return std::string(credentials.substr(0, colon)) + (colon == std::string_view::npos ? "" : ":***");
+}
+
+}  // namespace
+
+std::string shown_command(int argc, const char* const* argv) {
+  std::string out = "svcctl";
+  for (int i = 1; i < argc; ++i) {
+    std::string_view word = argv[i];
+    std::string shown(word);
+    if (word.starts_with("--auth=")) shown = "--auth=" + hide_password(word.substr(7));
+    else if (i > 1 && std::string_view(argv[i - 1]) == "--auth") shown = hide_password(word);
+    out += ' ';
+    out += shell_quote(shown);
+  }
+  return out;
+}
+
+std::string Context::author() const {
+  if (!auth.empty()) return auth.substr(0, auth.find(':'));
+  std::string user;
+  if (const char* u = std::getenv("USER"); u && *u) user = u;
+  else if (const struct passwd* pw = ::getpwuid(::geteuid()); pw && pw->pw_name) user = pw->pw_name;
+  else user = fmt::format("uid{}", ::geteuid());
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || !host[0]) return user;
+  return fmt::format("{}@{}", user, host);
+}
 
 Expected<zk::Options> Context::zk_options() const {
   if (zk_timeout_ms < 1)
@@ -55,6 +102,7 @@ Expected<registry::Registry*> Context::registry() {
                           m_client->session_id(), m_client->negotiated_session_timeout().count(),
                           m_client->authenticated() ? ", digest authenticated" : ""));
   m_registry = std::make_unique<registry::Registry>(*m_client);
+  m_registry->record_as({author(), command_line});
   return m_registry.get();
 }
 

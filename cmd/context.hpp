@@ -26,6 +26,10 @@ struct CacheArgs {
 };
 void add_cache_options(CLI::App* app, CacheArgs& args);
 
+// The command line as a record of the history shows it: "svcctl" and the arguments, each
+// quoted for a POSIX shell where it needs it, --auth's password replaced by "***".
+std::string shown_command(int argc, const char* const* argv);
+
 struct Context {
   // Global options (DESIGN §5).
   std::string zk = "127.0.0.1:2181";
@@ -38,11 +42,15 @@ struct Context {
   bool verbose = false;
 
   output::Format format = output::Format::Table;  // resolved after parsing
+  // The command line as the history keeps it (shown_command), set by main().
+  std::string command_line;
   // Set by the chosen subcommand's parse callback; run by main() after parsing.
   std::function<Expected<void>()> action;
 
   // The registry over a connection made on first use (Unavailable, Usage on bad options).
   Expected<registry::Registry*> registry();
+  // Who the history says wrote: the --auth user, else $USER@host.
+  std::string author() const;
   // The ZooKeeper options the global flags describe (Usage when they are wrong).
   Expected<zk::Options> zk_options() const;
 

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   // ends as any filter does. The long-running ones (proxy, register --hold) ignore it.
 
   cmd::Context ctx;
+  ctx.command_line = cmd::shown_command(argc, argv);
   if (const char* env = std::getenv("SVCCTL_ZK"); env && *env) ctx.zk = env;
   if (const char* env = std::getenv("SVCCTL_AUTH"); env && *env) ctx.auth = env;
   if (const char* env = std::getenv("SVCCTL_ADMIN_ID"); env && *env) ctx.admin_id = env;

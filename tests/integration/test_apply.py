@@ -241,7 +241,7 @@ def test_dry_run_never_writes_and_a_terminal_is_asked(reg, tmp_path):
     assert r.code == 0 and '~ /service/s desc: "first" → "changed"' in r.out, r
     assert reg.tree() == before
 
-    assert "apply these 1 change? [y/N]" in apply_on_terminal(reg, ["-f", str(f)], b"n")[0]
+    assert "apply this change? [y/N]" in apply_on_terminal(reg, ["-f", str(f)], b"n")[0]
     assert reg.tree() == before
     apply_on_terminal(reg, ["-f", str(f)], b"y")
     assert reg.data("/service/s")["desc"] == "changed"

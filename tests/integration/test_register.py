@@ -21,7 +21,13 @@ def populate(reg):
 
 def test_layout_read_back_by_another_client(reg):
     populate(reg)
-    assert reg.tree() == {
+    tree = reg.tree()
+    history = sorted(p for p in tree if p.startswith("/history/"))
+    assert len(history) == 7 and all(tree[p]["changes"] for p in history)  # one record per write
+    assert tree.pop("/history") is None
+    for p in history:
+        del tree[p]
+    assert tree == {
         "/service": None,
         "/service/user": {"status": "up", "desc": "user accounts", "owner": "team-a"},
         "/address": None,

@@ -83,6 +83,29 @@ Expected<double> parse_rate(std::string_view text) {
   return v;
 }
 
+Expected<std::int64_t> parse_duration_s(std::string_view what, std::string_view text) {
+  auto bad = [&] {
+    return fail(ErrorKind::Usage, fmt::format("invalid {} \"{}\": use a whole number and a unit, s, m, h or d "
+                                              "(e.g. 90s, 15m, 7d)",
+                                              what, text));
+  };
+  if (text.size() < 2) return bad();
+  std::int64_t unit = 0;
+  switch (text.back()) {
+    case 's': unit = 1; break;
+    case 'm': unit = 60; break;
+    case 'h': unit = 3600; break;
+    case 'd': unit = 86400; break;
+    default: return bad();
+  }
+  std::int64_t n = 0;
+  auto digits = text.substr(0, text.size() - 1);
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (ec != std::errc{} || end != digits.data() + digits.size() || n < 0 || n > std::int64_t{100} * 365 * 86400 / unit)
+    return bad();
+  return n * unit;
+}
+
 Expected<void> validate_name(std::string_view what, std::string_view name) {
   bool ok = !name.empty() && name.size() <= k_max_name_length && name != "." && name != "..";
   for (char c : name) ok = ok && is_name_char(c);

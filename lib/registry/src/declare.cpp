@@ -218,45 +218,46 @@ struct Planner {
                        [&](const PlanStep& s) { return s.kind == PlanStep::Kind::Delete && s.path == path; });
   }
 
-  // Per service whose addresses change: more than half removed, or none left up, is unsafe;
-  // the up addresses the verdict counts on are pinned.
-  void safety() {
-    std::map<std::string, std::vector<const PlanStep*>> by_service;
-    for (const auto& s : plan.steps)
-      if (auto leaf = paths::parse_leaf(s.path); leaf && leaf->kind == "address") by_service[leaf->service].push_back(&s);
-    for (const auto& [svc, steps] : by_service) {
-      std::size_t total = 0, up_before = 0, up_after = 0, removed = 0;
-      std::vector<std::pair<std::string, int>> kept_up;
-      const std::string prefix = paths::addresses(svc) + "/";
-      for (const auto& [path, node] : tree.nodes) {
-        if (!path.starts_with(prefix)) continue;
-        ++total;
-        up_before += routable_address(path, node.data);
-        auto step = std::find_if(steps.begin(), steps.end(), [&](const PlanStep* s) { return s->path == path; });
-        if (step == steps.end()) {
-          if (routable_address(path, node.data)) {
-            ++up_after;
-            if (!node.ephemeral) kept_up.emplace_back(path, node.version);
-          }
-        } else if ((*step)->kind == PlanStep::Kind::Delete) {
-          ++removed;
-        } else {
-          up_after += routable_address(path, (*step)->after);
-        }
-      }
-      for (const PlanStep* s : steps) up_after += s->kind == PlanStep::Kind::Create && routable_address(s->path, s->after);
-      if (total > 0 && removed * 2 > total)
-        plan.unsafe.push_back(fmt::format("service {}: removes {} of its {} addresses", svc, removed, total));
-      if (up_before > 0 && up_after == 0)
-        plan.unsafe.push_back(fmt::format("service {}: leaves no address up (it has {} now)", svc, up_before));
-      plan.checks.insert(plan.checks.end(), kept_up.begin(), kept_up.end());
-    }
-  }
 };
 
 std::string compact(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 }  // namespace
+
+// Per service whose addresses change: more than half removed, or none left up, is unsafe;
+// the up addresses the verdict counts on are pinned.
+void judge_safety(const Tree& tree, Plan& plan) {
+  std::map<std::string, std::vector<const PlanStep*>> by_service;
+  for (const auto& s : plan.steps)
+    if (auto leaf = paths::parse_leaf(s.path); leaf && leaf->kind == "address") by_service[leaf->service].push_back(&s);
+  for (const auto& [svc, steps] : by_service) {
+    std::size_t total = 0, up_before = 0, up_after = 0, removed = 0;
+    std::vector<std::pair<std::string, int>> kept_up;
+    const std::string prefix = paths::addresses(svc) + "/";
+    for (const auto& [path, node] : tree.nodes) {
+      if (!path.starts_with(prefix)) continue;
+      ++total;
+      up_before += routable_address(path, node.data);
+      auto step = std::find_if(steps.begin(), steps.end(), [&](const PlanStep* s) { return s->path == path; });
+      if (step == steps.end()) {
+        if (routable_address(path, node.data)) {
+          ++up_after;
+          if (!node.ephemeral) kept_up.emplace_back(path, node.version);
+        }
+      } else if ((*step)->kind == PlanStep::Kind::Delete) {
+        ++removed;
+      } else {
+        up_after += routable_address(path, (*step)->after);
+      }
+    }
+    for (const PlanStep* s : steps) up_after += s->kind == PlanStep::Kind::Create && routable_address(s->path, s->after);
+    if (total > 0 && removed * 2 > total)
+      plan.unsafe.push_back(fmt::format("service {}: removes {} of its {} addresses", svc, removed, total));
+    if (up_before > 0 && up_after == 0)
+      plan.unsafe.push_back(fmt::format("service {}: leaves no address up (it has {} now)", svc, up_before));
+    plan.checks.insert(plan.checks.end(), kept_up.begin(), kept_up.end());
+  }
+}
 
 std::string_view to_string(PlanStep::Kind kind) {
   switch (kind) {
@@ -334,7 +335,7 @@ Expected<Plan> make_plan(const Tree& current, const json& document, const PlanOp
   }
   std::sort(p.plan.steps.begin(), p.plan.steps.end(),
             [](const PlanStep& a, const PlanStep& b) { return a.path < b.path; });
-  p.safety();
+  judge_safety(current, p.plan);
   for (const auto& r : p.roots)
     if (!current.containers.count(r) && !p.plan.steps.empty()) p.plan.create_containers.insert(p.plan.create_containers.begin(), r);
   return std::move(p.plan);
@@ -379,30 +380,28 @@ json Plan::to_json() const {
             {"delete", count(PlanStep::Kind::Delete)}}}};
 }
 
+std::string describe(const PlanStep& s) {
+  if (s.kind == PlanStep::Kind::Create) return fmt::format("+ {} {}", s.path, compact(s.after));
+  if (s.kind == PlanStep::Kind::Delete) return fmt::format("- {}", s.path);
+  std::string what;
+  auto field = [&](const std::string& k, const json& b, const json& a) {
+    what += fmt::format("{}{}: {} → {}", what.empty() ? "" : ", ", k, b.is_null() ? "(none)" : compact(b),
+                        a.is_null() ? "(none)" : compact(a));
+  };
+  if (!s.before.is_object() || !s.after.is_object()) {
+    what = fmt::format("{} → {}", compact(s.before), compact(s.after));
+  } else {
+    for (const auto& [k, a] : s.after.items())
+      if (!s.before.contains(k) || s.before[k] != a) field(k, s.before.value(k, json()), a);
+    for (const auto& [k, b] : s.before.items())
+      if (!s.after.contains(k)) field(k, b, nullptr);
+  }
+  return fmt::format("~ {} {}", s.path, what);
+}
+
 std::vector<std::string> Plan::lines() const {
   std::vector<std::string> out;
-  for (const auto& s : steps) {
-    if (s.kind == PlanStep::Kind::Create) {
-      out.push_back(fmt::format("+ {} {}", s.path, compact(s.after)));
-    } else if (s.kind == PlanStep::Kind::Delete) {
-      out.push_back(fmt::format("- {}", s.path));
-    } else {
-      std::string what;
-      auto field = [&](const std::string& k, const json& b, const json& a) {
-        what += fmt::format("{}{}: {} → {}", what.empty() ? "" : ", ", k, b.is_null() ? "(none)" : compact(b),
-                            a.is_null() ? "(none)" : compact(a));
-      };
-      if (!s.before.is_object()) {
-        what = fmt::format("{} → {}", compact(s.before), compact(s.after));
-      } else {
-        for (const auto& [k, a] : s.after.items())
-          if (!s.before.contains(k) || s.before[k] != a) field(k, s.before.value(k, json()), a);
-        for (const auto& [k, b] : s.before.items())
-          if (!s.after.contains(k)) field(k, b, nullptr);
-      }
-      out.push_back(fmt::format("~ {} {}", s.path, what));
-    }
-  }
+  for (const auto& s : steps) out.push_back(describe(s));
   return out;
 }
 
@@ -495,7 +494,13 @@ Expected<std::int64_t> Registry::apply(const Plan& plan) {
       SVCCTL_CHECK(m_zk.ensure_path(c));
       std::erase_if(ops, [&](const zk::Op& op) { return op.type == zk::Op::Type::Create && op.path == c; });
     }
-  auto done = m_zk.multi(ops);
+  std::vector<Edit> changes;
+  for (const auto& s : plan.steps)
+    changes.push_back({s.path, s.before, s.after,
+                       s.kind == PlanStep::Kind::Create   ? 0
+                       : s.kind == PlanStep::Kind::Update ? s.version + 1
+                                                          : -1});
+  auto done = commit(std::move(ops), changes);
   if (!done) {
     Error e = done.error();
     if (e.kind == ErrorKind::Conflict || e.kind == ErrorKind::NotFound)

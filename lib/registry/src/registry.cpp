@@ -131,6 +131,113 @@ void merge(json& data, const json& patch) {
 }
 }  // namespace
 
+void Registry::record_as(Author author) { m_author = std::move(author); }
+
+Expected<void> Registry::commit(std::vector<zk::Op> ops, const std::vector<Edit>& changes,
+                                std::vector<zk::Stat>* stats) {
+  const bool recording = m_author && !changes.empty();
+  if (recording) {
+    if (!m_history_folder) {
+      SVCCTL_CHECK(m_zk.ensure_shared_folder(std::string(k_history)));
+      m_history_folder = true;
+    }
+    ops.push_back(zk::Op::create(zk::join(k_history, k_record_prefix), encode_record(*m_author, changes),
+                                 zk::CreateMode::PersistentSequential));
+  }
+  Expected<void> r;
+  if (ops.size() == 1 && ops[0].type == zk::Op::Type::Create) {
+    r = m_zk.create(ops[0].path, ops[0].data, ops[0].mode);
+  } else if (ops.size() == 1 && ops[0].type == zk::Op::Type::Remove) {
+    r = m_zk.remove(ops[0].path, ops[0].version);
+  } else if (ops.size() == 1 && ops[0].type == zk::Op::Type::Set) {
+    auto st = m_zk.set(ops[0].path, ops[0].data, ops[0].version);
+    if (!st) return fail(st.error());
+    if (stats) *stats = {*st};
+  } else {
+    r = m_zk.multi(ops, stats);
+  }
+  if (r && recording) trim_history();
+  return r;
+}
+
+void Registry::trim_history() {
+  auto folder = m_zk.get(std::string(k_history));
+  if (!folder) return;
+  std::size_t keep = k_default_keep;
+  if (auto j = model::parse_object(folder->data); j && j->contains("keep") && (*j)["keep"].is_number_unsigned())
+    keep = std::max<std::size_t>(1, (*j)["keep"].get<std::size_t>());
+  // Trimmed in batches, once a tenth over the bound, not a node at every write.
+  if (static_cast<std::size_t>(folder->stat.num_children) <= keep + keep / 10) return;
+  auto names = m_zk.children(std::string(k_history));
+  if (!names) return;
+  std::erase_if(*names, [](const std::string& n) { return !record_id(n); });
+  if (names->size() <= keep) return;
+  std::sort(names->begin(), names->end());  // ten digits: the name's order is the record's
+  names->resize(names->size() - keep);
+  constexpr std::size_t k_batch = 200;
+  for (std::size_t i = 0; i < names->size(); i += k_batch) {
+    std::vector<zk::Op> ops;
+    for (std::size_t j = i; j < std::min(names->size(), i + k_batch); ++j)
+      ops.push_back(zk::Op::remove(zk::join(k_history, (*names)[j]), -1));
+    if (!m_zk.multi(ops)) return;  // another writer trimming at the same time
+  }
+}
+
+Expected<HistoryListing> Registry::history(const std::string& service, std::int64_t since_ms) {
+  if (!service.empty()) SVCCTL_CHECK(model::validate_name("service", service));
+  SVCCTL_TRY(auto names, children_or_empty(std::string(k_history)));
+  std::erase_if(names, [](const std::string& n) { return !record_id(n); });
+  std::sort(names.begin(), names.end());
+  std::vector<std::string> node_paths;
+  for (const auto& n : names) node_paths.push_back(zk::join(k_history, n));
+  auto nodes = m_zk.get_many(node_paths);
+  HistoryListing out;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (!nodes[i]) {
+      if (zk::is(nodes[i].error(), zk::Code::NoNode)) continue;  // trimmed meanwhile
+      return fail(nodes[i].error());
+    }
+    auto r = decode_record(names[i], *nodes[i]);
+    if (!r) {
+      out.problems.push_back(r.error().message);
+      continue;
+    }
+    if (r->time_ms < since_ms) continue;
+    if (!service.empty()) {
+      auto touched = r->services();
+      if (std::find(touched.begin(), touched.end(), service) == touched.end()) continue;
+    }
+    out.records.push_back(std::move(*r));
+  }
+  return out;
+}
+
+Expected<Record> Registry::record(std::int64_t id) {
+  const std::string path = record_path(id);
+  auto node = m_zk.get(path);
+  if (!node) {
+    if (zk::is(node.error(), zk::Code::NoNode))
+      return fail(ErrorKind::NotFound, fmt::format("no record {} in the history (svcctl history lists them; the "
+                                                   "oldest are trimmed)",
+                                                   id));
+    return fail(node.error());
+  }
+  return decode_record(path.substr(k_history.size() + 1), *node);
+}
+
+Expected<void> Registry::set_history_keep(std::size_t keep) {
+  if (keep < 1) return fail(ErrorKind::Usage, "the history must keep at least 1 record");
+  SVCCTL_CHECK(m_zk.ensure_shared_folder(std::string(k_history)));
+  m_history_folder = true;
+  SVCCTL_TRY(auto folder, m_zk.get(std::string(k_history)));
+  auto parsed = model::parse_object(folder.data);
+  json data = parsed ? std::move(*parsed) : json::object();
+  data["keep"] = keep;
+  SVCCTL_CHECK(m_zk.set(std::string(k_history), dump(data), folder.stat.version));
+  trim_history();
+  return {};
+}
+
 Expected<WriteResult> Registry::upsert(const std::string& path, const json& patch,
                                        const json& defaults, const WriteOptions& options,
                                        const std::function<Expected<void>(const json&)>& validate,
@@ -152,8 +259,7 @@ Expected<WriteResult> Registry::upsert(const std::string& path, const json& patc
         SVCCTL_TRY(ops, guard(nullptr, data));
       }
       ops.push_back(zk::Op::create(path, dump(data)));
-      auto r = ops.size() == 1 ? m_zk.create(path, ops.back().data, zk::CreateMode::Persistent)
-                               : m_zk.multi(ops);
+      auto r = commit(std::move(ops), {{path, nullptr, data, 0}});
       if (!r) {
         if (zk::is(r.error(), zk::Code::NodeExists) || zk::is(r.error(), zk::Code::BadVersion))
           continue;  // someone created it first, or a guarded node moved: read again
@@ -184,19 +290,13 @@ Expected<WriteResult> Registry::upsert(const std::string& path, const json& patc
     if (guard) {
       SVCCTL_TRY(ops, guard(&*before, after));
     }
-    Expected<void> r;
-    int version = node->stat.version;
+    const int version = node->stat.version;
     std::int64_t zxid = 0;
-    if (ops.empty()) {
-      auto st = m_zk.set(path, dump(after), version);
-      r = st ? Expected<void>{} : Expected<void>(fail(st.error()));
-      if (st) zxid = st->mzxid;
-    } else {
-      ops.push_back(zk::Op::set(path, dump(after), version));
-      std::vector<zk::Stat> stats;
-      r = m_zk.multi(ops, &stats);
-      if (r && !stats.empty()) zxid = stats.back().mzxid;
-    }
+    ops.push_back(zk::Op::set(path, dump(after), version));
+    const std::size_t set_at = ops.size() - 1;
+    std::vector<zk::Stat> stats;
+    auto r = commit(std::move(ops), {{path, *before, after, version + 1}}, &stats);
+    if (r && stats.size() > set_at) zxid = stats[set_at].mzxid;
     if (!r) {
       bool raced = zk::is(r.error(), zk::Code::BadVersion) || zk::is(r.error(), zk::Code::NoNode);
       if (!raced) return fail(r.error());
@@ -408,9 +508,11 @@ Expected<WriteResult> Registry::remove_service(const std::string& name, Depth de
   SVCCTL_CHECK(model::validate_name("service", name));
   const std::string containers[] = {paths::addresses(name), paths::apis(name), paths::acls(name)};
   for (int attempt = 0; attempt < k_max_attempts; ++attempt) {
-    SVCCTL_TRY(auto svc, m_zk.exists(paths::service(name)));
+    auto svc = m_zk.get(paths::service(name));
+    if (!svc && !zk::is(svc.error(), zk::Code::NoNode)) return fail(svc.error());
     std::vector<zk::Op> ops;
     std::vector<std::string> removed;
+    std::vector<Edit> changes;
     std::size_t counts[3] = {0, 0, 0};
     bool any_container = false;
     for (int c = 0; c < 3; ++c) {
@@ -419,9 +521,17 @@ Expected<WriteResult> Registry::remove_service(const std::string& name, Depth de
       any_container = true;
       SVCCTL_TRY(auto kids, children_or_empty(containers[c]));
       counts[c] = kids.size();
-      for (const auto& k : kids) {
-        ops.push_back(zk::Op::remove(zk::join(containers[c], k), -1));
-        removed.push_back(zk::join(containers[c], k));
+      std::vector<std::string> kid_paths;
+      for (const auto& k : kids) kid_paths.push_back(zk::join(containers[c], k));
+      // Each removed at the version read, so that what the history keeps is what went.
+      auto nodes = m_zk.get_many(kid_paths);
+      for (std::size_t i = 0; i < kid_paths.size(); ++i) {
+        if (!nodes[i] && !zk::is(nodes[i].error(), zk::Code::NoNode)) return fail(nodes[i].error());
+        if (!nodes[i]) continue;  // gone meanwhile: the container's delete below decides
+        ops.push_back(zk::Op::remove(kid_paths[i], nodes[i]->stat.version));
+        removed.push_back(kid_paths[i]);
+        changes.push_back({kid_paths[i], node_value(nodes[i]->data), nullptr, -1,
+                           nodes[i]->stat.ephemeral_owner != 0});
       }
       // A child added meanwhile makes this delete fail (not empty); the step is then retried.
       ops.push_back(zk::Op::remove(containers[c], -1));
@@ -437,12 +547,15 @@ Expected<WriteResult> Registry::remove_service(const std::string& name, Depth de
                               plural(counts[1], "interface", "interfaces"),
                               plural(counts[2], "ACL", "ACLs")));
     if (svc) {
-      ops.push_back(zk::Op::remove(paths::service(name), -1));
+      ops.push_back(zk::Op::remove(paths::service(name), svc->stat.version));
       removed.push_back(paths::service(name));
+      changes.push_back({paths::service(name), node_value(svc->data), nullptr, -1});
     }
-    auto r = m_zk.multi(ops);
+    auto r = commit(std::move(ops), changes);
     if (!r) {
-      if (zk::is(r.error(), zk::Code::NotEmpty) || zk::is(r.error(), zk::Code::NoNode)) continue;
+      if (zk::is(r.error(), zk::Code::NotEmpty) || zk::is(r.error(), zk::Code::NoNode) ||
+          zk::is(r.error(), zk::Code::BadVersion))
+        continue;
       return fail(r.error());
     }
     return WriteResult{paths::service(name), Action::Deleted, -1, nullptr, std::move(removed), {}};
@@ -469,7 +582,7 @@ Expected<WriteResult> Registry::remove_address(const std::string& service,
       SVCCTL_TRY(ops, last_up_guard(service, hp, "remove"));
     }
     ops.push_back(zk::Op::remove(path, node->stat.version));
-    auto r = m_zk.multi(ops);
+    auto r = commit(std::move(ops), {{path, node_value(node->data), nullptr, -1, node->stat.ephemeral_owner != 0}});
     if (!r) {
       if (zk::is(r.error(), zk::Code::BadVersion) || zk::is(r.error(), zk::Code::NoNode)) continue;
       return fail(r.error());
@@ -480,12 +593,20 @@ Expected<WriteResult> Registry::remove_address(const std::string& service,
 }
 
 Expected<WriteResult> Registry::remove_leaf(const std::string& path, std::string not_found) {
-  auto r = m_zk.remove(path, -1);
-  if (!r) {
-    if (zk::is(r.error(), zk::Code::NoNode)) return fail(ErrorKind::NotFound, std::move(not_found));
-    return fail(r.error());
+  for (int attempt = 0; attempt < k_max_attempts; ++attempt) {
+    auto node = m_zk.get(path);
+    if (!node) {
+      if (zk::is(node.error(), zk::Code::NoNode)) return fail(ErrorKind::NotFound, std::move(not_found));
+      return fail(node.error());
+    }
+    auto r = commit({zk::Op::remove(path, node->stat.version)}, {{path, node_value(node->data), nullptr, -1}});
+    if (!r) {
+      if (zk::is(r.error(), zk::Code::BadVersion) || zk::is(r.error(), zk::Code::NoNode)) continue;
+      return fail(r.error());
+    }
+    return WriteResult{path, Action::Deleted, -1, nullptr, {path}, {}};
   }
-  return WriteResult{path, Action::Deleted, -1, nullptr, {path}, {}};
+  return too_many_writers(path);
 }
 
 Expected<WriteResult> Registry::remove_api(const std::string& service, const std::string& iface) {
@@ -499,8 +620,12 @@ Expected<WriteResult> Registry::remove_key(const std::string& key, Safety safety
   SVCCTL_CHECK(model::validate_name("key", key));
   const std::string path = paths::key(key);
   for (int attempt = 0; attempt < k_max_attempts; ++attempt) {
-    SVCCTL_TRY(auto stat, m_zk.exists(path));
-    if (!stat) return fail(ErrorKind::NotFound, fmt::format("key \"{}\" not found", key));
+    auto key_node = m_zk.get(path);
+    if (!key_node) {
+      if (zk::is(key_node.error(), zk::Code::NoNode))
+        return fail(ErrorKind::NotFound, fmt::format("key \"{}\" not found", key));
+      return fail(key_node.error());
+    }
     // ACLs that name the key: /acl/{svc}/{key} for every service.
     SVCCTL_TRY(auto services, children_or_empty(std::string(paths::k_acls)));
     std::vector<std::string> acl_paths;
@@ -509,6 +634,7 @@ Expected<WriteResult> Registry::remove_key(const std::string& key, Safety safety
     std::vector<zk::Op> ops;
     std::vector<std::string> users;
     std::vector<std::string> removed;
+    std::vector<Edit> changes;
     for (std::size_t i = 0; i < found.size(); ++i) {
       if (!found[i]) {
         if (zk::is(found[i].error(), zk::Code::NoNode)) continue;
@@ -517,6 +643,7 @@ Expected<WriteResult> Registry::remove_key(const std::string& key, Safety safety
       users.push_back(services[i]);
       ops.push_back(zk::Op::remove(acl_paths[i], found[i]->stat.version));
       removed.push_back(acl_paths[i]);
+      changes.push_back({acl_paths[i], node_value(found[i]->data), nullptr, -1});
     }
     if (!users.empty() && safety == Safety::Guarded)
       return fail(ErrorKind::Unsafe,
@@ -524,9 +651,10 @@ Expected<WriteResult> Registry::remove_key(const std::string& key, Safety safety
                               "\"svcctl unregister acl SVC {}\", or pass --force to remove them "
                               "with the key)",
                               key, fmt::join(users, ", "), key));
-    ops.push_back(zk::Op::remove(path, stat->version));
+    ops.push_back(zk::Op::remove(path, key_node->stat.version));
     removed.push_back(path);
-    auto r = m_zk.multi(ops);
+    changes.push_back({path, node_value(key_node->data), nullptr, -1});
+    auto r = commit(std::move(ops), changes);
     if (!r) {
       if (zk::is(r.error(), zk::Code::BadVersion) || zk::is(r.error(), zk::Code::NoNode)) continue;
       return fail(r.error());

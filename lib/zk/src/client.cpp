@@ -218,8 +218,10 @@ struct Client::Impl {
   std::condition_variable cv;
   int state = 0;
   struct ACL acl_entries[3] = {};
+  struct ACL shared_entries[3] = {};
   std::string admin_id;  // digest id "user:hash", or empty
   struct ACL_vector acl{0, nullptr};
+  struct ACL_vector shared_acl{0, nullptr};
 
   static void watcher(zhandle_t*, int type, int state, const char* path, void* ctx) {
     auto* self = static_cast<Impl*>(ctx);
@@ -279,7 +281,28 @@ struct Client::Impl {
     }
     return &acl;
   }
+
+  // create_acl's, with everyone also allowed to create and delete children.
+  const struct ACL_vector* shared_folder_acl(bool authenticated) {
+    if (!authenticated) return &ZOO_OPEN_ACL_UNSAFE;
+    const struct ACL_vector* base = create_acl(true);
+    std::copy(base->data, base->data + base->count, shared_entries);
+    shared_entries[0].perms = ZOO_PERM_READ | ZOO_PERM_CREATE | ZOO_PERM_DELETE;
+    shared_acl = {base->count, shared_entries};
+    return &shared_acl;
+  }
 };
+
+namespace {
+int create_flags(CreateMode mode) {
+  switch (mode) {
+    case CreateMode::Persistent: return 0;
+    case CreateMode::Ephemeral: return ZOO_EPHEMERAL;
+    case CreateMode::PersistentSequential: return ZOO_SEQUENCE;
+  }
+  return 0;
+}
+}  // namespace
 
 Client::Client(Options options) : m_options(std::move(options)), m_impl(std::make_unique<Impl>()) {
   m_impl->timeout = m_options.timeout;
@@ -455,7 +478,7 @@ Expected<std::optional<Stat>> Client::exists(const std::string& path) {
 
 Expected<void> Client::create(const std::string& path, const std::string& data, CreateMode mode) {
   auto call = std::make_shared<Call>();
-  int flags = mode == CreateMode::Ephemeral ? ZOO_EPHEMERAL : 0;
+  int flags = create_flags(mode);
   return m_impl->run(call, fmt::format("create {}", path), [&](const void* ctx) {
     return zoo_acreate(m_impl->zh, path.c_str(), data.data(), static_cast<int>(data.size()),
                        m_impl->create_acl(authenticated()), flags, on_string, ctx);
@@ -499,7 +522,7 @@ Expected<void> Client::multi(const std::vector<Op>& ops, std::vector<Stat>* stat
       case Op::Type::Create:
         c.path_buffers[i].resize(op.path.size() + 1 + m_chroot.size() + 16);
         zoo_create_op_init(&c.ops[i], p, v.data(), static_cast<int>(v.size()), acl,
-                           op.mode == CreateMode::Ephemeral ? ZOO_EPHEMERAL : 0,
+                           create_flags(op.mode),
                            c.path_buffers[i].data(), static_cast<int>(c.path_buffers[i].size()));
         break;
       case Op::Type::Remove: zoo_delete_op_init(&c.ops[i], p, op.version); break;
@@ -552,6 +575,21 @@ Expected<void> Client::ensure_path(const std::string& path) {
     SVCCTL_CHECK(ensure_path(path.substr(0, slash)));
   }
   r = create(path, "", CreateMode::Persistent);
+  if (r || is(r.error(), Code::NodeExists)) return {};
+  return r;
+}
+
+Expected<void> Client::ensure_shared_folder(const std::string& path) {
+  SVCCTL_TRY(auto there, exists(path));
+  if (there) return {};
+  auto slash = path.rfind('/');
+  if (slash > 0) SVCCTL_CHECK(ensure_path(path.substr(0, slash)));
+  else if (!m_chroot.empty()) SVCCTL_CHECK(ensure_chroot());
+  auto call = std::make_shared<Call>();
+  auto r = m_impl->run(call, fmt::format("create {}", path), [&](const void* ctx) {
+    return zoo_acreate(m_impl->zh, path.c_str(), "", 0, m_impl->shared_folder_acl(authenticated()), 0, on_string,
+                       ctx);
+  });
   if (r || is(r.error(), Code::NodeExists)) return {};
   return r;
 }

@@ -102,8 +102,12 @@ Code check_and_apply(Tree& t, const Op& op, std::int64_t owner, std::int64_t zxi
   e.path = op.path;
   switch (op.type) {
     case Op::Type::Create: {
-      if (it != t.end()) return Code::NodeExists;
       auto p = t.find(parent_of(op.path));
+      if (op.mode == CreateMode::PersistentSequential && p != t.end()) {
+        e.path = fmt::format("{}{:010d}", op.path, p->second.stat.cversion);  // as ZooKeeper names it
+        it = t.find(e.path);
+      }
+      if (it != t.end()) return Code::NodeExists;
       if (p == t.end()) return Code::NoNode;
       if (p->second.stat.ephemeral_owner != 0) return Code::NoChildrenForEphemerals;
       e.kind = Effect::Kind::Create;

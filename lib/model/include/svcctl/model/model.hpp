@@ -31,6 +31,8 @@ Expected<std::int64_t> parse_positive(std::string_view what, std::string_view te
                                       std::int64_t max);
 // requests per second: a number > 0 (fractions allowed, e.g. 0.5 for one per 2 s).
 Expected<double> parse_rate(std::string_view text);
+// A span of time: a whole number and a unit, s, m, h or d ("90s", "15m", "7d"); in seconds.
+Expected<std::int64_t> parse_duration_s(std::string_view what, std::string_view text);
 
 inline constexpr std::int64_t k_default_weight = 100;
 inline constexpr std::int64_t k_max_weight = 1'000'000;

@@ -80,6 +80,14 @@ struct Plan {
   std::vector<std::string> lines() const;
 };
 
+// A step for people: "+ path {data}", "~ path field: before → after", "- path".
+std::string describe(const PlanStep& step);
+
+// The safety verdict of a plan over `tree`, added to plan.unsafe and plan.checks: a
+// service that loses more than half of its addresses, or keeps none routable, is unsafe;
+// the routable addresses the verdict counts on are pinned at the versions read.
+void judge_safety(const Tree& tree, Plan& plan);
+
 struct PlanOptions {
   bool prune = false;
 };

@@ -10,6 +10,7 @@
 
 #include <svcctl/core/expected.hpp>
 #include <svcctl/model/model.hpp>
+#include <svcctl/registry/history.hpp>
 #include <svcctl/zk/session.hpp>
 
 #include <nlohmann/json.hpp>
@@ -95,12 +96,26 @@ struct GatewayDetail {
   std::vector<std::string> problems;
 };
 
-struct Tree;
-struct Plan;
+// The records `Registry::history` found, and what it could not read as one.
+struct HistoryListing {
+  std::vector<Record> records;  // oldest first
+  std::vector<std::string> problems;
+};
 
 class Registry {
  public:
   explicit Registry(zk::Session& session) : m_zk(session) {}
+
+  // From now on every write also adds its record under /history, in the same
+  // multi-operation (history.hpp). Without it, nothing is recorded.
+  void record_as(Author author);
+  // The records, oldest first: those whose changes touch `service` when it is not empty,
+  // those ZooKeeper took at or after `since_ms`.
+  Expected<HistoryListing> history(const std::string& service, std::int64_t since_ms);
+  // One record; NotFound when there is none (never written, or trimmed).
+  Expected<Record> record(std::int64_t id);
+  // How many records the history keeps (/history's "keep"): the oldest beyond it go.
+  Expected<void> set_history_keep(std::size_t keep);
 
   // Creates the node, or updates the given fields of an existing one.
   Expected<WriteResult> put_service(const std::string& name, const model::ServiceFields& fields,
@@ -161,6 +176,13 @@ class Registry {
                                const nlohmann::json& defaults, const WriteOptions& options,
                                const std::function<Expected<void>(const nlohmann::json&)>& validate,
                                const Guard& guard);
+  // Runs a write's ops (one on its own, several as a multi-operation), with the record of
+  // `changes` among them when recording; stats as zk::Session::multi gives them.
+  Expected<void> commit(std::vector<zk::Op> ops, const std::vector<Edit>& changes,
+                        std::vector<zk::Stat>* stats = nullptr);
+  // Removes the oldest records beyond the folder's bound (best effort: a failure here
+  // loses nothing, the next writer trims).
+  void trim_history();
   Expected<void> require(const std::string& path, std::string what);
   // Deletes a node that has no children; NotFound with `not_found` if it is missing.
   Expected<WriteResult> remove_leaf(const std::string& path, std::string not_found);
@@ -177,6 +199,8 @@ class Registry {
                                               std::string_view doing);
 
   zk::Session& m_zk;
+  std::optional<Author> m_author;
+  bool m_history_folder = false;  // /history is known to exist
 };
 
 }  // namespace svcctl::registry

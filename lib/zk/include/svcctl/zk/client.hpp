@@ -48,6 +48,7 @@ class Client final : public Session {
   Expected<void> multi(const std::vector<Op>& ops, std::vector<Stat>* stats = nullptr) override;
   // Creates `path` and any missing parents with empty data, including a missing chroot.
   Expected<void> ensure_path(const std::string& path) override;
+  Expected<void> ensure_shared_folder(const std::string& path) override;
 
   // Pipelined reads: one result per path, in order, with at most `window` requests in
   // flight. A path that vanished between listing and reading gives NotFound for that slot.

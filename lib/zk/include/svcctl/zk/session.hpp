@@ -85,7 +85,10 @@ struct Node {
   Stat stat;
 };
 
-enum class CreateMode { Persistent, Ephemeral };
+// PersistentSequential: ZooKeeper appends the parent's child counter (cversion), ten
+// digits, to the name ("/history/r-" → "/history/r-0000000042"): names that sort in the
+// order they were created.
+enum class CreateMode { Persistent, Ephemeral, PersistentSequential };
 
 enum class SessionState { Connecting, Connected, Expired, AuthFailed, Closed };
 std::string_view to_string(SessionState s);
@@ -181,6 +184,11 @@ class Session {
 
   // Creates `path` and any missing parents with empty data.
   virtual Expected<void> ensure_path(const std::string& path);
+  // ensure_path, but a `path` it creates lets every client create and delete its children
+  // (world: read, create, delete; the creator and the admin id: all) when authenticated:
+  // a folder every writer adds to, such as /history. The children themselves get the
+  // usual ACL. Without authentication all nodes are open anyway.
+  virtual Expected<void> ensure_shared_folder(const std::string& path) { return ensure_path(path); }
   // Reads: one result per path, in order (the real client pipelines them, at most `window`
   // in flight). A path that vanished between listing and reading gives NotFound there.
   virtual std::vector<Expected<Node>> get_many(const std::vector<std::string>& paths, std::size_t window = 512);
